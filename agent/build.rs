@@ -1,0 +1,97 @@
+//! Compiles the plugin crates to `wasm32-wasip2` components so the agent can
+//! embed the built-in ones (`cargo run` alone works) and the tests can load
+//! the hostile fixtures in `tests/test-plugins`.
+//!
+//! It runs a nested `cargo build` with its own target directory (the outer
+//! build holds the lock on the normal one) and the `plugin` profile of the
+//! workspace. The paths of the results are handed to the crate as
+//! `OUTPOST_PLUGIN_<NAME>` environment variables.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Plugin crates embedded in the binary: (built-in name, package, artifact).
+const BUILTIN: &[(&str, &str, &str)] = &[
+    ("http", "outpost-plugin-http", "outpost_plugin_http.wasm"),
+    ("mongo", "outpost-plugin-mongo", "outpost_plugin_mongo.wasm"),
+    ("slack", "outpost-plugin-slack", "outpost_plugin_slack.wasm"),
+    ("webhook", "outpost-plugin-webhook", "outpost_plugin_webhook.wasm"),
+    ("email", "outpost-plugin-email", "outpost_plugin_email.wasm"),
+];
+
+/// Fixture components for tests: (env suffix, package, artifact).
+const FIXTURES: &[(&str, &str, &str)] = &[
+    ("HOSTILE", "outpost-test-plugins", "outpost_test_plugins.wasm"),
+    ("WRONG_WORLD", "outpost-test-plugins", "wrong-world.wasm"),
+    ("FUTURE_VERSION", "outpost-test-plugins", "future-version.wasm"),
+];
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest.parent().unwrap().to_path_buf();
+    for dir in ["plugin-sdk", "plugins", "tests/test-plugins", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+
+    // A stable directory beside the outer target dir, so guest dependencies
+    // are compiled once, not once per change of this build script.
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let target_dir = wasm_target_dir(&out_dir);
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "--target", "wasm32-wasip2", "--profile", "plugin", "--target-dir"])
+        .arg(&target_dir);
+    let mut packages: Vec<&str> = BUILTIN.iter().chain(FIXTURES).map(|(_, p, _)| *p).collect();
+    packages.dedup();
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    // Settings of the outer build must not leak into the guest build.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CARGO_ENCODED_RUSTFLAGS")
+            || key == "RUSTFLAGS"
+            || key == "CARGO_TARGET_DIR"
+            || key == "CARGO_BUILD_TARGET"
+            || key.starts_with("CARGO_PROFILE_")
+            || key == "RUSTC_WORKSPACE_WRAPPER"
+            || key == "CARGO_LLVM_COV"
+            || key.starts_with("CARGO_CFG_")
+            || key == "RUSTC_WRAPPER"
+        {
+            cmd.env_remove(key);
+        }
+    }
+    let status = cmd.status().expect("failed to run cargo for the wasm32-wasip2 plugins");
+    if !status.success() {
+        panic!(
+            "building the plugins for wasm32-wasip2 failed (see above). \
+             Is the target installed? rust-toolchain.toml asks rustup for it."
+        );
+    }
+
+    let artifacts = target_dir.join("wasm32-wasip2").join("plugin");
+    for (name, _, file) in BUILTIN {
+        emit(&format!("OUTPOST_PLUGIN_{}", name.to_uppercase()), &artifacts.join(file));
+    }
+    for (name, _, file) in FIXTURES {
+        emit(&format!("OUTPOST_FIXTURE_{name}"), &artifacts.join(file));
+    }
+}
+
+fn emit(var: &str, path: &Path) {
+    assert!(path.exists(), "expected plugin artifact {} after the build", path.display());
+    println!("cargo:rustc-env={var}={}", path.display());
+}
+
+/// `<target>/wasm-plugins`, where `<target>` is the outer target directory
+/// (`OUT_DIR` is `<target>/[<triple>/]<profile>/build/<pkg>-<hash>/out`).
+fn wasm_target_dir(out_dir: &Path) -> PathBuf {
+    for ancestor in out_dir.ancestors() {
+        if ancestor.join("CACHEDIR.TAG").exists() {
+            return ancestor.join("wasm-plugins");
+        }
+    }
+    out_dir.join("wasm-plugins")
+}

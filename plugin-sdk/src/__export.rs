@@ -1,0 +1,134 @@
+//! Glue used by [`export_sensor!`](crate::export_sensor) and
+//! [`export_notifier!`](crate::export_notifier): converts between the SDK's
+//! types and the generated bindings. Not a public API.
+#![allow(missing_docs)]
+
+use crate::bindings::{notifier as n, sensor as s};
+use crate::types::*;
+use crate::{Notifier, Sensor};
+use std::time::Duration;
+
+macro_rules! convert_common {
+    ($m:ident) => {
+        pub(crate) mod $m {
+            use super::*;
+            use crate::bindings::$m::outpost::plugin::types as w;
+
+            pub fn info(i: PluginInfo) -> w::PluginInfo {
+                w::PluginInfo {
+                    name: i.name,
+                    version: i.version,
+                    kind: match i.kind {
+                        PluginKind::Sensor => w::PluginKind::Sensor,
+                        PluginKind::Notifier => w::PluginKind::Notifier,
+                    },
+                    description: i.description,
+                    config: i
+                        .config
+                        .into_iter()
+                        .map(|f| w::ConfigField {
+                            name: f.name,
+                            type_: f.ty,
+                            required: f.required,
+                            default: f.default,
+                            description: f.description,
+                        })
+                        .collect(),
+                }
+            }
+
+            pub fn config_error(e: ConfigError) -> w::ConfigError {
+                w::ConfigError { field: e.field, message: e.message }
+            }
+        }
+    };
+}
+convert_common!(sensor);
+convert_common!(notifier);
+
+pub fn sensor_info<T: Sensor>() -> s::outpost::plugin::types::PluginInfo {
+    sensor::info(T::info())
+}
+
+fn parse_and_validate_sensor<T: Sensor>(config: &str) -> Result<T::Config, ConfigError> {
+    let cfg = crate::parse_config::<T::Config>(config)?;
+    T::validate(&cfg)?;
+    Ok(cfg)
+}
+
+pub fn sensor_validate<T: Sensor>(config: &str) -> Result<(), s::outpost::plugin::types::ConfigError> {
+    parse_and_validate_sensor::<T>(config).map(|_| ()).map_err(sensor::config_error)
+}
+
+pub fn sensor_check<T: Sensor>(config: &str, timeout_ms: u32) -> s::outpost::plugin::types::CheckResult {
+    use s::outpost::plugin::types as w;
+    let ctx = CheckContext::new(Duration::from_millis(timeout_ms.into()));
+    let r = match parse_and_validate_sensor::<T>(config) {
+        Ok(cfg) => T::check(cfg, &ctx),
+        Err(e) => CheckResult::error(format!("invalid configuration: {e}")),
+    };
+    w::CheckResult {
+        status: match r.status {
+            Status::Ok => w::Status::Ok,
+            Status::Warn => w::Status::Warn,
+            Status::Fail => w::Status::Fail,
+            Status::Error => w::Status::Error,
+        },
+        message: r.message,
+        latency_ms: r.latency_ms,
+        metrics: r.metrics.into_iter().map(|m| w::Metric { name: m.name, value: m.value }).collect(),
+        details: r.details.map(|d| d.to_string()),
+    }
+}
+
+pub fn notifier_info<T: Notifier>() -> n::outpost::plugin::types::PluginInfo {
+    notifier::info(T::info())
+}
+
+fn parse_and_validate_notifier<T: Notifier>(config: &str) -> Result<T::Config, ConfigError> {
+    let cfg = crate::parse_config::<T::Config>(config)?;
+    T::validate(&cfg)?;
+    Ok(cfg)
+}
+
+pub fn notifier_validate<T: Notifier>(config: &str) -> Result<(), n::outpost::plugin::types::ConfigError> {
+    parse_and_validate_notifier::<T>(config).map(|_| ()).map_err(notifier::config_error)
+}
+
+pub fn notifier_notify<T: Notifier>(
+    config: &str,
+    alert: n::outpost::plugin::types::Alert,
+    timeout_ms: u32,
+) -> Result<(), n::outpost::plugin::types::DeliveryError> {
+    use n::outpost::plugin::types as w;
+    let ctx = CheckContext::new(Duration::from_millis(timeout_ms.into()));
+    let to_wit = |e: DeliveryError| w::DeliveryError {
+        message: e.message,
+        retry_after_ms: e.retry_after.map(|d| d.as_millis() as u64),
+        permanent: e.permanent,
+    };
+    let cfg = parse_and_validate_notifier::<T>(config)
+        .map_err(|e| to_wit(DeliveryError::permanent(format!("invalid configuration: {e}"))))?;
+    let alert = Alert {
+        idempotency_key: alert.idempotency_key,
+        incident_id: alert.incident_id,
+        event: match alert.event {
+            w::AlertEvent::Opened => AlertEvent::Opened,
+            w::AlertEvent::Escalated => AlertEvent::Escalated,
+            w::AlertEvent::Reminder => AlertEvent::Reminder,
+            w::AlertEvent::Acknowledged => AlertEvent::Acknowledged,
+            w::AlertEvent::Resolved => AlertEvent::Resolved,
+        },
+        agent: alert.agent,
+        target: alert.target,
+        target_kind: alert.target_kind,
+        old_state: alert.old_state,
+        new_state: alert.new_state,
+        message: alert.message,
+        started_at_ms: alert.started_at_ms,
+        event_at_ms: alert.event_at_ms,
+        level: alert.level,
+        ack_url: alert.ack_url,
+    };
+    T::notify(cfg, alert, &ctx).map_err(to_wit)
+}

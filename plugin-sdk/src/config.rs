@@ -1,0 +1,142 @@
+//! Typed configuration parsing.
+//!
+//! The agent passes a plugin's `config` table as JSON. [`parse_config`]
+//! deserializes it into the plugin's own type and, on failure, names the
+//! offending key as a dotted path so the agent can point the operator at
+//! the right line of their TOML.
+
+use crate::types::ConfigError;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Deserializes a plugin configuration, naming the bad field on error.
+pub fn parse_config<T: DeserializeOwned>(json: &str) -> Result<T, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { String::new() } else { path };
+        let inner = e.into_inner();
+        // serde_json appends " at line L column C", which refers to the
+        // generated JSON rather than anything the operator wrote.
+        let mut message = inner.to_string();
+        if let Some(i) = message.rfind(" at line ") {
+            message.truncate(i);
+        }
+        ConfigError::new(field, message)
+    })
+}
+
+/// Parses a duration written as `250ms`, `10s`, `5m`, `1h`, `2d` or a
+/// combination such as `1m30s`. A bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration; write e.g. `30s` or `5m`".into());
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("invalid duration `{text}`: expected a number before `{rest}`"));
+        }
+        let value: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration `{text}`: `{}` is not a number", &rest[..digits]))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let scale = match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            "w" => 7.0 * 86400.0,
+            "" => return Err(format!("invalid duration `{text}`: missing unit after `{value}` (use ms, s, m, h, d or w)")),
+            other => return Err(format!("invalid duration `{text}`: unknown unit `{other}` (use ms, s, m, h, d or w)")),
+        };
+        total += Duration::from_secs_f64(value * scale);
+    }
+    Ok(total)
+}
+
+/// Serde helpers for fields written as durations (`"30s"`) or numbers of
+/// seconds.
+pub mod duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Secs(f64),
+    }
+
+    /// `#[serde(deserialize_with = "outpost_plugin_sdk::config::duration::deserialize")]`
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Text(t) => super::parse_duration(&t).map_err(serde::de::Error::custom),
+            Raw::Secs(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
+            Raw::Secs(s) => Err(serde::de::Error::custom(format!("invalid duration {s}"))),
+        }
+    }
+
+    /// The same for `Option<Duration>` fields (use with `#[serde(default)]`).
+    pub fn deserialize_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        deserialize(d).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        status: u16,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Cfg {
+        url: String,
+        expect: Option<Inner>,
+    }
+
+    #[test]
+    fn names_nested_field() {
+        let e = parse_config::<Cfg>(r#"{"url":"x","expect":{"status":"no"}}"#).unwrap_err();
+        assert_eq!(e.field, "expect.status");
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+    }
+
+    #[test]
+    fn names_missing_and_unknown_fields() {
+        let e = parse_config::<Cfg>(r#"{}"#).unwrap_err();
+        assert!(e.message.contains("missing field `url`"), "{}", e.message);
+        let e = parse_config::<Cfg>(r#"{"url":"x","urll":1}"#).unwrap_err();
+        assert_eq!(e.field, "urll");
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `outpost` binary, real servers on loopback.
+//!
+//! One test binary (it links once); topics live in `tests/e2e/*.rs`, shared
+//! helpers in `tests/util/mod.rs`.
+
+#[path = "util/mod.rs"]
+mod util;
+
+#[path = "e2e/plugin_cli.rs"]
+mod plugin_cli;
