@@ -15,21 +15,39 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("http", "outpost-plugin-http", "outpost_plugin_http.wasm"),
     ("mongo", "outpost-plugin-mongo", "outpost_plugin_mongo.wasm"),
     ("slack", "outpost-plugin-slack", "outpost_plugin_slack.wasm"),
-    ("webhook", "outpost-plugin-webhook", "outpost_plugin_webhook.wasm"),
+    (
+        "webhook",
+        "outpost-plugin-webhook",
+        "outpost_plugin_webhook.wasm",
+    ),
     ("email", "outpost-plugin-email", "outpost_plugin_email.wasm"),
 ];
 
 /// Fixture components for tests: (env suffix, package, artifact).
 const FIXTURES: &[(&str, &str, &str)] = &[
-    ("HOSTILE", "outpost-test-plugins", "outpost_test_plugins.wasm"),
+    (
+        "HOSTILE",
+        "outpost-test-plugins",
+        "outpost_test_plugins.wasm",
+    ),
     ("WRONG_WORLD", "outpost-test-plugins", "wrong-world.wasm"),
-    ("FUTURE_VERSION", "outpost-test-plugins", "future-version.wasm"),
+    (
+        "FUTURE_VERSION",
+        "outpost-test-plugins",
+        "future-version.wasm",
+    ),
 ];
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
-    for dir in ["plugin-sdk", "plugins", "tests/test-plugins", "Cargo.toml", "Cargo.lock"] {
+    for dir in [
+        "plugin-sdk",
+        "plugins",
+        "tests/test-plugins",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
 
@@ -41,7 +59,14 @@ fn main() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--target", "wasm32-wasip2", "--profile", "plugin", "--target-dir"])
+        .args([
+            "build",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "plugin",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     let mut packages: Vec<&str> = BUILTIN.iter().chain(FIXTURES).map(|(_, p, _)| *p).collect();
     packages.dedup();
@@ -63,7 +88,9 @@ fn main() {
             cmd.env_remove(key);
         }
     }
-    let status = cmd.status().expect("failed to run cargo for the wasm32-wasip2 plugins");
+    let status = cmd
+        .status()
+        .expect("failed to run cargo for the wasm32-wasip2 plugins");
     if !status.success() {
         panic!(
             "building the plugins for wasm32-wasip2 failed (see above). \
@@ -73,7 +100,10 @@ fn main() {
 
     let artifacts = target_dir.join("wasm32-wasip2").join("plugin");
     for (name, _, file) in BUILTIN {
-        emit(&format!("OUTPOST_PLUGIN_{}", name.to_uppercase()), &artifacts.join(file));
+        emit(
+            &format!("OUTPOST_PLUGIN_{}", name.to_uppercase()),
+            &artifacts.join(file),
+        );
     }
     for (name, _, file) in FIXTURES {
         emit(&format!("OUTPOST_FIXTURE_{name}"), &artifacts.join(file));
@@ -81,7 +111,11 @@ fn main() {
 }
 
 fn emit(var: &str, path: &Path) {
-    assert!(path.exists(), "expected plugin artifact {} after the build", path.display());
+    assert!(
+        path.exists(),
+        "expected plugin artifact {} after the build",
+        path.display()
+    );
     println!("cargo:rustc-env={var}={}", path.display());
 }
 

@@ -1,1 +1,10 @@
+//! # Outpost agent
+//!
+//! Map of the crate (data flows down this list, never back up):
+//! - [`plugin_host`]: loads WebAssembly plugin components and runs them in a
+//!   sandbox (time, memory, output and network limits).
+//! - [`cli`]: the `outpost` command line (argument parsing and output
+//!   formatting only; the work is done by the modules above).
 
+pub mod cli;
+pub mod plugin_host;

@@ -38,7 +38,10 @@ macro_rules! convert_common {
             }
 
             pub fn config_error(e: ConfigError) -> w::ConfigError {
-                w::ConfigError { field: e.field, message: e.message }
+                w::ConfigError {
+                    field: e.field,
+                    message: e.message,
+                }
             }
         }
     };
@@ -56,11 +59,18 @@ fn parse_and_validate_sensor<T: Sensor>(config: &str) -> Result<T::Config, Confi
     Ok(cfg)
 }
 
-pub fn sensor_validate<T: Sensor>(config: &str) -> Result<(), s::outpost::plugin::types::ConfigError> {
-    parse_and_validate_sensor::<T>(config).map(|_| ()).map_err(sensor::config_error)
+pub fn sensor_validate<T: Sensor>(
+    config: &str,
+) -> Result<(), s::outpost::plugin::types::ConfigError> {
+    parse_and_validate_sensor::<T>(config)
+        .map(|_| ())
+        .map_err(sensor::config_error)
 }
 
-pub fn sensor_check<T: Sensor>(config: &str, timeout_ms: u32) -> s::outpost::plugin::types::CheckResult {
+pub fn sensor_check<T: Sensor>(
+    config: &str,
+    timeout_ms: u32,
+) -> s::outpost::plugin::types::CheckResult {
     use s::outpost::plugin::types as w;
     let ctx = CheckContext::new(Duration::from_millis(timeout_ms.into()));
     let r = match parse_and_validate_sensor::<T>(config) {
@@ -76,7 +86,14 @@ pub fn sensor_check<T: Sensor>(config: &str, timeout_ms: u32) -> s::outpost::plu
         },
         message: r.message,
         latency_ms: r.latency_ms,
-        metrics: r.metrics.into_iter().map(|m| w::Metric { name: m.name, value: m.value }).collect(),
+        metrics: r
+            .metrics
+            .into_iter()
+            .map(|m| w::Metric {
+                name: m.name,
+                value: m.value,
+            })
+            .collect(),
         details: r.details.map(|d| d.to_string()),
     }
 }
@@ -91,8 +108,12 @@ fn parse_and_validate_notifier<T: Notifier>(config: &str) -> Result<T::Config, C
     Ok(cfg)
 }
 
-pub fn notifier_validate<T: Notifier>(config: &str) -> Result<(), n::outpost::plugin::types::ConfigError> {
-    parse_and_validate_notifier::<T>(config).map(|_| ()).map_err(notifier::config_error)
+pub fn notifier_validate<T: Notifier>(
+    config: &str,
+) -> Result<(), n::outpost::plugin::types::ConfigError> {
+    parse_and_validate_notifier::<T>(config)
+        .map(|_| ())
+        .map_err(notifier::config_error)
 }
 
 pub fn notifier_notify<T: Notifier>(
@@ -107,8 +128,11 @@ pub fn notifier_notify<T: Notifier>(
         retry_after_ms: e.retry_after.map(|d| d.as_millis() as u64),
         permanent: e.permanent,
     };
-    let cfg = parse_and_validate_notifier::<T>(config)
-        .map_err(|e| to_wit(DeliveryError::permanent(format!("invalid configuration: {e}"))))?;
+    let cfg = parse_and_validate_notifier::<T>(config).map_err(|e| {
+        to_wit(DeliveryError::permanent(format!(
+            "invalid configuration: {e}"
+        )))
+    })?;
     let alert = Alert {
         idempotency_key: alert.idempotency_key,
         incident_id: alert.incident_id,

@@ -41,15 +41,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = t;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if digits == 0 {
-            return Err(format!("invalid duration `{text}`: expected a number before `{rest}`"));
+            return Err(format!(
+                "invalid duration `{text}`: expected a number before `{rest}`"
+            ));
         }
-        let value: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration `{text}`: `{}` is not a number", &rest[..digits]))?;
+        let value: f64 = rest[..digits].parse().map_err(|_| {
+            format!(
+                "invalid duration `{text}`: `{}` is not a number",
+                &rest[..digits]
+            )
+        })?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let scale = match unit {
@@ -59,8 +68,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "h" => 3600.0,
             "d" => 86400.0,
             "w" => 7.0 * 86400.0,
-            "" => return Err(format!("invalid duration `{text}`: missing unit after `{value}` (use ms, s, m, h, d or w)")),
-            other => return Err(format!("invalid duration `{text}`: unknown unit `{other}` (use ms, s, m, h, d or w)")),
+            "" => {
+                return Err(format!(
+                    "invalid duration `{text}`: missing unit after `{value}` (use ms, s, m, h, d or w)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "invalid duration `{text}`: unknown unit `{other}` (use ms, s, m, h, d or w)"
+                ));
+            }
         };
         total += Duration::from_secs_f64(value * scale);
     }

@@ -85,7 +85,10 @@ pub struct Response {
 impl Response {
     /// First value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     /// The body as text (lossy UTF-8).
     pub fn text(&self) -> String {
@@ -118,13 +121,17 @@ impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HttpError::BadUrl(m) => write!(f, "invalid URL: {m}"),
-            HttpError::Denied(h) => write!(f, "host {h} is not in this plugin's network allow-list"),
+            HttpError::Denied(h) => {
+                write!(f, "host {h} is not in this plugin's network allow-list")
+            }
             HttpError::ConnectionRefused(h) => write!(f, "connection refused by {h}"),
             HttpError::Timeout(d) => write!(f, "timed out after {} ms", d.as_millis()),
             HttpError::Dns(m) => write!(f, "DNS lookup failed: {m}"),
             HttpError::Tls(m) => write!(f, "TLS error: {m}"),
             HttpError::Transport(m) => write!(f, "{m}"),
-            HttpError::Unavailable => write!(f, "wasi:http is only available inside the Outpost agent"),
+            HttpError::Unavailable => {
+                write!(f, "wasi:http is only available inside the Outpost agent")
+            }
         }
     }
 }
@@ -147,14 +154,20 @@ pub struct Url {
 impl Url {
     /// Parses an absolute http(s) URL.
     pub fn parse(url: &str) -> Result<Url, HttpError> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| HttpError::BadUrl(format!("`{url}` has no scheme; write http://... or https://...")))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            HttpError::BadUrl(format!(
+                "`{url}` has no scheme; write http://... or https://..."
+            ))
+        })?;
         let scheme = scheme.to_ascii_lowercase();
         let default_port = match scheme.as_str() {
             "http" => 80,
             "https" => 443,
-            other => return Err(HttpError::BadUrl(format!("scheme `{other}` is not supported (use http or https)"))),
+            other => {
+                return Err(HttpError::BadUrl(format!(
+                    "scheme `{other}` is not supported (use http or https)"
+                )));
+            }
         };
         let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let authority = &rest[..split];
@@ -162,18 +175,25 @@ impl Url {
         if path.is_empty() || path.starts_with('?') {
             path.insert(0, '/');
         }
-        let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+        let authority = authority
+            .rsplit_once('@')
+            .map(|(_, h)| h)
+            .unwrap_or(authority);
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (h, after) = v6
                 .split_once(']')
                 .ok_or_else(|| HttpError::BadUrl(format!("`{url}`: unterminated IPv6 literal")))?;
             let port = match after.strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| HttpError::BadUrl(format!("`{url}`: bad port `{p}`")))?,
+                Some(p) => p
+                    .parse()
+                    .map_err(|_| HttpError::BadUrl(format!("`{url}`: bad port `{p}`")))?,
                 None => default_port,
             };
             (h.to_string(), port)
         } else if let Some((h, p)) = authority.rsplit_once(':') {
-            let port = p.parse().map_err(|_| HttpError::BadUrl(format!("`{url}`: bad port `{p}`")))?;
+            let port = p
+                .parse()
+                .map_err(|_| HttpError::BadUrl(format!("`{url}`: bad port `{p}`")))?;
             (h.to_string(), port)
         } else {
             (authority.to_string(), default_port)
@@ -181,7 +201,12 @@ impl Url {
         if host.is_empty() {
             return Err(HttpError::BadUrl(format!("`{url}` has no host")));
         }
-        Ok(Url { scheme, host: host.to_ascii_lowercase(), port, path_and_query: path })
+        Ok(Url {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+            path_and_query: path,
+        })
     }
 
     /// `host:port` as written in an HTTP authority (IPv6 in brackets).
@@ -208,7 +233,10 @@ impl Url {
             let dir = &base[..base.rfind('/').map(|i| i + 1).unwrap_or(0)];
             format!("{dir}{location}")
         };
-        Ok(Url { path_and_query: path, ..self.clone() })
+        Ok(Url {
+            path_and_query: path,
+            ..self.clone()
+        })
     }
 }
 
@@ -220,19 +248,30 @@ pub fn send(req: &Request) -> Result<Response, HttpError> {
     let mut body = req.body.clone();
     let mut redirects = 0;
     loop {
-        let remaining = req.timeout.checked_sub(started.elapsed()).ok_or(HttpError::Timeout(req.timeout))?;
-        let mut resp = imp::send_once(&method, &url, &req.headers, &body, remaining, req.max_body_bytes)
-            .map_err(|e| match e {
-                HttpError::Timeout(_) => HttpError::Timeout(req.timeout),
-                other => other,
-            })?;
-        resp.time_to_headers = started.elapsed().min(resp.time_to_headers + (started.elapsed() - remaining.min(started.elapsed())));
+        let remaining = req
+            .timeout
+            .checked_sub(started.elapsed())
+            .ok_or(HttpError::Timeout(req.timeout))?;
+        let mut resp = imp::send_once(
+            &method,
+            &url,
+            &req.headers,
+            &body,
+            remaining,
+            req.max_body_bytes,
+        )
+        .map_err(|e| match e {
+            HttpError::Timeout(_) => HttpError::Timeout(req.timeout),
+            other => other,
+        })?;
         let is_redirect = matches!(resp.status, 301 | 302 | 303 | 307 | 308);
         if is_redirect && redirects < req.max_redirects {
             if let Some(loc) = resp.header("location") {
                 url = url.join(loc)?;
                 redirects += 1;
-                if resp.status == 303 || ((resp.status == 301 || resp.status == 302) && method == "POST") {
+                if resp.status == 303
+                    || ((resp.status == 301 || resp.status == 302) && method == "POST")
+                {
                     method = "GET".into();
                     body.clear();
                 }
@@ -264,7 +303,9 @@ mod imp {
 mod imp {
     use super::*;
     use wasi::http::outgoing_handler;
-    use wasi::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
+    use wasi::http::types::{
+        ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
+    };
     use wasi::io::poll;
     use wasi::io::streams::StreamError;
 
@@ -272,17 +313,22 @@ mod imp {
         match code {
             ErrorCode::HttpRequestDenied => HttpError::Denied(url.authority()),
             ErrorCode::ConnectionRefused => HttpError::ConnectionRefused(url.authority()),
-            ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => {
-                HttpError::Timeout(timeout)
+            ErrorCode::ConnectionTimeout
+            | ErrorCode::ConnectionReadTimeout
+            | ErrorCode::HttpResponseTimeout => HttpError::Timeout(timeout),
+            ErrorCode::DnsError(p) => {
+                HttpError::Dns(format!("{}: {}", url.host, p.rcode.unwrap_or_default()))
             }
-            ErrorCode::DnsError(p) => HttpError::Dns(format!("{}: {}", url.host, p.rcode.unwrap_or_default())),
             ErrorCode::DnsTimeout => HttpError::Dns(format!("{}: timed out", url.host)),
             ErrorCode::DestinationNotFound => HttpError::Dns(format!("{}: not found", url.host)),
             ErrorCode::TlsProtocolError => HttpError::Tls("protocol error".into()),
-            ErrorCode::TlsCertificateError => HttpError::Tls("certificate not valid for this host".into()),
-            ErrorCode::TlsAlertReceived(a) => {
-                HttpError::Tls(format!("alert received: {}", a.alert_message.unwrap_or_default()))
+            ErrorCode::TlsCertificateError => {
+                HttpError::Tls("certificate not valid for this host".into())
             }
+            ErrorCode::TlsAlertReceived(a) => HttpError::Tls(format!(
+                "alert received: {}",
+                a.alert_message.unwrap_or_default()
+            )),
             ErrorCode::InternalError(Some(m)) => HttpError::Transport(m),
             other => HttpError::Transport(format!("{other:?}")),
         }
@@ -306,9 +352,12 @@ mod imp {
     ) -> Result<Response, HttpError> {
         let started = Instant::now();
         let deadline = started + timeout;
-        let entries: Vec<(String, Vec<u8>)> =
-            headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec())).collect();
-        let fields = Fields::from_list(&entries).map_err(|e| HttpError::BadUrl(format!("bad header: {e:?}")))?;
+        let entries: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
+            .collect();
+        let fields = Fields::from_list(&entries)
+            .map_err(|e| HttpError::BadUrl(format!("bad header: {e:?}")))?;
         let req = OutgoingRequest::new(fields);
         let m = match method.to_ascii_uppercase().as_str() {
             "GET" => Method::Get,
@@ -320,21 +369,33 @@ mod imp {
             "OPTIONS" => Method::Options,
             other => Method::Other(other.to_string()),
         };
-        req.set_method(&m).map_err(|_| HttpError::BadUrl(format!("bad method `{method}`")))?;
-        let scheme = if url.scheme == "https" { Scheme::Https } else { Scheme::Http };
-        req.set_scheme(Some(&scheme)).map_err(|_| HttpError::BadUrl("bad scheme".into()))?;
-        req.set_authority(Some(&url.authority())).map_err(|_| HttpError::BadUrl(format!("bad host `{}`", url.host)))?;
+        req.set_method(&m)
+            .map_err(|_| HttpError::BadUrl(format!("bad method `{method}`")))?;
+        let scheme = if url.scheme == "https" {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        };
+        req.set_scheme(Some(&scheme))
+            .map_err(|_| HttpError::BadUrl("bad scheme".into()))?;
+        req.set_authority(Some(&url.authority()))
+            .map_err(|_| HttpError::BadUrl(format!("bad host `{}`", url.host)))?;
         req.set_path_with_query(Some(&url.path_and_query))
             .map_err(|_| HttpError::BadUrl(format!("bad path `{}`", url.path_and_query)))?;
-        let out_body = req.body().map_err(|_| HttpError::Transport("request body unavailable".into()))?;
+        let out_body = req
+            .body()
+            .map_err(|_| HttpError::Transport("request body unavailable".into()))?;
         let opts = RequestOptions::new();
         let ns = timeout.as_nanos() as u64;
         let _ = opts.set_connect_timeout(Some(ns));
         let _ = opts.set_first_byte_timeout(Some(ns));
         let _ = opts.set_between_bytes_timeout(Some(ns));
-        let fut = outgoing_handler::handle(req, Some(opts)).map_err(|e| map_error(e, url, timeout))?;
+        let fut =
+            outgoing_handler::handle(req, Some(opts)).map_err(|e| map_error(e, url, timeout))?;
         {
-            let stream = out_body.write().map_err(|_| HttpError::Transport("request body stream unavailable".into()))?;
+            let stream = out_body
+                .write()
+                .map_err(|_| HttpError::Transport("request body stream unavailable".into()))?;
             for chunk in body.chunks(4096) {
                 stream
                     .blocking_write_and_flush(chunk)
@@ -360,8 +421,12 @@ mod imp {
             .into_iter()
             .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
             .collect();
-        let incoming = resp.consume().map_err(|_| HttpError::Transport("response body unavailable".into()))?;
-        let stream = incoming.stream().map_err(|_| HttpError::Transport("response body stream unavailable".into()))?;
+        let incoming = resp
+            .consume()
+            .map_err(|_| HttpError::Transport("response body unavailable".into()))?;
+        let stream = incoming
+            .stream()
+            .map_err(|_| HttpError::Transport("response body stream unavailable".into()))?;
         let mut data = Vec::new();
         let mut truncated = false;
         loop {
@@ -379,7 +444,10 @@ mod imp {
                 }
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(HttpError::Transport(format!("reading response body: {}", e.to_debug_string())));
+                    return Err(HttpError::Transport(format!(
+                        "reading response body: {}",
+                        e.to_debug_string()
+                    )));
                 }
             }
         }
@@ -403,11 +471,22 @@ mod tests {
     #[test]
     fn parses_urls() {
         let u = Url::parse("https://Example.com/a/b?c=1#frag").unwrap();
-        assert_eq!((u.scheme.as_str(), u.host.as_str(), u.port, u.path_and_query.as_str()), ("https", "example.com", 443, "/a/b?c=1"));
+        assert_eq!(
+            (
+                u.scheme.as_str(),
+                u.host.as_str(),
+                u.port,
+                u.path_and_query.as_str()
+            ),
+            ("https", "example.com", 443, "/a/b?c=1")
+        );
         let u = Url::parse("http://127.0.0.1:8080").unwrap();
         assert_eq!((u.port, u.path_and_query.as_str()), (8080, "/"));
         let u = Url::parse("http://[::1]:9/x").unwrap();
-        assert_eq!((u.host.as_str(), u.authority()), ("::1", "[::1]:9".to_string()));
+        assert_eq!(
+            (u.host.as_str(), u.authority()),
+            ("::1", "[::1]:9".to_string())
+        );
         assert!(Url::parse("ftp://x").is_err());
         assert!(Url::parse("example.com").is_err());
         assert!(Url::parse("http://:80/").is_err());

@@ -46,7 +46,13 @@ pub struct CheckResult {
 impl CheckResult {
     /// A result with the given status and message.
     pub fn new(status: Status, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), latency_ms: 0.0, metrics: Vec::new(), details: None }
+        Self {
+            status,
+            message: message.into(),
+            latency_ms: 0.0,
+            metrics: Vec::new(),
+            details: None,
+        }
     }
     /// `Ok` with a message.
     pub fn ok(message: impl Into<String>) -> Self {
@@ -71,7 +77,10 @@ impl CheckResult {
     }
     /// Adds a metric.
     pub fn metric(mut self, name: impl Into<String>, value: f64) -> Self {
-        self.metrics.push(Metric { name: name.into(), value });
+        self.metrics.push(Metric {
+            name: name.into(),
+            value,
+        });
         self
     }
     /// Sets the details document.
@@ -107,7 +116,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error about `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -148,7 +160,13 @@ pub struct ConfigField {
 impl ConfigField {
     /// A key that must be given.
     pub fn required(name: &str, ty: &str, description: &str) -> Self {
-        Self { name: name.into(), ty: ty.into(), required: true, default: None, description: description.into() }
+        Self {
+            name: name.into(),
+            ty: ty.into(),
+            required: true,
+            default: None,
+            description: description.into(),
+        }
     }
     /// An optional key with its default (as JSON text, e.g. `"\"GET\""`).
     pub fn optional(name: &str, ty: &str, default: Option<&str>, description: &str) -> Self {
@@ -180,11 +198,23 @@ pub struct PluginInfo {
 impl PluginInfo {
     /// Info for a sensor.
     pub fn sensor(name: &str, version: &str, description: &str) -> Self {
-        Self { name: name.into(), version: version.into(), kind: PluginKind::Sensor, description: description.into(), config: vec![] }
+        Self {
+            name: name.into(),
+            version: version.into(),
+            kind: PluginKind::Sensor,
+            description: description.into(),
+            config: vec![],
+        }
     }
     /// Info for a notifier.
     pub fn notifier(name: &str, version: &str, description: &str) -> Self {
-        Self { name: name.into(), version: version.into(), kind: PluginKind::Notifier, description: description.into(), config: vec![] }
+        Self {
+            name: name.into(),
+            version: version.into(),
+            kind: PluginKind::Notifier,
+            description: description.into(),
+            config: vec![],
+        }
     }
     /// Adds a configuration key.
     pub fn field(mut self, field: ConfigField) -> Self {
@@ -254,11 +284,19 @@ pub struct DeliveryError {
 impl DeliveryError {
     /// A failure worth retrying.
     pub fn retry(message: impl Into<String>) -> Self {
-        Self { message: message.into(), retry_after: None, permanent: false }
+        Self {
+            message: message.into(),
+            retry_after: None,
+            permanent: false,
+        }
     }
     /// A failure that retrying cannot fix.
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self { message: message.into(), retry_after: None, permanent: true }
+        Self {
+            message: message.into(),
+            retry_after: None,
+            permanent: true,
+        }
     }
     /// Asks the agent to wait before retrying.
     pub fn after(mut self, wait: Duration) -> Self {
@@ -277,7 +315,10 @@ pub struct CheckContext {
 impl CheckContext {
     /// A context allowing `timeout` from now.
     pub fn new(timeout: Duration) -> Self {
-        Self { started: Instant::now(), timeout }
+        Self {
+            started: Instant::now(),
+            timeout,
+        }
     }
     /// The whole time the agent allows for this call.
     pub fn timeout(&self) -> Duration {

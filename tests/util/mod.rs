@@ -21,7 +21,9 @@ pub fn shared_cache_dir() -> PathBuf {
 /// A `Command` for the binary with a quiet log and the shared cache.
 pub fn outpost() -> Command {
     let mut c = Command::new(outpost_bin());
-    c.env("OUTPOST_CACHE_DIR", shared_cache_dir()).env("RUST_LOG", "warn").env_remove("OUTPOST_CONFIG");
+    c.env("OUTPOST_CACHE_DIR", shared_cache_dir())
+        .env("RUST_LOG", "warn")
+        .env_remove("OUTPOST_CONFIG");
     c
 }
 
@@ -38,11 +40,17 @@ pub struct PluginRun {
 impl PluginRun {
     /// `status` of the result: "ok", "warn", "fail" or "error".
     pub fn status(&self) -> &str {
-        self.json.as_ref().and_then(|j| j["status"].as_str()).unwrap_or("<none>")
+        self.json
+            .as_ref()
+            .and_then(|j| j["status"].as_str())
+            .unwrap_or("<none>")
     }
     /// `message` of the result.
     pub fn message(&self) -> &str {
-        self.json.as_ref().and_then(|j| j["message"].as_str()).unwrap_or("<none>")
+        self.json
+            .as_ref()
+            .and_then(|j| j["message"].as_str())
+            .unwrap_or("<none>")
     }
     /// A metric by name.
     pub fn metric(&self, name: &str) -> Option<f64> {
@@ -54,14 +62,26 @@ impl From<Output> for PluginRun {
     fn from(o: Output) -> Self {
         let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
         let json = serde_json::from_str(stdout.trim()).ok();
-        PluginRun { code: o.status.code().unwrap_or(-1), stdout, stderr: String::from_utf8_lossy(&o.stderr).into_owned(), json }
+        PluginRun {
+            code: o.status.code().unwrap_or(-1),
+            stdout,
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            json,
+        }
     }
 }
 
 /// Runs `outpost plugin run <plugin> --json --config <config> <extra...>`.
 pub fn run_plugin(plugin: &str, config: &serde_json::Value, extra: &[&str]) -> PluginRun {
     let out = outpost()
-        .args(["plugin", "run", plugin, "--json", "--config", &config.to_string()])
+        .args([
+            "plugin",
+            "run",
+            plugin,
+            "--json",
+            "--config",
+            &config.to_string(),
+        ])
         .args(extra)
         .output()
         .expect("run outpost");

@@ -12,8 +12,16 @@ pub struct Mongo;
 impl Sensor for Mongo {
     type Config = Config;
     fn info() -> PluginInfo {
-        PluginInfo::sensor("mongo", env!("CARGO_PKG_VERSION"), "MongoDB reachability and role")
-            .field(ConfigField::required("uri", "string", "mongodb:// connection string"))
+        PluginInfo::sensor(
+            "mongo",
+            env!("CARGO_PKG_VERSION"),
+            "MongoDB reachability and role",
+        )
+        .field(ConfigField::required(
+            "uri",
+            "string",
+            "mongodb:// connection string",
+        ))
     }
     fn check(config: Config, _ctx: &CheckContext) -> CheckResult {
         CheckResult::error(format!("not implemented yet ({})", config.uri))

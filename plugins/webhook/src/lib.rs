@@ -16,7 +16,10 @@ impl Notifier for Plugin {
             .field(ConfigField::required("url", "string", "where to send"))
     }
     fn notify(config: Config, _alert: Alert, _ctx: &CheckContext) -> Result<(), DeliveryError> {
-        Err(DeliveryError::permanent(format!("not implemented yet ({})", config.url)))
+        Err(DeliveryError::permanent(format!(
+            "not implemented yet ({})",
+            config.url
+        )))
     }
 }
 

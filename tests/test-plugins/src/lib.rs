@@ -32,24 +32,55 @@ static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0
 
 fn recurse(n: u64, pad: [u64; 16]) -> u64 {
     let p = black_box(pad);
-    if black_box(n) == u64::MAX { p[0] } else { recurse(n + 1, p) + p[(n % 16) as usize] }
+    if black_box(n) == u64::MAX {
+        p[0]
+    } else {
+        recurse(n + 1, p) + p[(n % 16) as usize]
+    }
 }
 
 impl Sensor for Hostile {
     type Config = Config;
 
     fn info() -> PluginInfo {
-        PluginInfo::sensor("hostile", env!("CARGO_PKG_VERSION"), "Misbehaves on request (test fixture)")
-            .field(ConfigField::required("mode", "string", "which misbehaviour"))
+        PluginInfo::sensor(
+            "hostile",
+            env!("CARGO_PKG_VERSION"),
+            "Misbehaves on request (test fixture)",
+        )
+        .field(ConfigField::required(
+            "mode",
+            "string",
+            "which misbehaviour",
+        ))
     }
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
-        const MODES: &[&str] =
-            &["ok", "loop", "memory-bomb", "trap", "recursion", "http", "tcp", "read-file", "env", "flood", "sleep", "counter"];
+        const MODES: &[&str] = &[
+            "ok",
+            "loop",
+            "memory-bomb",
+            "trap",
+            "recursion",
+            "http",
+            "tcp",
+            "read-file",
+            "env",
+            "flood",
+            "sleep",
+            "counter",
+        ];
         if MODES.contains(&config.mode.as_str()) {
             Ok(())
         } else {
-            Err(ConfigError::new("mode", format!("unknown mode `{}`; one of {}", config.mode, MODES.join(", "))))
+            Err(ConfigError::new(
+                "mode",
+                format!(
+                    "unknown mode `{}`; one of {}",
+                    config.mode,
+                    MODES.join(", ")
+                ),
+            ))
         }
     }
 
@@ -90,7 +121,8 @@ impl Sensor for Hostile {
             },
             "env" => {
                 let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
-                CheckResult::ok(format!("{} environment variables", vars.len())).metric("env_vars", vars.len() as f64)
+                CheckResult::ok(format!("{} environment variables", vars.len()))
+                    .metric("env_vars", vars.len() as f64)
             }
             "flood" => {
                 let chunk = vec![b'x'; 4096];

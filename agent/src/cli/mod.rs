@@ -1,0 +1,72 @@
+//! The command line: argument definitions ([`Cli`]), logging set-up and
+//! dispatch to one module per command group. Exit codes: 0 success / ok,
+//! 1 a check or delivery did not succeed, 2 usage, config or load errors.
+
+mod plugin;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Outpost: a monitoring agent whose checks and notifiers are WebAssembly
+/// plugins.
+#[derive(Debug, Parser)]
+#[command(name = "outpost", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log filter (`info`, `debug`, `outpost=debug,plugin=trace`, ...);
+    /// the RUST_LOG environment variable is used when absent.
+    #[arg(long, global = true, env = "OUTPOST_LOG")]
+    pub log: Option<String>,
+
+    /// Directory for compiled plugins (default: $XDG_CACHE_HOME/outpost or
+    /// ~/.cache/outpost).
+    #[arg(long, global = true, env = "OUTPOST_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run, inspect and test plugins by hand.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCmd),
+}
+
+/// Sets up tracing to stderr.
+pub fn init_logging(cli: &Cli) {
+    let filter = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        // wasmtime-wasi-http logs every refused connection at warn level;
+        // the check result already reports it.
+        .unwrap_or_else(|| "info,wasmtime_wasi_http=error".to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .try_init();
+}
+
+/// Runs the parsed command.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cache_dir = cli.cache_dir.clone().or_else(default_cache_dir);
+    match cli.command {
+        Command::Plugin(cmd) => plugin::run(cmd, cache_dir).await,
+    }
+}
+
+/// `$XDG_CACHE_HOME/outpost`, else `~/.cache/outpost`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("outpost"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache").join("outpost"))
+}

@@ -1,0 +1,927 @@
+//! The plugin host: loads WebAssembly components, checks they are Outpost
+//! plugins of a supported version, and runs them under limits.
+//!
+//! Design (what it owns):
+//! - one wasmtime [`Engine`] (Cranelift, async, epoch interruption driven by
+//!   a ticker thread) and one [`Linker`] with WASI p2, `wasi:http` and the
+//!   `outpost:plugin/host` interface;
+//! - compiled components cached on disk ([`cache`]), and a pre-instantiated
+//!   `*Pre` per loaded plugin ([`Plugin`]);
+//! - an [`Instance`] per configured sensor or notifier, with its own store,
+//!   network policy ([`policy`]), memory limit and captured output
+//!   ([`sandbox`]).
+//!
+//! Isolation scheme: an instance belongs to exactly one configured sensor
+//! (or notifier), so one check's state never reaches another sensor. By
+//! default the instance is kept warm between runs of *that* sensor, which
+//! makes a run cost a call instead of an instantiation; it is thrown away
+//! after any fault (trap, timeout, memory or output limit) and after
+//! [`HostConfig::max_runs_per_instance`] runs, so a fault or leak of one run
+//! cannot accumulate. `reuse_instances = false` gives a fresh store per run.
+//!
+//! Every fault is returned as a [`RunError`], never a panic; callers turn it
+//! into an `error` check result. This module must not know about schedules,
+//! storage or incidents.
+
+mod bindings;
+pub mod builtin;
+mod cache;
+mod host_api;
+mod output;
+pub mod policy;
+mod sandbox;
+pub mod types;
+
+pub use policy::{Endpoint, NetPolicy};
+pub use sandbox::Limits;
+pub use types::*;
+
+use bindings::notifier::{NotifierPlugin, NotifierPluginPre};
+use bindings::sensor::{SensorPlugin, SensorPluginPre};
+use bindings::wit;
+use sandbox::Sandbox;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+
+/// The WIT package version this agent implements.
+pub const WIT_VERSION: &str = "0.1.0";
+const SENSOR_EXPORT: &str = "outpost:plugin/sensor@0.1.0";
+const NOTIFIER_EXPORT: &str = "outpost:plugin/notifier@0.1.0";
+
+/// How often the epoch advances. Deadlines are checked at this granularity
+/// and a busy guest yields to the async runtime this often, so 5 ms keeps
+/// timeouts precise and the runtime responsive at negligible cost (one
+/// thread wake-up per tick).
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Extra time given to the outer `tokio::time::timeout` over the epoch
+/// deadline, so a busy guest is stopped by the (cleaner) epoch trap and the
+/// outer timeout only catches host calls that block.
+const TIMEOUT_GRACE: Duration = Duration::from_millis(50);
+
+/// Time allowed for `info` and `validate`, which must not do I/O.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Host settings.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Per-instance limits.
+    pub limits: Limits,
+    /// Keep an instance warm between runs of the same sensor.
+    pub reuse_instances: bool,
+    /// Recycle a warm instance after this many runs. 1,000 runs bound what
+    /// a leaking plugin can accumulate while making recycling cost noise.
+    pub max_runs_per_instance: u32,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            limits: Limits::default(),
+            reuse_instances: true,
+            max_runs_per_instance: 1000,
+        }
+    }
+}
+
+/// A plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Neither a built-in name nor a path.
+    #[error(
+        "unknown plugin `{name}`: the built-in plugins are {known}; for another plugin give the path of its .wasm component"
+    )]
+    Unknown {
+        /// What was asked for.
+        name: String,
+        /// Built-in names.
+        known: String,
+    },
+    /// The file cannot be read.
+    #[error("cannot read plugin {}", path.display())]
+    Read {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Not a valid component.
+    #[error("{label} is not a valid WebAssembly component: {reason}")]
+    Invalid {
+        /// Plugin label.
+        label: String,
+        /// Cause.
+        reason: String,
+    },
+    /// A component, but not an Outpost plugin.
+    #[error(
+        "{label} is not an Outpost plugin: it exports {exports}, but a plugin must export {SENSOR_EXPORT} or {NOTIFIER_EXPORT} (build it with the Outpost plugin SDK)"
+    )]
+    WrongWorld {
+        /// Plugin label.
+        label: String,
+        /// What it exports.
+        exports: String,
+    },
+    /// An Outpost plugin of another version.
+    #[error(
+        "{label} was built for {found}; this agent supports outpost:plugin@{WIT_VERSION}: rebuild the plugin against a matching SDK"
+    )]
+    Version {
+        /// Plugin label.
+        label: String,
+        /// What it exports.
+        found: String,
+    },
+    /// Imports something the agent does not provide, or wrong signatures.
+    #[error("{label} cannot be linked: {reason}")]
+    Link {
+        /// Plugin label.
+        label: String,
+        /// Cause.
+        reason: String,
+    },
+    /// `info` failed.
+    #[error("{label}: calling `info` failed: {source}")]
+    Info {
+        /// Plugin label.
+        label: String,
+        /// Cause.
+        source: RunError,
+    },
+}
+
+/// A run did not complete. The instance that failed is discarded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    /// Deadline passed.
+    #[error("plugin exceeded its time limit of {} ms", .0.as_millis())]
+    Timeout(Duration),
+    /// Memory cap hit.
+    #[error("plugin exceeded its memory limit of {} MiB", .0 >> 20)]
+    Memory(usize),
+    /// Output cap hit.
+    #[error("plugin wrote more than {0} bytes to stdout/stderr in one run")]
+    Output(usize),
+    /// Stack exhausted.
+    #[error("plugin overflowed its stack (recursion too deep)")]
+    StackOverflow,
+    /// Any other trap (panic, out-of-bounds access, ...).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// Called as the wrong kind.
+    #[error("plugin is a {actual}, not a {wanted}")]
+    WrongKind {
+        /// What it is.
+        actual: PluginKind,
+        /// What the caller wanted.
+        wanted: PluginKind,
+    },
+}
+
+/// Where a plugin comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// Compiled into the binary.
+    Builtin(&'static str),
+    /// A component file.
+    Path(PathBuf),
+}
+
+impl PluginSource {
+    /// A built-in name, or a path (anything with a `/` or ending in `.wasm`).
+    pub fn parse(spec: &str) -> Result<Self, LoadError> {
+        if let Some(b) = builtin::find(spec) {
+            return Ok(PluginSource::Builtin(b.name));
+        }
+        if spec.contains('/') || spec.ends_with(".wasm") {
+            return Ok(PluginSource::Path(PathBuf::from(spec)));
+        }
+        Err(LoadError::Unknown {
+            name: spec.to_string(),
+            known: builtin::names().join(", "),
+        })
+    }
+
+    /// How the plugin is named in messages.
+    pub fn label(&self) -> String {
+        match self {
+            PluginSource::Builtin(n) => format!("built-in plugin `{n}`"),
+            PluginSource::Path(p) => format!("plugin {}", p.display()),
+        }
+    }
+}
+
+/// Advances the engine's epoch until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("outpost-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn epoch thread");
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Loads and instantiates plugins. Cheap to share behind an `Arc`.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    cache: Option<cache::ComponentCache>,
+    config: HostConfig,
+    _ticker: EpochTicker,
+}
+
+impl PluginHost {
+    /// Builds the engine and linker.
+    pub fn new(config: HostConfig) -> anyhow::Result<Self> {
+        let mut c = wasmtime::Config::new();
+        c.epoch_interruption(true);
+        c.wasm_component_model(true);
+        c.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // A guest stack of 1 MiB fits deep-but-sane recursion; overflow traps
+        // cleanly. The async fiber stack must exceed it.
+        c.max_wasm_stack(1 << 20);
+        c.async_stack_size(2 << 20);
+        let engine = Engine::new(&c)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        bindings::host_api::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
+        wit::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
+        let cache = match &config.cache_dir {
+            Some(dir) => match cache::ComponentCache::new(&engine, dir.clone()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "compiled-component cache disabled");
+                    None
+                }
+            },
+            None => None,
+        };
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            config,
+            _ticker: ticker,
+        })
+    }
+
+    /// The host settings.
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// Loads a plugin by built-in name or path.
+    pub async fn load_spec(&self, spec: &str) -> Result<Arc<Plugin>, LoadError> {
+        let source = PluginSource::parse(spec)?;
+        self.load(&source).await
+    }
+
+    /// Loads, compiles (or fetches from cache), checks and describes a plugin.
+    pub async fn load(&self, source: &PluginSource) -> Result<Arc<Plugin>, LoadError> {
+        let label = source.label();
+        let bytes: std::borrow::Cow<'static, [u8]> = match source {
+            PluginSource::Builtin(name) => {
+                builtin::find(name).expect("parsed built-in").wasm.into()
+            }
+            PluginSource::Path(p) => std::fs::read(p)
+                .map_err(|e| LoadError::Read {
+                    path: p.clone(),
+                    source: e,
+                })?
+                .into(),
+        };
+        if bytes.len() < 8 || bytes[..4] != *b"\0asm" {
+            return Err(LoadError::Invalid {
+                label,
+                reason: "the file does not start with the WebAssembly magic number".into(),
+            });
+        }
+        if bytes[4..8] == [1, 0, 0, 0] {
+            return Err(LoadError::Invalid {
+                label,
+                reason: "it is a core WebAssembly module; plugins must be components (build for the wasm32-wasip2 target)"
+                    .into(),
+            });
+        }
+        let compiled = {
+            let engine = self.engine.clone();
+            let cache = self.cache.clone();
+            let bytes = bytes.clone();
+            tokio::task::spawn_blocking(move || match &cache {
+                Some(c) => c.load_or_compile(&engine, &bytes).map(|(c, _)| c),
+                None => Component::from_binary(&engine, &bytes),
+            })
+            .await
+            .expect("compile task panicked")
+        };
+        let component = compiled.map_err(|e| LoadError::Invalid {
+            label: label.clone(),
+            reason: root_cause(&e),
+        })?;
+        let kind = self.check_exports(&component, &label)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link {
+                label: label.clone(),
+                reason: root_cause(&e),
+            })?;
+        let pre = match kind {
+            PluginKind::Sensor => {
+                PluginPre::Sensor(SensorPluginPre::new(pre).map_err(|e| LoadError::Link {
+                    label: label.clone(),
+                    reason: root_cause(&e),
+                })?)
+            }
+            PluginKind::Notifier => {
+                PluginPre::Notifier(NotifierPluginPre::new(pre).map_err(|e| LoadError::Link {
+                    label: label.clone(),
+                    reason: root_cause(&e),
+                })?)
+            }
+        };
+        let mut plugin = Arc::new(Plugin {
+            label: label.clone(),
+            kind,
+            pre,
+            engine: self.engine.clone(),
+            config: self.config.clone(),
+            info: PluginInfo {
+                name: String::new(),
+                version: String::new(),
+                kind,
+                description: String::new(),
+                config: vec![],
+            },
+        });
+        let info = {
+            let mut probe = plugin.instance(Arc::new(NetPolicy::deny_all()), "info");
+            probe.info().await.map_err(|e| LoadError::Info {
+                label: label.clone(),
+                source: e,
+            })?
+        };
+        Arc::get_mut(&mut plugin)
+            .expect("the probe instance was dropped")
+            .info = info;
+        Ok(plugin)
+    }
+
+    fn check_exports(&self, component: &Component, label: &str) -> Result<PluginKind, LoadError> {
+        let ty = component.component_type();
+        let names: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if names.iter().any(|n| n == SENSOR_EXPORT) {
+            return Ok(PluginKind::Sensor);
+        }
+        if names.iter().any(|n| n == NOTIFIER_EXPORT) {
+            return Ok(PluginKind::Notifier);
+        }
+        if let Some(other) = names.iter().find(|n| {
+            n.starts_with("outpost:plugin/sensor@") || n.starts_with("outpost:plugin/notifier@")
+        }) {
+            return Err(LoadError::Version {
+                label: label.to_string(),
+                found: other.clone(),
+            });
+        }
+        let exports = if names.is_empty() {
+            "nothing".to_string()
+        } else {
+            names.join(", ")
+        };
+        Err(LoadError::WrongWorld {
+            label: label.to_string(),
+            exports,
+        })
+    }
+}
+
+fn root_cause(e: &wasmtime::Error) -> String {
+    let mut msg = format!("{e}");
+    let chain: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
+    if !chain.is_empty() {
+        msg = format!("{msg}: {}", chain.join(": "));
+    }
+    msg
+}
+
+#[derive(Clone)]
+enum PluginPre {
+    Sensor(SensorPluginPre<Sandbox>),
+    Notifier(NotifierPluginPre<Sandbox>),
+}
+
+/// A loaded, checked plugin, ready to instantiate.
+pub struct Plugin {
+    label: String,
+    kind: PluginKind,
+    pre: PluginPre,
+    engine: Engine,
+    config: HostConfig,
+    info: PluginInfo,
+}
+
+impl Plugin {
+    /// What the plugin said about itself at load.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// Sensor or notifier.
+    pub fn kind(&self) -> PluginKind {
+        self.kind
+    }
+
+    /// How it is named in messages.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// A new instance for one configured sensor or notifier (`who` names it
+    /// in logs), with its network policy. Nothing is instantiated until the
+    /// first call.
+    pub fn instance(self: &Arc<Self>, policy: Arc<NetPolicy>, who: &str) -> Instance {
+        Instance {
+            plugin: self.clone(),
+            policy,
+            label: format!(
+                "{}/{who}",
+                if self.info.name.is_empty() {
+                    "plugin"
+                } else {
+                    &self.info.name
+                }
+            )
+            .into(),
+            warm: None,
+        }
+    }
+}
+
+enum Bound {
+    Sensor(SensorPlugin),
+    Notifier(NotifierPlugin),
+}
+
+struct Warm {
+    store: Store<Sandbox>,
+    bound: Bound,
+    runs: u32,
+}
+
+/// One configured use of a plugin: its store (kept warm between runs when
+/// the host allows), policy and limits.
+pub struct Instance {
+    plugin: Arc<Plugin>,
+    policy: Arc<NetPolicy>,
+    label: Arc<str>,
+    warm: Option<Warm>,
+}
+
+impl Instance {
+    /// The plugin this instance runs.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// The network policy.
+    pub fn policy(&self) -> &NetPolicy {
+        &self.policy
+    }
+
+    /// Whether a warm instance is kept (for tests and benchmarks).
+    pub fn is_warm(&self) -> bool {
+        self.warm.is_some()
+    }
+
+    /// Makes sure a live instance exists and arms the deadline.
+    async fn prepare(&mut self, deadline: Instant) -> Result<&mut Warm, RunError> {
+        if self.warm.is_none() {
+            let p = &self.plugin;
+            let mut store = Store::new(
+                &p.engine,
+                Sandbox::new(self.policy.clone(), p.config.limits, self.label.clone()),
+            );
+            store.limiter(|s| &mut s.limiter);
+            store.data_mut().deadline = deadline;
+            store.epoch_deadline_callback(|ctx| {
+                if Instant::now() >= ctx.data().deadline {
+                    Err(Trap::Interrupt.into())
+                } else {
+                    // Yield to the async runtime every tick so a busy guest
+                    // never monopolises a worker thread.
+                    Ok(UpdateDeadline::Yield(1))
+                }
+            });
+            store.set_epoch_deadline(1);
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            let inst = match &p.pre {
+                PluginPre::Sensor(pre) => {
+                    tokio::time::timeout(timeout + TIMEOUT_GRACE, pre.instantiate_async(&mut store))
+                        .await
+                        .map(|r| r.map(Bound::Sensor))
+                }
+                PluginPre::Notifier(pre) => {
+                    tokio::time::timeout(timeout + TIMEOUT_GRACE, pre.instantiate_async(&mut store))
+                        .await
+                        .map(|r| r.map(Bound::Notifier))
+                }
+            };
+            let bound = match inst {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    return Err(match classify(&e, &store, &self.plugin.config.limits) {
+                        RunError::Timeout(_) => RunError::Timeout(timeout),
+                        other => other,
+                    });
+                }
+                Err(_) => return Err(RunError::Timeout(timeout)),
+            };
+            self.warm = Some(Warm {
+                store,
+                bound,
+                runs: 0,
+            });
+        }
+        let w = self.warm.as_mut().expect("just created");
+        w.store.data_mut().deadline = deadline;
+        w.store.set_epoch_deadline(1);
+        Ok(w)
+    }
+
+    /// Ends a call: forwards captured output, and keeps or discards the
+    /// instance according to the outcome and the reuse policy.
+    fn settle<T>(
+        &mut self,
+        outcome: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+        timeout: Duration,
+    ) -> Result<T, RunError> {
+        let limits = self.plugin.config.limits;
+        let Some(w) = self.warm.as_mut() else {
+            return Err(RunError::Trap("instance vanished".into()));
+        };
+        let result = match outcome {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(match classify(&e, &w.store, &limits) {
+                RunError::Timeout(_) => RunError::Timeout(timeout),
+                other => other,
+            }),
+            Err(_) => Err(RunError::Timeout(timeout)),
+        };
+        let (out, _) = w.store.data().stdout.take();
+        let (err, _) = w.store.data().stderr.take();
+        forward_output(&self.label, &out, &err);
+        w.runs += 1;
+        let keep = result.is_ok()
+            && self.plugin.config.reuse_instances
+            && w.runs < self.plugin.config.max_runs_per_instance;
+        if !keep {
+            self.warm = None;
+        }
+        match result {
+            // A panic prints its message to stderr before trapping: quote it.
+            Err(RunError::Trap(t)) if !err.is_empty() => {
+                let text = String::from_utf8_lossy(&err);
+                let last = text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+                Err(RunError::Trap(format!("{t} (stderr: {last})")))
+            }
+            other => other,
+        }
+    }
+
+    /// Calls `info`.
+    pub async fn info(&mut self) -> Result<PluginInfo, RunError> {
+        let deadline = Instant::now() + METADATA_TIMEOUT;
+        let w = self.prepare(deadline).await?;
+        let out = match &w.bound {
+            Bound::Sensor(b) => {
+                tokio::time::timeout(
+                    METADATA_TIMEOUT + TIMEOUT_GRACE,
+                    b.outpost_plugin_sensor().call_info(&mut w.store),
+                )
+                .await
+            }
+            Bound::Notifier(b) => {
+                tokio::time::timeout(
+                    METADATA_TIMEOUT + TIMEOUT_GRACE,
+                    b.outpost_plugin_notifier().call_info(&mut w.store),
+                )
+                .await
+            }
+        };
+        self.settle(out, METADATA_TIMEOUT).map(convert_info)
+    }
+
+    /// Calls `validate` on a JSON configuration.
+    pub async fn validate(
+        &mut self,
+        config_json: &str,
+    ) -> Result<Result<(), ConfigError>, RunError> {
+        let deadline = Instant::now() + METADATA_TIMEOUT;
+        let w = self.prepare(deadline).await?;
+        let out = match &w.bound {
+            Bound::Sensor(b) => {
+                tokio::time::timeout(
+                    METADATA_TIMEOUT + TIMEOUT_GRACE,
+                    b.outpost_plugin_sensor()
+                        .call_validate(&mut w.store, config_json),
+                )
+                .await
+            }
+            Bound::Notifier(b) => {
+                tokio::time::timeout(
+                    METADATA_TIMEOUT + TIMEOUT_GRACE,
+                    b.outpost_plugin_notifier()
+                        .call_validate(&mut w.store, config_json),
+                )
+                .await
+            }
+        };
+        self.settle(out, METADATA_TIMEOUT).map(|r| {
+            r.map_err(|e| ConfigError {
+                field: e.field,
+                message: e.message,
+            })
+        })
+    }
+
+    /// Runs one check. Faults are returned as `RunError`; see
+    /// [`Instance::check_result`] for the form the scheduler records.
+    pub async fn check(
+        &mut self,
+        config_json: &str,
+        timeout: Duration,
+    ) -> Result<CheckResult, RunError> {
+        let deadline = Instant::now() + timeout;
+        let ms = timeout.as_millis().min(u32::MAX as u128) as u32;
+        let w = self.prepare(deadline).await?;
+        let out = match &w.bound {
+            Bound::Sensor(b) => {
+                tokio::time::timeout(
+                    timeout + TIMEOUT_GRACE,
+                    b.outpost_plugin_sensor()
+                        .call_check(&mut w.store, config_json, ms),
+                )
+                .await
+            }
+            Bound::Notifier(_) => {
+                return Err(RunError::WrongKind {
+                    actual: PluginKind::Notifier,
+                    wanted: PluginKind::Sensor,
+                });
+            }
+        };
+        self.settle(out, timeout).map(convert_result)
+    }
+
+    /// Runs one check and turns any fault into an `error` result.
+    pub async fn check_result(&mut self, config_json: &str, timeout: Duration) -> CheckResult {
+        match self.check(config_json, timeout).await {
+            Ok(r) => r,
+            Err(e) => CheckResult::error(e.to_string()),
+        }
+    }
+
+    /// Delivers one alert.
+    pub async fn notify(
+        &mut self,
+        config_json: &str,
+        alert: &Alert,
+        timeout: Duration,
+    ) -> Result<Result<(), DeliveryError>, RunError> {
+        let deadline = Instant::now() + timeout;
+        let ms = timeout.as_millis().min(u32::MAX as u128) as u32;
+        let w = self.prepare(deadline).await?;
+        let wit_alert = to_wit_alert(alert);
+        let out = match &w.bound {
+            Bound::Notifier(b) => {
+                tokio::time::timeout(
+                    timeout + TIMEOUT_GRACE,
+                    b.outpost_plugin_notifier().call_notify(
+                        &mut w.store,
+                        config_json,
+                        &wit_alert,
+                        ms,
+                    ),
+                )
+                .await
+            }
+            Bound::Sensor(_) => {
+                return Err(RunError::WrongKind {
+                    actual: PluginKind::Sensor,
+                    wanted: PluginKind::Notifier,
+                });
+            }
+        };
+        self.settle(out, timeout).map(|r| {
+            r.map_err(|e| DeliveryError {
+                message: e.message,
+                retry_after_ms: e.retry_after_ms,
+                permanent: e.permanent,
+            })
+        })
+    }
+}
+
+/// Names the limit or trap behind a failed call.
+fn classify(e: &wasmtime::Error, store: &Store<Sandbox>, limits: &Limits) -> RunError {
+    let data = store.data();
+    if data.limiter.memory_exceeded {
+        return RunError::Memory(limits.memory_bytes);
+    }
+    if data.stdout.overflowed() || data.stderr.overflowed() {
+        return RunError::Output(limits.output_bytes);
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => RunError::Timeout(Duration::ZERO),
+        Some(Trap::StackOverflow) => RunError::StackOverflow,
+        Some(Trap::UnreachableCodeReached) => {
+            RunError::Trap("the plugin panicked or aborted (wasm `unreachable`)".into())
+        }
+        Some(Trap::MemoryOutOfBounds) => RunError::Trap(
+            "out of bounds memory access (often the plugin's stack overflowing into its data)"
+                .into(),
+        ),
+        Some(t) => RunError::Trap(t.to_string()),
+        None => RunError::Trap(root_cause(e)),
+    }
+}
+
+fn forward_output(label: &str, out: &[u8], err: &[u8]) {
+    for (stream, bytes) in [("stdout", out), ("stderr", err)] {
+        if bytes.is_empty() {
+            continue;
+        }
+        for line in String::from_utf8_lossy(bytes)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(100)
+        {
+            tracing::info!(target: "plugin", plugin = label, stream, "{line}");
+        }
+    }
+}
+
+fn convert_info(i: wit::PluginInfo) -> PluginInfo {
+    PluginInfo {
+        name: i.name,
+        version: i.version,
+        kind: match i.kind {
+            wit::PluginKind::Sensor => PluginKind::Sensor,
+            wit::PluginKind::Notifier => PluginKind::Notifier,
+        },
+        description: i.description,
+        config: i
+            .config
+            .into_iter()
+            .map(|f| ConfigField {
+                name: f.name,
+                ty: f.type_,
+                required: f.required,
+                default: f.default,
+                description: f.description,
+            })
+            .collect(),
+    }
+}
+
+fn convert_result(r: wit::CheckResult) -> CheckResult {
+    let details = r
+        .details
+        .map(|d| serde_json::from_str(&d).unwrap_or(serde_json::Value::String(d)));
+    CheckResult {
+        status: match r.status {
+            wit::Status::Ok => Status::Ok,
+            wit::Status::Warn => Status::Warn,
+            wit::Status::Fail => Status::Fail,
+            wit::Status::Error => Status::Error,
+        },
+        message: r.message,
+        latency_ms: if r.latency_ms.is_finite() && r.latency_ms >= 0.0 {
+            r.latency_ms
+        } else {
+            0.0
+        },
+        metrics: r
+            .metrics
+            .into_iter()
+            .filter(|m| m.value.is_finite())
+            .map(|m| (m.name, m.value))
+            .collect(),
+        details,
+    }
+}
+
+fn to_wit_alert(a: &Alert) -> wit::Alert {
+    wit::Alert {
+        idempotency_key: a.idempotency_key.clone(),
+        incident_id: a.incident_id.clone(),
+        event: match a.event {
+            AlertEvent::Opened => wit::AlertEvent::Opened,
+            AlertEvent::Escalated => wit::AlertEvent::Escalated,
+            AlertEvent::Reminder => wit::AlertEvent::Reminder,
+            AlertEvent::Acknowledged => wit::AlertEvent::Acknowledged,
+            AlertEvent::Resolved => wit::AlertEvent::Resolved,
+        },
+        agent: a.agent.clone(),
+        target: a.target.clone(),
+        target_kind: a.target_kind.clone(),
+        old_state: a.old_state.clone(),
+        new_state: a.new_state.clone(),
+        message: a.message.clone(),
+        started_at_ms: a.started_at_ms,
+        event_at_ms: a.event_at_ms,
+        level: a.level,
+        ack_url: a.ack_url.clone(),
+    }
+}
+
+/// Parses durations such as `250ms`, `10s`, `5m`, `1h30m` (a bare number is
+/// seconds). Shared by the CLI and the config.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration; write e.g. `30s` or `5m`".into());
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if n == 0 {
+            return Err(format!(
+                "invalid duration `{text}`: expected a number before `{rest}`"
+            ));
+        }
+        let value: f64 = rest[..n]
+            .parse()
+            .map_err(|_| format!("invalid duration `{text}`"))?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            "w" => 604800.0,
+            "" => {
+                return Err(format!(
+                    "invalid duration `{text}`: missing unit (ms, s, m, h, d or w)"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "invalid duration `{text}`: unknown unit `{other}` (use ms, s, m, h, d or w)"
+                ));
+            }
+        };
+        rest = &rest[u..];
+        total += Duration::from_secs_f64(value * scale);
+    }
+    Ok(total)
+}
