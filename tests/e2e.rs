@@ -8,3 +8,6 @@ mod util;
 
 #[path = "e2e/plugin_cli.rs"]
 mod plugin_cli;
+
+#[path = "e2e/sandbox.rs"]
+mod sandbox;
