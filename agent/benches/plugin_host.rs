@@ -1,1 +1,224 @@
-fn main() {}
+//! Plugin host benchmark (`cargo bench -p outpost --bench plugin_host`).
+//!
+//! Prints, in one run:
+//! (a) host overhead per run for a trivial sensor (instantiate if needed +
+//!     call + result), median and p99, for the default warm-instance scheme
+//!     and for a fresh store per run;
+//! (b) HTTP checks per CPU-second through the built-in `http` plugin against
+//!     a loopback server running in a separate process, side by side with a
+//!     native Rust client (reqwest) making the same requests, and the ratio.
+//!
+//! CPU time is this process's user+system time (getrusage), so the server's
+//! work is not counted. Figures are relative: compare the ratios.
+
+use outpost::plugin_host::{HostConfig, NetPolicy, PluginHost, Status};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TRIVIAL_RUNS: usize = 5_000;
+const HTTP_REQUESTS: usize = 6_000;
+const HTTP_CONCURRENCY: usize = 8;
+
+fn main() {
+    if std::env::var_os("OUTPOST_BENCH_SERVER").is_some() {
+        return serve();
+    }
+    // `cargo bench` passes `--bench`; ignore arguments.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cache = std::env::temp_dir().join("outpost-bench-cache");
+        println!("== (a) host overhead per run, trivial sensor ({TRIVIAL_RUNS} runs each)");
+        let only_wasm = std::env::var_os("OUTPOST_BENCH_ONLY_WASM").is_some();
+        let warm = if only_wasm { (1.0, 1.0) } else { overhead(true, &cache).await };
+        let fresh = if only_wasm { (1.0, 1.0) } else { overhead(false, &cache).await };
+        println!("warm instance per sensor : median {:>7.1} µs   p99 {:>7.1} µs", warm.0, warm.1);
+        println!("fresh store per run      : median {:>7.1} µs   p99 {:>7.1} µs", fresh.0, fresh.1);
+        println!("fresh/warm median ratio  : {:.1}x", fresh.0 / warm.0);
+
+        println!("\n== (b) HTTP checks per CPU-second ({HTTP_REQUESTS} requests, {HTTP_CONCURRENCY} concurrent, loopback server in another process)");
+        let (mut server, port) = spawn_server();
+        let url = format!("http://127.0.0.1:{port}/health");
+        let wasm = http_plugin(&url, &cache).await;
+        if std::env::var_os("OUTPOST_BENCH_ONLY_WASM").is_some() {
+            println!("wasm: {wasm:?}");
+            let _ = server.kill();
+            return;
+        }
+        let native_fresh = native(&url, false).await;
+        let native_pooled = native(&url, true).await;
+        let _ = server.kill();
+        println!("plugins/http (wasm)              : {:>8.0} checks/CPU-s  ({:.2} CPU-s, {:.2} s wall)", wasm.0, wasm.1, wasm.2);
+        println!("reqwest, new connection per check: {:>8.0} checks/CPU-s  ({:.2} CPU-s, {:.2} s wall)", native_fresh.0, native_fresh.1, native_fresh.2);
+        println!("reqwest, pooled keep-alive       : {:>8.0} checks/CPU-s  ({:.2} CPU-s, {:.2} s wall)", native_pooled.0, native_pooled.1, native_pooled.2);
+        println!("ratio wasm / native (same work, new connection each): {:.2}", wasm.0 / native_fresh.0);
+        println!("ratio wasm / native pooled                          : {:.2}", wasm.0 / native_pooled.0);
+    });
+}
+
+fn cpu_seconds() -> f64 {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn overhead(reuse: bool, cache: &std::path::Path) -> (f64, f64) {
+    let host = PluginHost::new(HostConfig {
+        cache_dir: Some(cache.to_path_buf()),
+        reuse_instances: reuse,
+        ..HostConfig::default()
+    })
+    .unwrap();
+    let plugin = host
+        .load_spec(env!("OUTPOST_FIXTURE_HOSTILE"))
+        .await
+        .unwrap();
+    let mut inst = plugin.instance(Arc::new(NetPolicy::deny_all()), "bench");
+    let cfg = r#"{"mode":"ok"}"#;
+    for _ in 0..200 {
+        inst.check_result(cfg, Duration::from_secs(5)).await;
+    }
+    let mut samples = Vec::with_capacity(TRIVIAL_RUNS);
+    for _ in 0..TRIVIAL_RUNS {
+        let t = Instant::now();
+        let r = inst.check_result(cfg, Duration::from_secs(5)).await;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+        assert_eq!(r.status, Status::Ok);
+    }
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+}
+
+async fn http_plugin(url: &str, cache: &std::path::Path) -> (f64, f64, f64) {
+    let host = Arc::new(
+        PluginHost::new(HostConfig {
+            cache_dir: Some(cache.to_path_buf()),
+            ..HostConfig::default()
+        })
+        .unwrap(),
+    );
+    let plugin = host.load_spec("http").await.unwrap();
+    let cfg = serde_json::json!({ "url": url });
+    let policy = Arc::new(NetPolicy::from_config(&cfg, &[]));
+    let cfg = Arc::new(cfg.to_string());
+    let run = |n: usize| {
+        let plugin = plugin.clone();
+        let policy = policy.clone();
+        let cfg = cfg.clone();
+        let per = n / HTTP_CONCURRENCY;
+        async move {
+            let tasks: Vec<_> = (0..HTTP_CONCURRENCY)
+                .map(|i| {
+                    let mut inst = plugin.instance(policy.clone(), &format!("bench{i}"));
+                    let cfg = cfg.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..per {
+                            let r = inst.check_result(&cfg, Duration::from_secs(5)).await;
+                            assert_eq!(r.status, Status::Ok, "{r:?}");
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    };
+    run(HTTP_CONCURRENCY * 10).await; // warm-up
+    let (c0, t0) = (cpu_seconds(), Instant::now());
+    run(HTTP_REQUESTS).await;
+    let cpu = cpu_seconds() - c0;
+    (HTTP_REQUESTS as f64 / cpu, cpu, t0.elapsed().as_secs_f64())
+}
+
+async fn native(url: &str, pooled: bool) -> (f64, f64, f64) {
+    let mut b = reqwest::Client::builder().timeout(Duration::from_secs(5));
+    if !pooled {
+        b = b.pool_max_idle_per_host(0);
+    }
+    let client = b.build().unwrap();
+    let run = |n: usize| {
+        let client = client.clone();
+        let url = url.to_string();
+        async move {
+            let per = n / HTTP_CONCURRENCY;
+            let tasks: Vec<_> = (0..HTTP_CONCURRENCY)
+                .map(|_| {
+                    let client = client.clone();
+                    let url = url.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..per {
+                            let r = client.get(&url).send().await.unwrap();
+                            let ok = r.status().is_success();
+                            let _ = r.bytes().await.unwrap();
+                            assert!(ok);
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    };
+    run(HTTP_CONCURRENCY * 10).await;
+    let (c0, t0) = (cpu_seconds(), Instant::now());
+    run(HTTP_REQUESTS).await;
+    let cpu = cpu_seconds() - c0;
+    (HTTP_REQUESTS as f64 / cpu, cpu, t0.elapsed().as_secs_f64())
+}
+
+fn spawn_server() -> (std::process::Child, u16) {
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("OUTPOST_BENCH_SERVER", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().parse().unwrap())
+}
+
+/// A small threaded HTTP/1.1 server answering `200 ok` with keep-alive.
+fn serve() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", l.local_addr().unwrap().port());
+    std::io::stdout().flush().unwrap();
+    for s in l.incoming() {
+        let Ok(mut s) = s else { continue };
+        let _ = s.set_nodelay(true);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut pending = Vec::new();
+            loop {
+                let n = match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                    pending.drain(..end + 4);
+                    let body = b"{\"status\":\"up\"}";
+                    let mut msg = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+                    msg.extend_from_slice(body);
+                    if s.write_all(&msg).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}

@@ -21,7 +21,11 @@ fn endless_loop_is_stopped_at_the_deadline() {
     let started = std::time::Instant::now();
     let r = hostile(json!({"mode": "loop"}), &["--timeout", "500ms"]);
     assert_eq!((r.code, r.status()), (1, "error"), "{r:?}");
-    assert!(r.message().contains("time limit of 500 ms"), "{}", r.message());
+    assert!(
+        r.message().contains("time limit of 500 ms"),
+        "{}",
+        r.message()
+    );
     // The process (including engine start and compilation) ends well before
     // a runaway would; this bounds containment, it is not a speed test.
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
@@ -29,23 +33,38 @@ fn endless_loop_is_stopped_at_the_deadline() {
 
 #[test]
 fn blocking_sleep_is_stopped_at_the_deadline() {
-    let r = hostile(json!({"mode": "sleep", "ms": 60_000}), &["--timeout", "300ms"]);
+    let r = hostile(
+        json!({"mode": "sleep", "ms": 60_000}),
+        &["--timeout", "300ms"],
+    );
     assert_eq!(r.status(), "error", "{r:?}");
-    assert!(r.message().contains("time limit of 300 ms"), "{}", r.message());
+    assert!(
+        r.message().contains("time limit of 300 ms"),
+        "{}",
+        r.message()
+    );
 }
 
 #[test]
 fn memory_bomb_is_stopped_at_the_cap() {
     let r = hostile(json!({"mode": "memory-bomb"}), &["--memory-mb", "16"]);
     assert_eq!(r.status(), "error", "{r:?}");
-    assert!(r.message().contains("memory limit of 16 MiB"), "{}", r.message());
+    assert!(
+        r.message().contains("memory limit of 16 MiB"),
+        "{}",
+        r.message()
+    );
 }
 
 #[test]
 fn panic_is_a_trap_reported_with_its_message() {
     let r = hostile(json!({"mode": "trap"}), &[]);
     assert_eq!(r.status(), "error", "{r:?}");
-    assert!(r.message().contains("this plugin panics on purpose"), "{}", r.message());
+    assert!(
+        r.message().contains("this plugin panics on purpose"),
+        "{}",
+        r.message()
+    );
 }
 
 #[test]
@@ -59,7 +78,11 @@ fn deep_recursion_is_contained() {
 fn output_flood_is_stopped_at_the_cap() {
     let r = hostile(json!({"mode": "flood", "bytes": 50_000_000}), &[]);
     assert_eq!(r.status(), "error", "{r:?}");
-    assert!(r.message().contains("more than 65536 bytes"), "{}", r.message());
+    assert!(
+        r.message().contains("more than 65536 bytes"),
+        "{}",
+        r.message()
+    );
     // A little output is fine.
     let r = hostile(json!({"mode": "flood", "bytes": 1000}), &[]);
     assert_eq!(r.status(), "ok", "{r:?}");
@@ -69,7 +92,11 @@ fn output_flood_is_stopped_at_the_cap() {
 fn host_files_are_not_readable() {
     let r = hostile(json!({"mode": "read-file", "path": "/etc/passwd"}), &[]);
     assert_eq!(r.status(), "fail", "{r:?}");
-    assert!(r.message().contains("cannot read /etc/passwd"), "{}", r.message());
+    assert!(
+        r.message().contains("cannot read /etc/passwd"),
+        "{}",
+        r.message()
+    );
 }
 
 #[test]
@@ -98,8 +125,17 @@ fn http_to_a_host_not_in_the_config_is_denied() {
     let (port, accepted) = counting_listener();
     let r = hostile(json!({"mode": "http", "port": port}), &[]);
     assert_eq!(r.status(), "fail", "{r:?}");
-    assert!(r.message().contains("not in this plugin's network allow-list"), "{}", r.message());
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0, "the forbidden host saw a connection");
+    assert!(
+        r.message()
+            .contains("not in this plugin's network allow-list"),
+        "{}",
+        r.message()
+    );
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the forbidden host saw a connection"
+    );
 }
 
 #[test]
@@ -108,7 +144,11 @@ fn raw_tcp_to_a_host_not_in_the_config_is_denied() {
     let r = hostile(json!({"mode": "tcp", "port": port}), &[]);
     assert_eq!(r.status(), "fail", "{r:?}");
     assert!(r.message().contains("PermissionDenied"), "{}", r.message());
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0, "the forbidden host saw a connection");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the forbidden host saw a connection"
+    );
 }
 
 #[test]
@@ -125,43 +165,95 @@ fn expect_usage_error(args: &[&str], needle: &str) {
     let out = util::outpost().args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-    assert!(stderr.contains(needle), "{args:?}: expected `{needle}` in: {stderr}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("stack backtrace"), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "one line expected: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: expected `{needle}` in: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("stack backtrace"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one line expected: {stderr}"
+    );
 }
 
 #[test]
 fn wrong_world_is_refused_at_load() {
-    expect_usage_error(&["plugin", "run", &fixture("wrong-world")], "is not an Outpost plugin: it exports wasi:cli/run");
+    expect_usage_error(
+        &["plugin", "run", &fixture("wrong-world")],
+        "is not an Outpost plugin: it exports wasi:cli/run",
+    );
 }
 
 #[test]
 fn unknown_version_is_refused_at_load() {
-    expect_usage_error(&["plugin", "info", &fixture("future-version")], "was built for outpost:plugin/sensor@9.0.0");
+    expect_usage_error(
+        &["plugin", "info", &fixture("future-version")],
+        "was built for outpost:plugin/sensor@9.0.0",
+    );
 }
 
 #[test]
 fn bad_input_gets_one_line_and_exit_2() {
-    expect_usage_error(&["plugin", "run", "nosuch"], "unknown plugin `nosuch`: the built-in plugins are http");
-    expect_usage_error(&["plugin", "run", "/nonexistent/x.wasm"], "cannot read plugin /nonexistent/x.wasm");
+    expect_usage_error(
+        &["plugin", "run", "nosuch"],
+        "unknown plugin `nosuch`: the built-in plugins are http",
+    );
+    expect_usage_error(
+        &["plugin", "run", "/nonexistent/x.wasm"],
+        "cannot read plugin /nonexistent/x.wasm",
+    );
     let dir = tempfile::tempdir().unwrap();
     let corrupt = dir.path().join("corrupt.wasm");
     std::fs::write(&corrupt, b"\0asm\x0d\0\x01\0garbage").unwrap();
-    expect_usage_error(&["plugin", "run", corrupt.to_str().unwrap()], "is not a valid WebAssembly component");
+    expect_usage_error(
+        &["plugin", "run", corrupt.to_str().unwrap()],
+        "is not a valid WebAssembly component",
+    );
     let text = dir.path().join("text.wasm");
     std::fs::write(&text, b"hello").unwrap();
-    expect_usage_error(&["plugin", "run", text.to_str().unwrap()], "does not start with the WebAssembly magic number");
-    expect_usage_error(&["plugin", "run", "http", "--config", "{\"url\": "], "--config is not valid JSON");
-    expect_usage_error(&["plugin", "run", "http", "--config", "{\"urll\": \"x\"}"], "`urll`: unknown field");
-    expect_usage_error(&["plugin", "run", &fixture("hostile"), "--config", "{\"mode\": \"dance\"}"], "`mode`: unknown mode `dance`");
+    expect_usage_error(
+        &["plugin", "run", text.to_str().unwrap()],
+        "does not start with the WebAssembly magic number",
+    );
+    expect_usage_error(
+        &["plugin", "run", "http", "--config", "{\"url\": "],
+        "--config is not valid JSON",
+    );
+    expect_usage_error(
+        &["plugin", "run", "http", "--config", "{\"urll\": \"x\"}"],
+        "`urll`: unknown field",
+    );
+    expect_usage_error(
+        &[
+            "plugin",
+            "run",
+            &fixture("hostile"),
+            "--config",
+            "{\"mode\": \"dance\"}",
+        ],
+        "`mode`: unknown mode `dance`",
+    );
 }
 
 #[test]
 fn info_describes_a_plugin() {
-    let out = util::outpost().args(["plugin", "info", "http", "--json"]).output().unwrap();
+    let out = util::outpost()
+        .args(["plugin", "info", "http", "--json"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["name"], "http");
     assert_eq!(v["kind"], "sensor");
-    assert!(v["config"].as_array().unwrap().iter().any(|f| f["name"] == "url"));
+    assert!(
+        v["config"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "url")
+    );
 }

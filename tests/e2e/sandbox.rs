@@ -8,7 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn host() -> PluginHost {
-    PluginHost::new(HostConfig { cache_dir: Some(crate::util::shared_cache_dir()), ..HostConfig::default() }).unwrap()
+    PluginHost::new(HostConfig {
+        cache_dir: Some(crate::util::shared_cache_dir()),
+        ..HostConfig::default()
+    })
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,15 +20,25 @@ async fn a_runaway_plugin_does_not_stall_other_checks() {
     let host = host();
     let plugin = host.load_spec(&fixture("hostile")).await.unwrap();
     let mut looping = plugin.instance(Arc::new(NetPolicy::deny_all()), "looping");
-    let runaway = tokio::spawn(async move { looping.check_result(r#"{"mode":"loop"}"#, Duration::from_secs(3)).await });
+    let runaway = tokio::spawn(async move {
+        looping
+            .check_result(r#"{"mode":"loop"}"#, Duration::from_secs(3))
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(100)).await;
     // While the loop spins, many other checks complete, each promptly.
     let mut ok = plugin.instance(Arc::new(NetPolicy::deny_all()), "healthy");
     for _ in 0..50 {
         let t = Instant::now();
-        let r = ok.check_result(r#"{"mode":"ok"}"#, Duration::from_secs(1)).await;
+        let r = ok
+            .check_result(r#"{"mode":"ok"}"#, Duration::from_secs(1))
+            .await;
         assert_eq!(r.status, Status::Ok, "{r:?}");
-        assert!(t.elapsed() < Duration::from_millis(500), "a check waited {:?} behind the runaway", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "a check waited {:?} behind the runaway",
+            t.elapsed()
+        );
     }
     let r = runaway.await.unwrap();
     assert_eq!(r.status, Status::Error);
@@ -39,24 +53,44 @@ async fn warm_instances_are_per_sensor_and_recycled_after_a_fault() {
     let mut b = plugin.instance(Arc::new(NetPolicy::deny_all()), "b");
     let counter = r#"{"mode":"counter"}"#;
     let calls = |r: &outpost::plugin_host::CheckResult| r.metrics["calls"];
-    assert_eq!(calls(&a.check_result(counter, Duration::from_secs(1)).await), 1.0);
-    assert_eq!(calls(&a.check_result(counter, Duration::from_secs(1)).await), 2.0);
+    assert_eq!(
+        calls(&a.check_result(counter, Duration::from_secs(1)).await),
+        1.0
+    );
+    assert_eq!(
+        calls(&a.check_result(counter, Duration::from_secs(1)).await),
+        2.0
+    );
     // Another sensor never sees a's state.
-    assert_eq!(calls(&b.check_result(counter, Duration::from_secs(1)).await), 1.0);
+    assert_eq!(
+        calls(&b.check_result(counter, Duration::from_secs(1)).await),
+        1.0
+    );
     // A fault discards the instance: the next run starts clean.
-    let r = a.check_result(r#"{"mode":"trap"}"#, Duration::from_secs(1)).await;
+    let r = a
+        .check_result(r#"{"mode":"trap"}"#, Duration::from_secs(1))
+        .await;
     assert_eq!(r.status, Status::Error);
     assert!(!a.is_warm());
-    assert_eq!(calls(&a.check_result(counter, Duration::from_secs(1)).await), 1.0);
+    assert_eq!(
+        calls(&a.check_result(counter, Duration::from_secs(1)).await),
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn fresh_store_per_run_when_reuse_is_off() {
-    let host = PluginHost::new(HostConfig { reuse_instances: false, ..HostConfig::default() }).unwrap();
+    let host = PluginHost::new(HostConfig {
+        reuse_instances: false,
+        ..HostConfig::default()
+    })
+    .unwrap();
     let plugin = host.load_spec(&fixture("hostile")).await.unwrap();
     let mut a = plugin.instance(Arc::new(NetPolicy::deny_all()), "a");
     for _ in 0..3 {
-        let r = a.check_result(r#"{"mode":"counter"}"#, Duration::from_secs(1)).await;
+        let r = a
+            .check_result(r#"{"mode":"counter"}"#, Duration::from_secs(1))
+            .await;
         assert_eq!(r.metrics["calls"], 1.0);
     }
 }
