@@ -7,4 +7,7 @@
 //!   formatting only; the work is done by the modules above).
 
 pub mod cli;
+pub mod config;
 pub mod plugin_host;
+pub mod state;
+pub mod thresholds;

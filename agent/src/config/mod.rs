@@ -1,0 +1,749 @@
+//! The agent's configuration: reads `outpost.toml` (and the files its
+//! `include` patterns name), checks everything once, and produces a
+//! [`Config`] that can only hold valid values. The rest of the agent never
+//! re-validates.
+//!
+//! Every error names the file, line, column and key, and says what to do.
+//! Plugin configurations are checked by the plugin's own `validate`, so the
+//! plugins are loaded here; they are handed on with the config.
+
+mod raw;
+
+use crate::plugin_host::{Endpoint, Limits, Plugin, PluginHost, PluginSource};
+use raw::{RawFile, RawIncluded, RawSensor};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+
+/// Default check interval when neither the sensor nor `[defaults]` says.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Default per-check timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default re-check interval while a failure is soft (Nagios' retry).
+pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(10);
+/// Consecutive failures before a sensor is hard down (Nagios' default 3).
+pub const DEFAULT_FAIL_AFTER: u32 = 3;
+/// Consecutive successes before a hard-down sensor is up again.
+pub const DEFAULT_RECOVER_AFTER: u32 = 2;
+/// Shortest interval accepted: below this a check is a load test.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// Default cap of the per-sensor start offset: spreads sensors sharing an
+/// interval without delaying the first check of a slow sensor for long.
+pub const MAX_DEFAULT_JITTER: Duration = Duration::from_secs(10);
+/// Default number of checks running at once.
+pub const DEFAULT_CONCURRENCY: u32 = 64;
+
+/// A configuration problem, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}:{column}: {}{message}", file.display(), if key.is_empty() { String::new() } else { format!("`{key}`: ") })]
+pub struct ConfigError {
+    /// The file at fault.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The key, as a dotted path (`sensor[2].interval`), when known.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// `[agent]`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// This agent's name (federation identity, alerts).
+    pub name: String,
+    /// Where the SQLite database and caches live.
+    pub data_dir: PathBuf,
+    /// HTTP API / status page address (loopback by default).
+    pub listen: SocketAddr,
+    /// How long raw results are kept.
+    pub raw_retention: Duration,
+    /// How long hourly/daily rollups are kept.
+    pub rollup_retention: Duration,
+    /// Per-plugin-instance limits.
+    pub limits: Limits,
+    /// Checks running at once, across all sensors.
+    pub concurrency: u32,
+    /// Keep plugin instances warm between runs of the same sensor.
+    pub reuse_instances: bool,
+}
+
+/// A metric rule that can turn an ok check into warn or fail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// Metric name as the plugin returns it.
+    pub metric: String,
+    /// Warn when the value is above.
+    pub warn_above: Option<f64>,
+    /// Fail when the value is above.
+    pub fail_above: Option<f64>,
+    /// Warn when the value is below.
+    pub warn_below: Option<f64>,
+    /// Fail when the value is below.
+    pub fail_below: Option<f64>,
+    /// The condition must hold this long before it counts.
+    pub for_: Duration,
+}
+
+/// One `[[sensor]]`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorConfig {
+    /// Unique name.
+    pub name: String,
+    /// Built-in plugin name or absolute path of a component.
+    pub plugin: String,
+    /// Time between checks while up or hard down.
+    pub interval: Duration,
+    /// Time allowed per check.
+    pub timeout: Duration,
+    /// Maximum start offset; the actual one is a stable hash of the name.
+    pub jitter: Duration,
+    /// Time between checks while a failure is soft.
+    pub retry_interval: Duration,
+    /// Consecutive failures before hard down.
+    pub fail_after: u32,
+    /// Consecutive successes before up again.
+    pub recover_after: u32,
+    /// Grouping for status pages.
+    pub category: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Labels (also used by escalation rules).
+    pub labels: BTreeMap<String, String>,
+    /// Explicit network allow-list; `None` means "what the config names".
+    pub allow: Option<Vec<Endpoint>>,
+    /// The plugin configuration, as JSON.
+    pub config: serde_json::Value,
+    /// Metric rules.
+    pub thresholds: Vec<Threshold>,
+    /// Where it is defined (`file:line`), for messages.
+    pub origin: String,
+}
+
+/// A whole, valid configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The main file.
+    pub path: PathBuf,
+    /// `[agent]`.
+    pub agent: AgentConfig,
+    /// Enabled sensors, in file order.
+    pub sensors: Vec<SensorConfig>,
+    /// Directories that `include` patterns read (watched for changes).
+    pub include_dirs: Vec<PathBuf>,
+}
+
+/// A configuration with its plugins loaded.
+pub struct Loaded {
+    /// The configuration.
+    pub config: Config,
+    /// Loaded plugins by their `plugin` value.
+    pub plugins: HashMap<String, Arc<Plugin>>,
+}
+
+/// Line and column (1-based) of a byte offset.
+fn locate(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
+    (line, column)
+}
+
+/// One parsed file with its text, for locating errors.
+struct Source {
+    path: PathBuf,
+    text: String,
+}
+
+impl Source {
+    fn err(
+        &self,
+        offset: usize,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let (line, column) = locate(&self.text, offset);
+        ConfigError {
+            file: self.path.clone(),
+            line,
+            column,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn read(path: &Path) -> Result<Source, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Ok(Source {
+            path: path.to_path_buf(),
+            text,
+        })
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        toml::from_str(&self.text).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            let message = e.message().trim().to_string();
+            let key = key_at(&self.text, offset);
+            self.err(offset, key, message)
+        })
+    }
+}
+
+/// The key written at (or just before) `offset`, for error messages about a
+/// value: `interval = "5 parsecs"` → `interval`.
+fn key_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line = &text[line_start..];
+    let line = line.split('\n').next().unwrap_or("");
+    match line.split_once('=') {
+        Some((k, _)) if !k.trim().starts_with('[') && !k.trim().is_empty() => {
+            k.trim().trim_matches('"').to_string()
+        }
+        _ => String::new(),
+    }
+}
+
+/// Reads, checks and loads the plugins of a configuration.
+pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError> {
+    let main = Source::read(path)?;
+    let file: RawFile = main.parse()?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+
+    let agent = check_agent(&main, file.agent.as_ref(), &base)?;
+
+    // Sensors from the main file, then from included files in name order.
+    let mut sources = vec![];
+    let mut include_dirs = vec![];
+    let mut raw_sensors: Vec<(usize, Spanned<RawSensor>)> =
+        file.sensor.into_iter().map(|s| (0, s)).collect();
+    sources.push(main);
+    for pattern in &file.include {
+        let (dir, files) = expand_include(&base, pattern.get_ref())
+            .map_err(|m| sources[0].err(pattern.span().start, "include", m))?;
+        include_dirs.push(dir);
+        for f in files {
+            let src = Source::read(&f)?;
+            let inc: RawIncluded = src.parse()?;
+            let idx = sources.len();
+            raw_sensors.extend(inc.sensor.into_iter().map(|s| (idx, s)));
+            sources.push(src);
+        }
+    }
+
+    let defaults = &file.defaults;
+    let mut sensors = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
+    for (i, (src_idx, spanned)) in raw_sensors.into_iter().enumerate() {
+        let src = &sources[src_idx];
+        let start = spanned.span().start;
+        let raw = spanned.into_inner();
+        let s = check_sensor(src, i, raw, defaults, &base, start)?;
+        let Some((s, config_span)) = s else { continue };
+        if let Some(prev) = seen.get(&s.name) {
+            return Err(src.err(
+                start,
+                "name",
+                format!(
+                    "a sensor named `{}` is already defined at {prev}; names must be unique",
+                    s.name
+                ),
+            ));
+        }
+        seen.insert(s.name.clone(), s.origin.clone());
+        // Load each distinct plugin once, then let it judge the config.
+        let plugin = match plugins.get(&s.plugin) {
+            Some(p) => p.clone(),
+            None => {
+                let source = PluginSource::parse(&s.plugin)
+                    .map_err(|e| src.err(config_span.0, "plugin", e.to_string()))?;
+                let p = host
+                    .load(&source)
+                    .await
+                    .map_err(|e| src.err(config_span.0, "plugin", e.to_string()))?;
+                plugins.insert(s.plugin.clone(), p.clone());
+                p
+            }
+        };
+        if plugin.kind() != crate::plugin_host::PluginKind::Sensor {
+            return Err(src.err(
+                config_span.0,
+                "plugin",
+                format!("{} is a {}, not a sensor", plugin.label(), plugin.kind()),
+            ));
+        }
+        let mut probe =
+            plugin.instance(Arc::new(crate::plugin_host::NetPolicy::deny_all()), &s.name);
+        match probe.validate(&s.config.to_string()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let offset = field_offset(&src.text, config_span.1, &e.field);
+                let key = if e.field.is_empty() {
+                    "config".to_string()
+                } else {
+                    format!("config.{}", e.field)
+                };
+                return Err(src.err(
+                    offset,
+                    key,
+                    format!("{} (sensor `{}`, plugin {})", e.message, s.name, s.plugin),
+                ));
+            }
+            Err(e) => {
+                return Err(src.err(
+                    config_span.1,
+                    "config",
+                    format!("the plugin failed while validating: {e}"),
+                ));
+            }
+        }
+        sensors.push(s);
+    }
+    Ok(Loaded {
+        config: Config {
+            path: path.to_path_buf(),
+            agent,
+            sensors,
+            include_dirs,
+        },
+        plugins,
+    })
+}
+
+/// The offset of `field`'s first segment inside the config table starting
+/// at `table_start`, or the table itself.
+fn field_offset(text: &str, table_start: usize, field: &str) -> usize {
+    let first = field.split(['.', '[']).next().unwrap_or("");
+    if first.is_empty() {
+        return table_start;
+    }
+    let mut offset = table_start;
+    for line in text[table_start..].split_inclusive('\n') {
+        let t = line.trim_start();
+        if offset > table_start && t.starts_with('[') {
+            break;
+        }
+        if let Some((k, _)) = t.split_once('=') {
+            if k.trim().trim_matches('"') == first {
+                return offset + (line.len() - t.len());
+            }
+        }
+        // Inline table: `config = { url = "..." }`.
+        if let Some(pos) = line
+            .find(&format!("{first} ="))
+            .or_else(|| line.find(&format!("{first}=")))
+        {
+            return offset + pos;
+        }
+        offset += line.len();
+    }
+    table_start
+}
+
+fn check_agent(
+    src: &Source,
+    raw: Option<&Spanned<raw::RawAgent>>,
+    base: &Path,
+) -> Result<AgentConfig, ConfigError> {
+    let default = raw::RawAgent::default();
+    let a = raw.map(|s| s.get_ref()).unwrap_or(&default);
+    let name = match &a.name {
+        Some(n) => {
+            check_name(n.get_ref()).map_err(|m| src.err(n.span().start, "agent.name", m))?;
+            n.get_ref().clone()
+        }
+        None => hostname(),
+    };
+    let listen = match &a.listen {
+        Some(l) => l.get_ref().parse().map_err(|_| {
+            src.err(
+                l.span().start,
+                "agent.listen",
+                format!(
+                    "`{}` is not an address; write e.g. \"127.0.0.1:9090\"",
+                    l.get_ref()
+                ),
+            )
+        })?,
+        None => SocketAddr::from(([127, 0, 0, 1], 9090)),
+    };
+    let data_dir = match &a.data_dir {
+        Some(d) => base.join(d),
+        None => base.join("outpost-data"),
+    };
+    let defaults = Limits::default();
+    let p = &a.plugins;
+    let at = raw.map(|s| s.span().start).unwrap_or(0);
+    let memory_mb = p.memory_mb.unwrap_or((defaults.memory_bytes >> 20) as u32);
+    if memory_mb == 0 || memory_mb > 4096 {
+        return Err(src.err(
+            at,
+            "agent.plugins.memory_mb",
+            format!("must be between 1 and 4096, got {memory_mb}"),
+        ));
+    }
+    let concurrency = p.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
+    if concurrency == 0 {
+        return Err(src.err(at, "agent.plugins.concurrency", "must be at least 1"));
+    }
+    Ok(AgentConfig {
+        name,
+        data_dir,
+        listen,
+        raw_retention: a
+            .raw_retention
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(7 * 86400)),
+        rollup_retention: a
+            .rollup_retention
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(400 * 86400)),
+        limits: Limits {
+            memory_bytes: (memory_mb as usize) << 20,
+            output_bytes: p
+                .output_kb
+                .map(|k| (k as usize) << 10)
+                .unwrap_or(defaults.output_bytes),
+        },
+        concurrency,
+        reuse_instances: p.reuse_instances.unwrap_or(true),
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| check_name(s).is_ok())
+        .unwrap_or_else(|| "outpost".to_string())
+}
+
+/// Names appear in URLs, metrics labels and `peer:<agent>/<service>`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a valid name: use 1-64 letters, digits, `-`, `_` or `.`, starting with a letter or digit"
+        ))
+    }
+}
+
+/// Checks one sensor; `None` when disabled. Also returns the offsets of the
+/// `plugin` value and the `config` table, for later messages.
+fn check_sensor(
+    src: &Source,
+    index: usize,
+    s: RawSensor,
+    d: &raw::RawDefaults,
+    base: &Path,
+    start: usize,
+) -> Result<Option<(SensorConfig, (usize, usize))>, ConfigError> {
+    let name = s.name.get_ref().clone();
+    check_name(&name)
+        .map_err(|m| src.err(s.name.span().start, format!("sensor[{index}].name"), m))?;
+    if s.enabled == Some(false) {
+        return Ok(None);
+    }
+    let plugin_span = s.plugin.span().start;
+    let plugin = {
+        let p = s.plugin.get_ref();
+        if builtin_or_path(p) == Some(true) {
+            let path = base.join(p);
+            path.to_string_lossy().into_owned()
+        } else {
+            p.clone()
+        }
+    };
+    let interval = s
+        .interval
+        .as_ref()
+        .map(|v| v.get_ref().0)
+        .or(d.interval.map(|v| v.0))
+        .unwrap_or(DEFAULT_INTERVAL);
+    let interval_at = s.interval.as_ref().map(|v| v.span().start).unwrap_or(start);
+    if interval < MIN_INTERVAL {
+        return Err(src.err(
+            interval_at,
+            "interval",
+            format!(
+                "must be at least {} ms, got {} ms",
+                MIN_INTERVAL.as_millis(),
+                interval.as_millis()
+            ),
+        ));
+    }
+    let timeout = s
+        .timeout
+        .as_ref()
+        .map(|v| v.get_ref().0)
+        .or(d.timeout.map(|v| v.0))
+        .unwrap_or(DEFAULT_TIMEOUT.min(interval));
+    let timeout_at = s.timeout.as_ref().map(|v| v.span().start).unwrap_or(start);
+    if timeout.is_zero() {
+        return Err(src.err(timeout_at, "timeout", "must be more than 0"));
+    }
+    if timeout > interval {
+        return Err(src.err(
+            timeout_at,
+            "timeout",
+            format!("{} ms is longer than the interval ({} ms); a check must end before the next is due", timeout.as_millis(), interval.as_millis()),
+        ));
+    }
+    let retry_interval = s
+        .retry_interval
+        .map(|v| v.0)
+        .or(d.retry_interval.map(|v| v.0))
+        .unwrap_or(DEFAULT_RETRY_INTERVAL)
+        .min(interval);
+    let fail_after = s
+        .fail_after
+        .as_ref()
+        .map(|v| *v.get_ref())
+        .or(d.fail_after)
+        .unwrap_or(DEFAULT_FAIL_AFTER);
+    if fail_after == 0 {
+        let at = s
+            .fail_after
+            .as_ref()
+            .map(|v| v.span().start)
+            .unwrap_or(start);
+        return Err(src.err(at, "fail_after", "must be at least 1"));
+    }
+    let recover_after = s
+        .recover_after
+        .as_ref()
+        .map(|v| *v.get_ref())
+        .or(d.recover_after)
+        .unwrap_or(DEFAULT_RECOVER_AFTER);
+    if recover_after == 0 {
+        let at = s
+            .recover_after
+            .as_ref()
+            .map(|v| v.span().start)
+            .unwrap_or(start);
+        return Err(src.err(at, "recover_after", "must be at least 1"));
+    }
+    let allow = match &s.allow {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|e| {
+                    Endpoint::parse(e.get_ref()).map_err(|m| src.err(e.span().start, "allow", m))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let (config, config_at) = match s.config {
+        Some(c) => {
+            let at = c.span().start;
+            let json = serde_json::to_value(c.into_inner())
+                .map_err(|e| src.err(at, "config", e.to_string()))?;
+            (json, at)
+        }
+        None => (serde_json::json!({}), start),
+    };
+    let mut thresholds = Vec::new();
+    for t in s.threshold {
+        let at = t.span().start;
+        let t = t.into_inner();
+        if t.warn_above.is_none()
+            && t.fail_above.is_none()
+            && t.warn_below.is_none()
+            && t.fail_below.is_none()
+        {
+            return Err(src.err(at, "threshold", format!("rule on `{}` sets no bound: add warn_above, fail_above, warn_below or fail_below", t.metric)));
+        }
+        if let (Some(w), Some(f)) = (t.warn_above, t.fail_above) {
+            if w > f {
+                return Err(src.err(
+                    at,
+                    "threshold.warn_above",
+                    format!("warn_above ({w}) is above fail_above ({f})"),
+                ));
+            }
+        }
+        if let (Some(w), Some(f)) = (t.warn_below, t.fail_below) {
+            if w < f {
+                return Err(src.err(
+                    at,
+                    "threshold.warn_below",
+                    format!("warn_below ({w}) is below fail_below ({f})"),
+                ));
+            }
+        }
+        thresholds.push(Threshold {
+            metric: t.metric,
+            warn_above: t.warn_above,
+            fail_above: t.fail_above,
+            warn_below: t.warn_below,
+            fail_below: t.fail_below,
+            for_: t.for_.map(|d| d.0).unwrap_or_default(),
+        });
+    }
+    let (line, _) = locate(&src.text, start);
+    let jitter = s
+        .jitter
+        .map(|d| d.0)
+        .unwrap_or(interval.min(MAX_DEFAULT_JITTER))
+        .min(interval);
+    Ok(Some((
+        SensorConfig {
+            name,
+            plugin,
+            interval,
+            timeout,
+            jitter,
+            retry_interval,
+            fail_after,
+            recover_after,
+            category: s.category,
+            description: s.description,
+            labels: s.labels,
+            allow,
+            config,
+            thresholds,
+            origin: format!("{}:{line}", src.path.display()),
+        },
+        (plugin_span, config_at),
+    )))
+}
+
+/// `Some(true)` for a path, `Some(false)` for a built-in, `None` otherwise.
+fn builtin_or_path(spec: &str) -> Option<bool> {
+    match PluginSource::parse(spec) {
+        Ok(PluginSource::Builtin(_)) => Some(false),
+        Ok(PluginSource::Path(_)) => Some(true),
+        Err(_) => None,
+    }
+}
+
+/// Expands `dir/*.toml`-style patterns (a `*` only in the file name).
+fn expand_include(base: &Path, pattern: &str) -> Result<(PathBuf, Vec<PathBuf>), String> {
+    let full = base.join(pattern);
+    let dir = full
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| base.to_path_buf());
+    let name = full
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
+    if dir.to_string_lossy().contains('*') {
+        return Err(format!(
+            "`{pattern}`: `*` is only supported in the file name, as in \"conf.d/*.toml\""
+        ));
+    }
+    let (prefix, suffix) = match name.split_once('*') {
+        Some((p, s)) if !s.contains('*') => (p.to_string(), s.to_string()),
+        Some(_) => return Err(format!("`{pattern}`: only one `*` is supported")),
+        None => (name.clone(), String::new()),
+    };
+    let exact = !name.contains('*');
+    let mut files = vec![];
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for e in entries.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                let matches = if exact {
+                    n == name
+                } else {
+                    n.starts_with(&prefix)
+                        && n.ends_with(&suffix)
+                        && n.len() >= prefix.len() + suffix.len()
+                };
+                if matches && !n.starts_with('.') && e.path().is_file() {
+                    files.push(e.path());
+                }
+            }
+        }
+        // A missing include directory is allowed (nothing dropped in yet),
+        // but it is still watched.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+    }
+    files.sort();
+    Ok((dir, files))
+}
+
+/// The stable start offset of a sensor within its jitter window.
+pub fn stable_offset(name: &str, jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return Duration::ZERO;
+    }
+    // FNV-1a: stable across runs and Rust versions, unlike DefaultHasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in name.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    Duration::from_nanos(h % jitter.as_nanos().max(1) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locates_offsets() {
+        let t = "a = 1\nbb = 2\n";
+        assert_eq!(locate(t, 0), (1, 1));
+        assert_eq!(locate(t, 6), (2, 1));
+        assert_eq!(locate(t, 8), (2, 3));
+        assert_eq!(key_at(t, 11), "bb");
+    }
+
+    #[test]
+    fn offsets_are_stable_and_bounded() {
+        let j = Duration::from_secs(10);
+        assert_eq!(stable_offset("api", j), stable_offset("api", j));
+        assert!(stable_offset("api", j) < j);
+        assert_ne!(stable_offset("api", j), stable_offset("db", j));
+        assert_eq!(stable_offset("api", Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("api-1.prod_x").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("-x").is_err());
+        assert!(check_name("a b").is_err());
+    }
+
+    #[test]
+    fn finds_config_fields() {
+        let t = "[[sensor]]\nname = \"a\"\n[sensor.config]\nurl = \"x\"\nexpect_status = 7\n[[sensor]]\n";
+        let table = t.find("[sensor.config]").unwrap();
+        assert_eq!(locate(t, field_offset(t, table, "expect_status[0]")).0, 5);
+        assert_eq!(locate(t, field_offset(t, table, "nothing")).0, 3);
+    }
+}

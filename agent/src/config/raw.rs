@@ -1,0 +1,126 @@
+//! The configuration file as written (the "low" form): serde structs that
+//! mirror the TOML exactly, with spans kept where later checks need to point
+//! at a line. Unknown keys are errors. Nothing here is validated beyond
+//! types; see [`super`] for the checked form.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use toml::Spanned;
+
+/// A duration written as `"30s"`, `"5m"`, `"1h30m"`, or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Int(i64),
+            Float(f64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(t) => crate::plugin_host::parse_duration(&t)
+                .map(Dur)
+                .map_err(serde::de::Error::custom),
+            Raw::Int(i) if i >= 0 => Ok(Dur(Duration::from_secs(i as u64))),
+            Raw::Float(f) if f.is_finite() && f >= 0.0 => Ok(Dur(Duration::from_secs_f64(f))),
+            _ => Err(serde::de::Error::custom(
+                "a duration must not be negative; write e.g. \"30s\"",
+            )),
+        }
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub agent: Option<Spanned<RawAgent>>,
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    #[serde(default)]
+    pub sensor: Vec<Spanned<RawSensor>>,
+}
+
+/// A file pulled in by `include`: only sensors.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawIncluded {
+    #[serde(default)]
+    pub sensor: Vec<Spanned<RawSensor>>,
+}
+
+/// `[agent]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub name: Option<Spanned<String>>,
+    pub data_dir: Option<String>,
+    pub listen: Option<Spanned<String>>,
+    pub raw_retention: Option<Dur>,
+    pub rollup_retention: Option<Dur>,
+    #[serde(default)]
+    pub plugins: RawPluginLimits,
+}
+
+/// `[agent.plugins]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawPluginLimits {
+    pub memory_mb: Option<u32>,
+    pub concurrency: Option<u32>,
+    pub output_kb: Option<u32>,
+    pub reuse_instances: Option<bool>,
+}
+
+/// `[defaults]`: values every sensor inherits.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
+    pub retry_interval: Option<Dur>,
+    pub fail_after: Option<u32>,
+    pub recover_after: Option<u32>,
+}
+
+/// `[[sensor]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSensor {
+    pub name: Spanned<String>,
+    pub plugin: Spanned<String>,
+    pub interval: Option<Spanned<Dur>>,
+    pub timeout: Option<Spanned<Dur>>,
+    pub jitter: Option<Dur>,
+    pub retry_interval: Option<Dur>,
+    pub fail_after: Option<Spanned<u32>>,
+    pub recover_after: Option<Spanned<u32>>,
+    pub category: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub allow: Option<Vec<Spanned<String>>>,
+    pub enabled: Option<bool>,
+    pub config: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    pub threshold: Vec<Spanned<RawThreshold>>,
+}
+
+/// `[[sensor.threshold]]`: a rule on a metric the plugin returns.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThreshold {
+    pub metric: String,
+    pub warn_above: Option<f64>,
+    pub fail_above: Option<f64>,
+    pub warn_below: Option<f64>,
+    pub fail_below: Option<f64>,
+    #[serde(rename = "for")]
+    pub for_: Option<Dur>,
+}
