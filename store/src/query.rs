@@ -1,0 +1,331 @@
+//! Read side: [`Reader`] and its queries (history, transitions, states,
+//! rollups, maintenance windows; SLA is in `sla.rs`).
+//!
+//! A `Reader` has its own connections (a small pool), separate from the
+//! writer's, so reads never wait for the writer: in WAL mode a reader sees
+//! the last committed snapshot while the writer appends. [`Reader::open`]
+//! works from any process (e.g. `outpost status` while the agent runs).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, params};
+
+use crate::calendar::{DAY_MS, floor_to};
+use crate::error::{Result, StoreError};
+use crate::rollup::{self, bucket_size};
+use crate::types::{
+    CheckRow, CurrentState, Granularity, Maintenance, RollupRow, SensorState, SlaQuery, SlaRow, Status, Transition,
+};
+use crate::writer::{MAINT_BIT, find_sensor_id};
+
+/// Idle read connections kept for reuse. Opening one costs a file open and a
+/// schema parse (~0.1-0.3 ms); a few cover concurrent API requests, more are
+/// opened on demand and closed after use.
+const READER_POOL_MAX: usize = 4;
+
+/// Upper bound of buckets or periods one query may enumerate (protects
+/// against a bogus range such as `0..i64::MAX`): 20 years of hourly buckets.
+const MAX_BUCKETS: i64 = 366 * 20 * 24;
+
+/// Read handle on a store file. Cheap to clone; thread-safe.
+#[derive(Clone)]
+pub struct Reader {
+    inner: Arc<ReaderInner>,
+}
+
+struct ReaderInner {
+    path: PathBuf,
+    pool: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader").field("path", &self.inner.path).finish()
+    }
+}
+
+impl Reader {
+    /// Opens a store file for reading (it must exist and have been created by
+    /// [`crate::Store::open`] of the same schema version). Never writes it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Reader> {
+        let path = path.as_ref().to_path_buf();
+        let conn = crate::schema::open_reader(&path)?;
+        Ok(Reader { inner: Arc::new(ReaderInner { path, pool: Mutex::new(vec![conn]) }) })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on a pooled connection inside a read transaction (one
+    /// consistent snapshot for all its statements).
+    pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => crate::schema::open_reader(&self.inner.path)?,
+        };
+        let res = (|| {
+            let tx = conn.unchecked_transaction()?;
+            let v = f(&tx)?;
+            tx.commit()?;
+            Ok(v)
+        })();
+        if conn.is_autocommit() {
+            let mut pool = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < READER_POOL_MAX {
+                pool.push(conn);
+            }
+        }
+        res
+    }
+
+    /// Names of all sensors that ever recorded anything, sorted.
+    pub fn sensors(&self) -> Result<Vec<String>> {
+        self.with_conn(|c| {
+            let mut q = c.prepare_cached("SELECT name FROM sensors ORDER BY name")?;
+            Ok(q.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Results of `sensor` at or after `since_ms`, newest first, at most `limit`.
+    pub fn history(&self, sensor: &str, since_ms: i64, limit: usize) -> Result<Vec<CheckRow>> {
+        self.with_conn(|c| {
+            let Some(sid) = find_sensor_id(c, sensor)? else { return Ok(Vec::new()) };
+            let mut q = c.prepare_cached(
+                "SELECT r.at_ms, r.status, r.latency_us, coalesce(m.text, ''), r.metrics \
+                 FROM results r LEFT JOIN messages m ON m.id = r.message_id \
+                 WHERE r.sensor_id = ?1 AND r.at_ms >= ?2 ORDER BY r.at_ms DESC LIMIT ?3",
+            )?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut names: Option<HashMap<i64, String>> = None;
+            let mut out = Vec::new();
+            let mut rows = q.query(params![sid, since_ms, limit])?;
+            while let Some(r) = rows.next()? {
+                let code: i64 = r.get(1)?;
+                let status = Status::from_code(code & !MAINT_BIT)
+                    .ok_or_else(|| StoreError::Corrupt(format!("status code {code}")))?;
+                let metrics = match r.get::<_, Option<Vec<u8>>>(4)? {
+                    None => Vec::new(),
+                    Some(blob) => {
+                        if names.is_none() {
+                            names = Some(metric_names(c)?);
+                        }
+                        let names = names.as_ref().expect("loaded");
+                        crate::codec::decode_metrics(&blob)?
+                            .into_iter()
+                            .map(|(id, v)| (names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")), v))
+                            .collect()
+                    }
+                };
+                out.push(CheckRow {
+                    at_ms: r.get(0)?,
+                    status,
+                    in_maintenance: code & MAINT_BIT != 0,
+                    latency_us: r.get::<_, i64>(2)?.max(0) as u64,
+                    message: r.get(3)?,
+                    metrics,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Transitions of `sensor` at or after `since_ms`, newest first.
+    pub fn transitions(&self, sensor: &str, since_ms: i64) -> Result<Vec<Transition>> {
+        self.with_conn(|c| {
+            let Some(sid) = find_sensor_id(c, sensor)? else { return Ok(Vec::new()) };
+            let mut q = c.prepare_cached(
+                "SELECT at_ms, from_state, to_state, reason FROM transitions \
+                 WHERE sensor_id = ?1 AND at_ms >= ?2 ORDER BY at_ms DESC, id DESC",
+            )?;
+            Ok(q.query_map(params![sid, since_ms], |r| {
+                Ok(Transition {
+                    sensor: sensor.to_owned(),
+                    at_ms: r.get(0)?,
+                    from: r.get(1)?,
+                    to: r.get(2)?,
+                    reason: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Latest transition of every sensor that has one, by sensor name.
+    pub fn current_states(&self) -> Result<Vec<CurrentState>> {
+        self.with_conn(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT s.name, t.to_state, t.at_ms, t.reason FROM sensors s \
+                 JOIN transitions t ON t.id = (SELECT t2.id FROM transitions t2 WHERE t2.sensor_id = s.id \
+                                              ORDER BY t2.at_ms DESC, t2.id DESC LIMIT 1) \
+                 ORDER BY s.name",
+            )?;
+            Ok(q.query_map([], |r| {
+                Ok(CurrentState { sensor: r.get(0)?, state: r.get(1)?, since_ms: r.get(2)?, reason: r.get(3)? })
+            })?
+            .collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// The agent's `sensor_state` rows, by sensor name.
+    pub fn sensor_states(&self) -> Result<Vec<SensorState>> {
+        self.with_conn(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT sensor, state, since_ms, last_check_ms, last_status, last_message, last_latency_us, \
+                 consecutive_failures, consecutive_successes, flapping, updated_ms FROM sensor_state ORDER BY sensor",
+            )?;
+            Ok(q.query_map([], |r| {
+                Ok(SensorState {
+                    sensor: r.get(0)?,
+                    state: r.get(1)?,
+                    since_ms: r.get(2)?,
+                    last_check_ms: r.get(3)?,
+                    last_status: r.get::<_, Option<i64>>(4)?.and_then(Status::from_code),
+                    last_message: r.get(5)?,
+                    last_latency_us: r.get::<_, Option<i64>>(6)?.map(|v| v.max(0) as u64),
+                    consecutive_failures: r.get(7)?,
+                    consecutive_successes: r.get(8)?,
+                    flapping: r.get(9)?,
+                    updated_ms: r.get(10)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Hourly or daily rollups of `sensor` for buckets starting in
+    /// `[floor(from_ms), to_ms)`, oldest first; buckets without data are
+    /// left out.
+    pub fn rollups(&self, sensor: &str, g: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<RollupRow>> {
+        self.with_conn(|c| {
+            let Some(sid) = find_sensor_id(c, sensor)? else { return Ok(Vec::new()) };
+            let size = bucket_size(g);
+            let first = floor_to(from_ms, size);
+            check_span(first, to_ms, size)?;
+            let mut out = Vec::new();
+            let mut s = first;
+            while s < to_ms {
+                if let Some(a) = rollup::load_agg(c, g, s, sid)? {
+                    out.push(a.to_row(s));
+                }
+                s += size;
+            }
+            Ok(out)
+        })
+    }
+
+    /// Uptime % of each of the last `days` UTC days (oldest first, today
+    /// last), `None` for days without observed time: a 90-day uptime bar.
+    pub fn daily_uptime(&self, sensor: &str, days: u32) -> Result<Vec<(i64, Option<f64>)>> {
+        self.daily_uptime_at(sensor, days, crate::now_ms())
+    }
+
+    /// [`Reader::daily_uptime`] with an explicit "now".
+    pub fn daily_uptime_at(&self, sensor: &str, days: u32, now_ms: i64) -> Result<Vec<(i64, Option<f64>)>> {
+        self.with_conn(|c| {
+            let today = floor_to(now_ms, DAY_MS);
+            let first = today - i64::from(days.saturating_sub(1)) * DAY_MS;
+            check_span(first, today + DAY_MS, DAY_MS)?;
+            let sid = find_sensor_id(c, sensor)?;
+            let mut out = Vec::with_capacity(days as usize);
+            let mut d = first;
+            while days > 0 && d <= today {
+                let pct = match sid {
+                    Some(sid) => rollup::load_agg(c, Granularity::Day, d, sid)?.and_then(|a| a.uptime_pct()),
+                    None => None,
+                };
+                out.push((d, pct));
+                d += DAY_MS;
+            }
+            Ok(out)
+        })
+    }
+
+    /// SLA figures per sensor and calendar period, from daily rollups (see
+    /// the crate documentation for the definitions).
+    pub fn sla(&self, q: &SlaQuery) -> Result<Vec<SlaRow>> {
+        self.with_conn(|c| crate::sla::sla(c, q))
+    }
+
+    /// Maintenance windows overlapping `[from_ms, to_ms)`, by start.
+    pub fn maintenance(&self, from_ms: i64, to_ms: i64) -> Result<Vec<Maintenance>> {
+        self.with_conn(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT id, target, from_ms, to_ms, reason FROM maintenance \
+                 WHERE from_ms < ?2 AND to_ms > ?1 ORDER BY from_ms, id",
+            )?;
+            Ok(q.query_map(params![from_ms, to_ms], |r| {
+                Ok(Maintenance {
+                    id: r.get(0)?,
+                    target: r.get(1)?,
+                    from_ms: r.get(2)?,
+                    to_ms: r.get(3)?,
+                    reason: r.get(4)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?)
+        })
+    }
+
+    /// Number of raw results stored for `sensor` (all, if `None`).
+    pub fn raw_count(&self, sensor: Option<&str>) -> Result<u64> {
+        self.with_conn(|c| {
+            let n: i64 = match sensor {
+                Some(s) => match find_sensor_id(c, s)? {
+                    Some(sid) => c.query_row("SELECT count(*) FROM results WHERE sensor_id = ?1", [sid], |r| r.get(0))?,
+                    None => 0,
+                },
+                None => c.query_row("SELECT count(*) FROM results", [], |r| r.get(0))?,
+            };
+            Ok(n as u64)
+        })
+    }
+
+    /// `PRAGMA integrity_check`: `["ok"]` when the file is sound.
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        self.with_conn(|c| {
+            let mut q = c.prepare("PRAGMA integrity_check")?;
+            Ok(q.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?)
+        })
+    }
+}
+
+/// Refuses ranges that would enumerate an absurd number of buckets.
+pub(crate) fn check_span(first: i64, to: i64, size: i64) -> Result<()> {
+    if to > first && (to - first) / size > MAX_BUCKETS {
+        return Err(StoreError::Invalid(format!("range of {} buckets is too large", (to - first) / size)));
+    }
+    Ok(())
+}
+
+fn metric_names(c: &Connection) -> Result<HashMap<i64, String>> {
+    let mut q = c.prepare_cached("SELECT id, name FROM metric_names")?;
+    Ok(q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
+}
+
+/// Upsert of a `sensor_state` row (writer thread).
+pub(crate) fn upsert_sensor_state(c: &Connection, s: &SensorState) -> Result<()> {
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO sensor_state(sensor, state, since_ms, last_check_ms, last_status, last_message, \
+         last_latency_us, consecutive_failures, consecutive_successes, flapping, updated_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        s.sensor,
+        s.state,
+        s.since_ms,
+        s.last_check_ms,
+        s.last_status.map(Status::code),
+        s.last_message,
+        s.last_latency_us.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+        s.consecutive_failures,
+        s.consecutive_successes,
+        s.flapping,
+        s.updated_ms,
+    ])?;
+    Ok(())
+}
