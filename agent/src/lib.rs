@@ -6,8 +6,14 @@
 //! - [`cli`]: the `outpost` command line (argument parsing and output
 //!   formatting only; the work is done by the modules above).
 
+pub mod agent;
+pub mod api;
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod plugin_host;
+pub mod recorder;
+pub mod scheduler;
 pub mod state;
+pub mod status;
 pub mod thresholds;

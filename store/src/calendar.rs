@@ -66,7 +66,11 @@ pub fn next_period(period: Period, start: i64) -> i64 {
         Period::Week => start + 7 * DAY_MS,
         Period::Month => {
             let (y, m, _) = civil_from_days(start.div_euclid(DAY_MS));
-            if m == 12 { utc_ms(y + 1, 1, 1) } else { utc_ms(y, m + 1, 1) }
+            if m == 12 {
+                utc_ms(y + 1, 1, 1)
+            } else {
+                utc_ms(y, m + 1, 1)
+            }
         }
     }
 }
@@ -92,11 +96,23 @@ mod tests {
         // 2024-02-29 is a Thursday; its ISO week starts Monday 2024-02-26.
         assert_eq!(period_start(Period::Week, t), utc_ms(2024, 2, 26));
         assert_eq!(period_start(Period::Month, t), utc_ms(2024, 2, 1));
-        assert_eq!(next_period(Period::Month, utc_ms(2024, 2, 1)), utc_ms(2024, 3, 1));
-        assert_eq!(next_period(Period::Month, utc_ms(2024, 12, 1)), utc_ms(2025, 1, 1));
+        assert_eq!(
+            next_period(Period::Month, utc_ms(2024, 2, 1)),
+            utc_ms(2024, 3, 1)
+        );
+        assert_eq!(
+            next_period(Period::Month, utc_ms(2024, 12, 1)),
+            utc_ms(2025, 1, 1)
+        );
         // A Monday is its own week start; a Sunday belongs to the week before.
-        assert_eq!(period_start(Period::Week, utc_ms(2024, 1, 29)), utc_ms(2024, 1, 29));
-        assert_eq!(period_start(Period::Week, utc_ms(2024, 2, 4) + DAY_MS - 1), utc_ms(2024, 1, 29));
+        assert_eq!(
+            period_start(Period::Week, utc_ms(2024, 1, 29)),
+            utc_ms(2024, 1, 29)
+        );
+        assert_eq!(
+            period_start(Period::Week, utc_ms(2024, 2, 4) + DAY_MS - 1),
+            utc_ms(2024, 1, 29)
+        );
         // Before the epoch too.
         assert_eq!(period_start(Period::Week, -1), utc_ms(1969, 12, 29));
         assert_eq!(floor_to(-1, HOUR_MS), -HOUR_MS);

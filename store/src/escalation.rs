@@ -165,7 +165,9 @@ fn finish(row: (Incident, String)) -> Result<Incident> {
 fn incidents_where(c: &Connection, cond: &str, p: impl rusqlite::Params) -> Result<Vec<Incident>> {
     let sql = format!("SELECT {INCIDENT_COLS} FROM incidents WHERE {cond} ORDER BY id");
     let mut q = c.prepare_cached(&sql)?;
-    let rows = q.query_map(p, incident_from)?.collect::<Result<Vec<_>, _>>()?;
+    let rows = q
+        .query_map(p, incident_from)?
+        .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter().map(finish).collect()
 }
 
@@ -191,7 +193,10 @@ pub(crate) fn unresolved_incidents(c: &Connection) -> Result<Vec<Incident>> {
 }
 
 pub(crate) fn set_incident_level(c: &Connection, id: i64, level: u32) -> Result<bool> {
-    Ok(c.execute("UPDATE incidents SET level = ?2 WHERE id = ?1 AND state <> 'resolved'", params![id, level])? == 1)
+    Ok(c.execute(
+        "UPDATE incidents SET level = ?2 WHERE id = ?1 AND state <> 'resolved'",
+        params![id, level],
+    )? == 1)
 }
 
 pub(crate) fn ack_incident(c: &Connection, id: i64, by: &str, at_ms: i64) -> Result<bool> {
@@ -221,30 +226,51 @@ pub(crate) fn due_timers(c: &Connection, now_ms: i64, limit: usize) -> Result<Ve
         "SELECT id, incident_id, kind, due_ms, fired FROM timers WHERE fired = 0 AND due_ms <= ?1 \
          ORDER BY due_ms, id LIMIT ?2",
     )?;
-    Ok(q.query_map(params![now_ms, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-        Ok(Timer { id: r.get(0)?, incident_id: r.get(1)?, kind: r.get(2)?, due_ms: r.get(3)?, fired: r.get(4)? })
-    })?
+    Ok(q.query_map(
+        params![now_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
+        |r| {
+            Ok(Timer {
+                id: r.get(0)?,
+                incident_id: r.get(1)?,
+                kind: r.get(2)?,
+                due_ms: r.get(3)?,
+                fired: r.get(4)?,
+            })
+        },
+    )?
     .collect::<Result<_, _>>()?)
 }
 
 pub(crate) fn fire_timer(c: &Connection, id: i64) -> Result<bool> {
-    Ok(c.execute("UPDATE timers SET fired = 1 WHERE id = ?1 AND fired = 0", [id])? == 1)
+    Ok(c.execute(
+        "UPDATE timers SET fired = 1 WHERE id = ?1 AND fired = 0",
+        [id],
+    )? == 1)
 }
 
 pub(crate) fn cancel_timers(c: &Connection, incident_id: i64) -> Result<u64> {
-    Ok(c.execute("DELETE FROM timers WHERE incident_id = ?1 AND fired = 0", [incident_id])? as u64)
+    Ok(c.execute(
+        "DELETE FROM timers WHERE incident_id = ?1 AND fired = 0",
+        [incident_id],
+    )? as u64)
 }
 
 pub(crate) fn enqueue(c: &Connection, n: &NewOutbox) -> Result<Option<i64>> {
-    let payload = serde_json::to_string(&n.payload).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    Ok(c
-        .query_row(
-            "INSERT INTO outbox(incident_id, notifier, idempotency_key, payload, next_attempt_ms) \
+    let payload =
+        serde_json::to_string(&n.payload).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    Ok(c.query_row(
+        "INSERT INTO outbox(incident_id, notifier, idempotency_key, payload, next_attempt_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(idempotency_key) DO NOTHING RETURNING id",
-            params![n.incident_id, n.notifier, n.idempotency_key, payload, n.next_attempt_ms],
-            |r| r.get(0),
-        )
-        .optional()?)
+        params![
+            n.incident_id,
+            n.notifier,
+            n.idempotency_key,
+            payload,
+            n.next_attempt_ms
+        ],
+        |r| r.get(0),
+    )
+    .optional()?)
 }
 
 const OUTBOX_COLS: &str = "id, incident_id, notifier, idempotency_key, payload, attempts, next_attempt_ms, \
@@ -270,10 +296,13 @@ fn outbox_from(r: &Row<'_>) -> rusqlite::Result<(OutboxEntry, String)> {
 fn outbox_where(c: &Connection, cond: &str, p: impl rusqlite::Params) -> Result<Vec<OutboxEntry>> {
     let sql = format!("SELECT {OUTBOX_COLS} FROM outbox WHERE {cond}");
     let mut q = c.prepare_cached(&sql)?;
-    let rows = q.query_map(p, outbox_from)?.collect::<Result<Vec<_>, _>>()?;
+    let rows = q
+        .query_map(p, outbox_from)?
+        .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
         .map(|(mut e, payload)| {
-            e.payload = serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            e.payload =
+                serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             Ok(e)
         })
         .collect()
@@ -298,7 +327,12 @@ pub(crate) fn outbox_delivered(c: &Connection, id: i64, at_ms: i64) -> Result<bo
     )? == 1)
 }
 
-pub(crate) fn outbox_failed(c: &Connection, id: i64, error: &str, next_attempt_ms: i64) -> Result<bool> {
+pub(crate) fn outbox_failed(
+    c: &Connection,
+    id: i64,
+    error: &str,
+    next_attempt_ms: i64,
+) -> Result<bool> {
     Ok(c.execute(
         "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_ms = ?3 \
          WHERE id = ?1 AND delivered_at_ms IS NULL",
@@ -312,7 +346,12 @@ mod tests {
     use serde_json::json;
 
     fn new(target: &str, token: Option<&str>) -> NewIncident {
-        NewIncident { target: target.into(), opened_at_ms: 1000, level: 0, token_hash: token.map(Into::into) }
+        NewIncident {
+            target: target.into(),
+            opened_at_ms: 1000,
+            level: 0,
+            token_hash: token.map(Into::into),
+        }
     }
 
     #[test]
@@ -321,22 +360,37 @@ mod tests {
         let i = open_incident(&c, &new("web", Some("h1"))).unwrap();
         assert_eq!(i.state, IncidentState::Open);
         assert_eq!(i.target, "web");
-        assert!(open_incident(&c, &new("web", Some("h1"))).is_err(), "token hashes are unique");
+        assert!(
+            open_incident(&c, &new("web", Some("h1"))).is_err(),
+            "token hashes are unique"
+        );
         let j = open_incident(&c, &new("db", None)).unwrap();
         assert_eq!(unresolved_incidents(&c).unwrap().len(), 2);
         assert!(set_incident_level(&c, i.id, 2).unwrap());
         assert!(ack_incident(&c, i.id, "alice", 2000).unwrap());
-        assert!(!ack_incident(&c, i.id, "bob", 2100).unwrap(), "only an open incident can be acked");
+        assert!(
+            !ack_incident(&c, i.id, "bob", 2100).unwrap(),
+            "only an open incident can be acked"
+        );
         let got = incident_by_token(&c, "h1").unwrap().unwrap();
         assert_eq!(got.state, IncidentState::Acked);
-        assert_eq!((got.level, got.acked_by.as_deref(), got.acked_at_ms), (2, Some("alice"), Some(2000)));
+        assert_eq!(
+            (got.level, got.acked_by.as_deref(), got.acked_at_ms),
+            (2, Some("alice"), Some(2000))
+        );
         assert!(resolve_incident(&c, i.id, 3000).unwrap());
         assert!(!resolve_incident(&c, i.id, 3100).unwrap());
         assert!(!set_incident_level(&c, i.id, 3).unwrap());
-        assert_eq!(incident(&c, i.id).unwrap().unwrap().resolved_at_ms, Some(3000));
+        assert_eq!(
+            incident(&c, i.id).unwrap().unwrap().resolved_at_ms,
+            Some(3000)
+        );
         assert_eq!(unresolved_incidents(&c).unwrap(), vec![j]);
         assert_eq!(incident(&c, 999).unwrap(), None);
-        assert!(c.execute("UPDATE incidents SET state = 'bogus'", []).is_err());
+        assert!(
+            c.execute("UPDATE incidents SET state = 'bogus'", [])
+                .is_err()
+        );
     }
 
     #[test]
@@ -346,7 +400,10 @@ mod tests {
         let t1 = add_timer(&c, i.id, "escalate", 5000).unwrap();
         let t2 = add_timer(&c, i.id, "renotify", 3000).unwrap();
         add_timer(&c, i.id, "later", 9000).unwrap();
-        assert!(add_timer(&c, 12345, "x", 1).is_err(), "timers reference an incident");
+        assert!(
+            add_timer(&c, 12345, "x", 1).is_err(),
+            "timers reference an incident"
+        );
         let due = due_timers(&c, 5000, 10).unwrap();
         assert_eq!(due.iter().map(|t| t.id).collect::<Vec<_>>(), vec![t2, t1]);
         assert_eq!(due[1].kind, "escalate");
@@ -381,13 +438,21 @@ mod tests {
         assert_eq!(due[1].payload, n.payload);
         assert!(outbox_failed(&c, id, "HTTP 503", 4000).unwrap());
         let e = outbox_entry(&c, id).unwrap().unwrap();
-        assert_eq!((e.attempts, e.next_attempt_ms, e.last_error.as_deref()), (1, 4000, Some("HTTP 503")));
+        assert_eq!(
+            (e.attempts, e.next_attempt_ms, e.last_error.as_deref()),
+            (1, 4000, Some("HTTP 503"))
+        );
         assert_eq!(due_outbox(&c, 1000, 10).unwrap().len(), 1);
         assert!(outbox_delivered(&c, id, 4100).unwrap());
         assert!(!outbox_delivered(&c, id, 4200).unwrap());
         assert!(!outbox_failed(&c, id, "late", 9000).unwrap());
         let e = outbox_entry(&c, id).unwrap().unwrap();
         assert_eq!((e.delivered_at_ms, e.last_error), (Some(4100), None));
-        assert!(due_outbox(&c, i64::MAX, 10).unwrap().iter().all(|e| e.id == id2));
+        assert!(
+            due_outbox(&c, i64::MAX, 10)
+                .unwrap()
+                .iter()
+                .all(|e| e.id == id2)
+        );
     }
 }

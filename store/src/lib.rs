@@ -123,13 +123,13 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-pub use calendar::{DAY_MS, HOUR_MS, next_period, period_start, utc_ms};
+pub use calendar::{DAY_MS, HOUR_MS, civil_from_days, next_period, period_start, utc_ms};
 pub use error::{Result, StoreError};
 pub use escalation::{Incident, IncidentState, NewIncident, NewOutbox, OutboxEntry, Timer};
 pub use query::Reader;
 pub use types::{
-    CheckRecord, CheckRow, CurrentState, Granularity, LatencyStats, Maintenance, Period, PruneStats, RollupRow,
-    SensorState, SlaQuery, SlaRow, Status, StoreStats, Transition,
+    CheckRecord, CheckRow, CurrentState, Granularity, LatencyStats, Maintenance, Period,
+    PruneStats, RollupRow, SensorState, SlaQuery, SlaRow, Status, StoreStats, Transition,
 };
 
 use writer::{Counters, Msg, Writer, WriterConfig};
@@ -213,7 +213,12 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         drop(self.tx.take());
-        if let Some(t) = self.thread.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(t) = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             let _ = t.join();
         }
     }
@@ -221,7 +226,9 @@ impl Drop for Inner {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.inner.path).finish()
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
@@ -235,7 +242,9 @@ impl Store {
     pub fn open(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         if opts.queue_capacity == 0 || opts.batch_max == 0 || opts.prune_batch == 0 {
-            return Err(StoreError::Invalid("queue_capacity, batch_max and prune_batch must be > 0".into()));
+            return Err(StoreError::Invalid(
+                "queue_capacity, batch_max and prune_batch must be > 0".into(),
+            ));
         }
         let conn = schema::open_writer(&path)?;
         let cfg = WriterConfig {
@@ -252,7 +261,9 @@ impl Store {
         let writer = Writer::new(conn, cfg, counters.clone(), rx)?;
         let reader = Reader::open(&path)?;
         let side = schema::open_side(&path)?;
-        let thread = std::thread::Builder::new().name("outpost-store-writer".into()).spawn(move || writer.run())?;
+        let thread = std::thread::Builder::new()
+            .name("outpost-store-writer".into())
+            .spawn(move || writer.run())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 tx: Some(tx),
@@ -273,7 +284,9 @@ impl Store {
     fn try_send(&self, m: Msg) -> Result<()> {
         match self.tx().try_send(m) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(StoreError::QueueFull { capacity: self.inner.capacity }),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(StoreError::QueueFull {
+                capacity: self.inner.capacity,
+            }),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(StoreError::Closed),
         }
     }
@@ -352,9 +365,17 @@ impl Store {
     /// all) and returns its id once committed. Results of the target in
     /// `[from_ms, to_ms)` recorded afterwards are flagged `in_maintenance`.
     /// Blocking (waits for the writer); not for async threads.
-    pub fn add_maintenance(&self, target: &str, from_ms: i64, to_ms: i64, reason: &str) -> Result<i64> {
+    pub fn add_maintenance(
+        &self,
+        target: &str,
+        from_ms: i64,
+        to_ms: i64,
+        reason: &str,
+    ) -> Result<i64> {
         if to_ms <= from_ms || target.is_empty() {
-            return Err(StoreError::Invalid("maintenance needs a target and from_ms < to_ms".into()));
+            return Err(StoreError::Invalid(
+                "maintenance needs a target and from_ms < to_ms".into(),
+            ));
         }
         let (reply, rx) = oneshot::channel();
         self.blocking_send(Msg::AddMaintenance {
@@ -414,7 +435,13 @@ impl Store {
     }
 
     fn join_writer(&self) {
-        if let Some(t) = self.inner.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(t) = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             let _ = t.join();
         }
     }
@@ -476,7 +503,13 @@ impl Store {
     }
 
     /// See [`Reader::rollups`].
-    pub fn rollups(&self, sensor: &str, g: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<RollupRow>> {
+    pub fn rollups(
+        &self,
+        sensor: &str,
+        g: Granularity,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<RollupRow>> {
         self.inner.reader.rollups(sensor, g, from_ms, to_ms)
     }
 

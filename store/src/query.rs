@@ -16,7 +16,8 @@ use crate::calendar::{DAY_MS, floor_to};
 use crate::error::{Result, StoreError};
 use crate::rollup::{self, bucket_size};
 use crate::types::{
-    CheckRow, CurrentState, Granularity, Maintenance, RollupRow, SensorState, SlaQuery, SlaRow, Status, Transition,
+    CheckRow, CurrentState, Granularity, Maintenance, RollupRow, SensorState, SlaQuery, SlaRow,
+    Status, Transition,
 };
 use crate::writer::{MAINT_BIT, find_sensor_id};
 
@@ -42,7 +43,9 @@ struct ReaderInner {
 
 impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Reader").field("path", &self.inner.path).finish()
+        f.debug_struct("Reader")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
@@ -52,7 +55,12 @@ impl Reader {
     pub fn open(path: impl AsRef<Path>) -> Result<Reader> {
         let path = path.as_ref().to_path_buf();
         let conn = crate::schema::open_reader(&path)?;
-        Ok(Reader { inner: Arc::new(ReaderInner { path, pool: Mutex::new(vec![conn]) }) })
+        Ok(Reader {
+            inner: Arc::new(ReaderInner {
+                path,
+                pool: Mutex::new(vec![conn]),
+            }),
+        })
     }
 
     /// Path of the database file.
@@ -63,7 +71,12 @@ impl Reader {
     /// Runs `f` on a pooled connection inside a read transaction (one
     /// consistent snapshot for all its statements).
     pub(crate) fn with_conn<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let pooled = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let pooled = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
         let conn = match pooled {
             Some(c) => c,
             None => crate::schema::open_reader(&self.inner.path)?,
@@ -94,7 +107,9 @@ impl Reader {
     /// Results of `sensor` at or after `since_ms`, newest first, at most `limit`.
     pub fn history(&self, sensor: &str, since_ms: i64, limit: usize) -> Result<Vec<CheckRow>> {
         self.with_conn(|c| {
-            let Some(sid) = find_sensor_id(c, sensor)? else { return Ok(Vec::new()) };
+            let Some(sid) = find_sensor_id(c, sensor)? else {
+                return Ok(Vec::new());
+            };
             let mut q = c.prepare_cached(
                 "SELECT r.at_ms, r.status, r.latency_us, coalesce(m.text, ''), r.metrics \
                  FROM results r LEFT JOIN messages m ON m.id = r.message_id \
@@ -117,7 +132,12 @@ impl Reader {
                         let names = names.as_ref().expect("loaded");
                         crate::codec::decode_metrics(&blob)?
                             .into_iter()
-                            .map(|(id, v)| (names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")), v))
+                            .map(|(id, v)| {
+                                (
+                                    names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")),
+                                    v,
+                                )
+                            })
                             .collect()
                     }
                 };
@@ -137,7 +157,9 @@ impl Reader {
     /// Transitions of `sensor` at or after `since_ms`, newest first.
     pub fn transitions(&self, sensor: &str, since_ms: i64) -> Result<Vec<Transition>> {
         self.with_conn(|c| {
-            let Some(sid) = find_sensor_id(c, sensor)? else { return Ok(Vec::new()) };
+            let Some(sid) = find_sensor_id(c, sensor)? else {
+                return Ok(Vec::new());
+            };
             let mut q = c.prepare_cached(
                 "SELECT at_ms, from_state, to_state, reason FROM transitions \
                  WHERE sensor_id = ?1 AND at_ms >= ?2 ORDER BY at_ms DESC, id DESC",
@@ -200,9 +222,17 @@ impl Reader {
     /// Hourly or daily rollups of `sensor` for buckets starting in
     /// `[floor(from_ms), to_ms)`, oldest first; buckets without data are
     /// left out.
-    pub fn rollups(&self, sensor: &str, g: Granularity, from_ms: i64, to_ms: i64) -> Result<Vec<RollupRow>> {
+    pub fn rollups(
+        &self,
+        sensor: &str,
+        g: Granularity,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<RollupRow>> {
         self.with_conn(|c| {
-            let Some(sid) = find_sensor_id(c, sensor)? else { return Ok(Vec::new()) };
+            let Some(sid) = find_sensor_id(c, sensor)? else {
+                return Ok(Vec::new());
+            };
             let size = bucket_size(g);
             let first = floor_to(from_ms, size);
             check_span(first, to_ms, size)?;
@@ -225,7 +255,12 @@ impl Reader {
     }
 
     /// [`Reader::daily_uptime`] with an explicit "now".
-    pub fn daily_uptime_at(&self, sensor: &str, days: u32, now_ms: i64) -> Result<Vec<(i64, Option<f64>)>> {
+    pub fn daily_uptime_at(
+        &self,
+        sensor: &str,
+        days: u32,
+        now_ms: i64,
+    ) -> Result<Vec<(i64, Option<f64>)>> {
         self.with_conn(|c| {
             let today = floor_to(now_ms, DAY_MS);
             let first = today - i64::from(days.saturating_sub(1)) * DAY_MS;
@@ -235,7 +270,9 @@ impl Reader {
             let mut d = first;
             while days > 0 && d <= today {
                 let pct = match sid {
-                    Some(sid) => rollup::load_agg(c, Granularity::Day, d, sid)?.and_then(|a| a.uptime_pct()),
+                    Some(sid) => {
+                        rollup::load_agg(c, Granularity::Day, d, sid)?.and_then(|a| a.uptime_pct())
+                    }
                     None => None,
                 };
                 out.push((d, pct));
@@ -276,7 +313,11 @@ impl Reader {
         self.with_conn(|c| {
             let n: i64 = match sensor {
                 Some(s) => match find_sensor_id(c, s)? {
-                    Some(sid) => c.query_row("SELECT count(*) FROM results WHERE sensor_id = ?1", [sid], |r| r.get(0))?,
+                    Some(sid) => c.query_row(
+                        "SELECT count(*) FROM results WHERE sensor_id = ?1",
+                        [sid],
+                        |r| r.get(0),
+                    )?,
                     None => 0,
                 },
                 None => c.query_row("SELECT count(*) FROM results", [], |r| r.get(0))?,
@@ -297,14 +338,18 @@ impl Reader {
 /// Refuses ranges that would enumerate an absurd number of buckets.
 pub(crate) fn check_span(first: i64, to: i64, size: i64) -> Result<()> {
     if to > first && (to - first) / size > MAX_BUCKETS {
-        return Err(StoreError::Invalid(format!("range of {} buckets is too large", (to - first) / size)));
+        return Err(StoreError::Invalid(format!(
+            "range of {} buckets is too large",
+            (to - first) / size
+        )));
     }
     Ok(())
 }
 
 fn metric_names(c: &Connection) -> Result<HashMap<i64, String>> {
     let mut q = c.prepare_cached("SELECT id, name FROM metric_names")?;
-    Ok(q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?)
+    Ok(q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?)
 }
 
 /// Upsert of a `sensor_state` row (writer thread).

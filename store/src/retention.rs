@@ -19,7 +19,9 @@ use crate::writer::{MESSAGE_TOUCH_SLACK_MS, WriterConfig};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Raw results, sensor by sensor (ids greater than `after`).
-    Results { after: i64 },
+    Results {
+        after: i64,
+    },
     Messages,
     Hourly,
     Daily,
@@ -84,10 +86,14 @@ impl PruneJob {
                         .optional()?;
                     let n = match boundary {
                         Some(b) => conn
-                            .prepare_cached("DELETE FROM results WHERE sensor_id = ?1 AND at_ms <= ?2")?
+                            .prepare_cached(
+                                "DELETE FROM results WHERE sensor_id = ?1 AND at_ms <= ?2",
+                            )?
                             .execute(params![sid, b])?,
                         None => conn
-                            .prepare_cached("DELETE FROM results WHERE sensor_id = ?1 AND at_ms < ?2")?
+                            .prepare_cached(
+                                "DELETE FROM results WHERE sensor_id = ?1 AND at_ms < ?2",
+                            )?
                             .execute(params![sid, self.raw_cutoff])?,
                     } as i64;
                     self.stats.results += n as u64;
@@ -110,8 +116,10 @@ impl PruneJob {
                         "DELETE FROM messages WHERE id IN \
                          (SELECT id FROM messages WHERE last_used_ms < ?1 LIMIT ?2)",
                     )?
-                    .execute(params![self.raw_cutoff.saturating_sub(MESSAGE_TOUCH_SLACK_MS), batch])?
-                    as i64;
+                    .execute(params![
+                        self.raw_cutoff.saturating_sub(MESSAGE_TOUCH_SLACK_MS),
+                        batch
+                    ])? as i64;
                 self.stats.messages += n as u64;
                 out.touched_messages = n > 0;
                 if n < batch {
@@ -119,8 +127,11 @@ impl PruneJob {
                 }
             }
             Phase::Hourly | Phase::Daily => {
-                let (table, size) =
-                    if self.phase == Phase::Hourly { ("rollup_hour", HOUR_MS) } else { ("rollup_day", DAY_MS) };
+                let (table, size) = if self.phase == Phase::Hourly {
+                    ("rollup_hour", HOUR_MS)
+                } else {
+                    ("rollup_day", DAY_MS)
+                };
                 // A bucket goes once it lies entirely before the cutoff.
                 let sql = format!(
                     "DELETE FROM {table} WHERE (start_ms, sensor_id) IN \
@@ -128,7 +139,8 @@ impl PruneJob {
                 );
                 let n = conn
                     .prepare_cached(&sql)?
-                    .execute(params![self.rollup_cutoff.saturating_sub(size), batch])? as i64;
+                    .execute(params![self.rollup_cutoff.saturating_sub(size), batch])?
+                    as i64;
                 out.touched_rollups = n > 0;
                 if self.phase == Phase::Hourly {
                     self.stats.hourly += n as u64;

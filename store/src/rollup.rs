@@ -110,11 +110,26 @@ pub(crate) struct StreamState {
 /// A contribution of one result to the rollups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Event {
-    Check { at_ms: i64, status: Status, latency_us: u64 },
-    MaintCheck { at_ms: i64 },
-    Cover { class: Class, from_ms: i64, to_ms: i64 },
-    OutageStart { at_ms: i64 },
-    Recovery { at_ms: i64, duration_ms: i64 },
+    Check {
+        at_ms: i64,
+        status: Status,
+        latency_us: u64,
+    },
+    MaintCheck {
+        at_ms: i64,
+    },
+    Cover {
+        class: Class,
+        from_ms: i64,
+        to_ms: i64,
+    },
+    OutageStart {
+        at_ms: i64,
+    },
+    Recovery {
+        at_ms: i64,
+        duration_ms: i64,
+    },
 }
 
 impl StreamState {
@@ -133,7 +148,11 @@ impl StreamState {
         if in_maintenance {
             emit(Event::MaintCheck { at_ms })?;
         } else {
-            emit(Event::Check { at_ms, status, latency_us })?;
+            emit(Event::Check {
+                at_ms,
+                status,
+                latency_us,
+            })?;
         }
         if let Some(prev) = self.last {
             if at_ms <= prev.at_ms {
@@ -142,7 +161,11 @@ impl StreamState {
             }
             let end = at_ms.min(prev.at_ms.saturating_add(prev.cap_ms));
             if end > prev.at_ms {
-                emit(Event::Cover { class: prev.class, from_ms: prev.at_ms, to_ms: end })?;
+                emit(Event::Cover {
+                    class: prev.class,
+                    from_ms: prev.at_ms,
+                    to_ms: end,
+                })?;
                 if prev.class == Class::Down
                     && let Some(o) = self.outage.as_mut()
                 {
@@ -152,16 +175,26 @@ impl StreamState {
         }
         match (class, self.outage) {
             (Class::Down, None) => {
-                self.outage = Some(OpenOutage { start_ms: at_ms, down_ms: 0 });
+                self.outage = Some(OpenOutage {
+                    start_ms: at_ms,
+                    down_ms: 0,
+                });
                 emit(Event::OutageStart { at_ms })?;
             }
             (Class::Up | Class::Maint, Some(o)) => {
                 self.outage = None;
-                emit(Event::Recovery { at_ms, duration_ms: o.down_ms })?;
+                emit(Event::Recovery {
+                    at_ms,
+                    duration_ms: o.down_ms,
+                })?;
             }
             _ => {}
         }
-        self.last = Some(Last { at_ms, class, cap_ms });
+        self.last = Some(Last {
+            at_ms,
+            class,
+            cap_ms,
+        });
         Ok(())
     }
 }
@@ -183,9 +216,13 @@ pub(crate) fn apply(ev: Event, sink: &mut impl AggSink) -> Result<()> {
     for g in [Granularity::Hour, Granularity::Day] {
         let size = bucket_size(g);
         match ev {
-            Event::Check { at_ms, status, latency_us } => {
-                sink.agg(g, floor_to(at_ms, size))?.add_check(status, latency_us)
-            }
+            Event::Check {
+                at_ms,
+                status,
+                latency_us,
+            } => sink
+                .agg(g, floor_to(at_ms, size))?
+                .add_check(status, latency_us),
             Event::MaintCheck { at_ms } => sink.agg(g, floor_to(at_ms, size))?.maint_checks += 1,
             Event::OutageStart { at_ms } => sink.agg(g, floor_to(at_ms, size))?.outages += 1,
             Event::Recovery { at_ms, duration_ms } => {
@@ -193,7 +230,11 @@ pub(crate) fn apply(ev: Event, sink: &mut impl AggSink) -> Result<()> {
                 a.recoveries += 1;
                 a.recovery_ms += duration_ms;
             }
-            Event::Cover { class, from_ms, to_ms } => {
+            Event::Cover {
+                class,
+                from_ms,
+                to_ms,
+            } => {
                 let mut t = from_ms;
                 while t < to_ms {
                     let start = floor_to(t, size);
@@ -258,7 +299,8 @@ impl Agg {
         }
         Some(LatencyStats {
             min_us: self.lat_min,
-            avg_us: ((u128::from(self.lat_sum) + u128::from(self.checks) / 2) / u128::from(self.checks)) as u64,
+            avg_us: ((u128::from(self.lat_sum) + u128::from(self.checks) / 2)
+                / u128::from(self.checks)) as u64,
             p95_us: percentile(&self.hist, 95).clamp(self.lat_min, self.lat_max),
             max_us: self.lat_max,
         })
@@ -354,7 +396,11 @@ pub(crate) fn agg_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Res
     let hist: Option<Vec<u8>> = r.get(first + 13)?;
     let hist = match hist {
         Some(b) => crate::codec::decode_hist(&b).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(first + 13, rusqlite::types::Type::Blob, Box::new(e))
+            rusqlite::Error::FromSqlConversionFailure(
+                first + 13,
+                rusqlite::types::Type::Blob,
+                Box::new(e),
+            )
         })?,
         None => BTreeMap::new(),
     };
@@ -376,7 +422,12 @@ pub(crate) fn agg_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Res
     })
 }
 
-pub(crate) fn load_agg(conn: &rusqlite::Connection, g: Granularity, start_ms: i64, sensor_id: i64) -> Result<Option<Agg>> {
+pub(crate) fn load_agg(
+    conn: &rusqlite::Connection,
+    g: Granularity,
+    start_ms: i64,
+    sensor_id: i64,
+) -> Result<Option<Agg>> {
     use rusqlite::OptionalExtension;
     let sql = match g {
         Granularity::Hour => concat!(
@@ -394,7 +445,13 @@ pub(crate) fn load_agg(conn: &rusqlite::Connection, g: Granularity, start_ms: i6
         .optional()?)
 }
 
-pub(crate) fn save_agg(conn: &rusqlite::Connection, g: Granularity, start_ms: i64, sensor_id: i64, a: &Agg) -> Result<()> {
+pub(crate) fn save_agg(
+    conn: &rusqlite::Connection,
+    g: Granularity,
+    start_ms: i64,
+    sensor_id: i64,
+    a: &Agg,
+) -> Result<()> {
     let sql = match g {
         Granularity::Hour => concat!(
             "INSERT OR REPLACE INTO rollup_hour(start_ms, sensor_id, checks, failures, warnings, maint_checks, ",
@@ -502,7 +559,8 @@ mod tests {
     }
 
     fn feed(st: &mut StreamState, m: &mut Map, at: i64, status: Status, maint: bool, cap: i64) {
-        st.push(at, status, maint, 1000, cap, &mut |e| apply(e, m)).unwrap();
+        st.push(at, status, maint, 1000, cap, &mut |e| apply(e, m))
+            .unwrap();
     }
 
     #[test]

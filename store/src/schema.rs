@@ -229,12 +229,16 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection> {
     }
     let mut conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     common_pragmas(&conn, WRITER_CACHE_KIB)?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Invalid(format!("cannot enable WAL (journal_mode={mode})")));
+        return Err(StoreError::Invalid(format!(
+            "cannot enable WAL (journal_mode={mode})"
+        )));
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
@@ -279,7 +283,10 @@ fn user_version(conn: &Connection) -> Result<i64> {
 fn check_version(conn: &Connection) -> Result<()> {
     let found = user_version(conn)?;
     if found != SCHEMA_VERSION {
-        return Err(StoreError::SchemaVersion { found, expected: SCHEMA_VERSION });
+        return Err(StoreError::SchemaVersion {
+            found,
+            expected: SCHEMA_VERSION,
+        });
     }
     Ok(())
 }
@@ -289,7 +296,10 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let found = user_version(&tx)?;
     if found > SCHEMA_VERSION {
-        return Err(StoreError::SchemaVersion { found, expected: SCHEMA_VERSION });
+        return Err(StoreError::SchemaVersion {
+            found,
+            expected: SCHEMA_VERSION,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         tx.execute_batch(sql)?;
@@ -320,13 +330,22 @@ mod tests {
         drop(c);
         // Reopening is a no-op.
         let c = open_writer(&p).unwrap();
-        let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let mode: String = c
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
         open_reader(&p).unwrap();
-        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
         drop(c);
-        assert!(matches!(open_writer(&p), Err(StoreError::SchemaVersion { .. })));
-        assert!(matches!(open_reader(&p), Err(StoreError::SchemaVersion { .. })));
+        assert!(matches!(
+            open_writer(&p),
+            Err(StoreError::SchemaVersion { .. })
+        ));
+        assert!(matches!(
+            open_reader(&p),
+            Err(StoreError::SchemaVersion { .. })
+        ));
     }
 
     #[test]
@@ -334,8 +353,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(open_reader(&dir.path().join("none.db")).is_err());
         let p = dir.path().join("other.db");
-        Connection::open(&p).unwrap().execute_batch("CREATE TABLE t(x)").unwrap();
-        assert!(matches!(open_reader(&p), Err(StoreError::SchemaVersion { found: 0, .. })));
+        Connection::open(&p)
+            .unwrap()
+            .execute_batch("CREATE TABLE t(x)")
+            .unwrap();
+        assert!(matches!(
+            open_reader(&p),
+            Err(StoreError::SchemaVersion { found: 0, .. })
+        ));
     }
 
     #[test]

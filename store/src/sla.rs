@@ -79,8 +79,12 @@ pub(crate) fn sla(c: &Connection, q: &SlaQuery) -> Result<Vec<SlaRow>> {
     let mut per_sensor: BTreeMap<String, Vec<Acc>> = BTreeMap::new();
     match &q.sensor {
         Some(name) => {
-            let Some(sid) = find_sensor_id(c, name)? else { return Ok(Vec::new()) };
-            let accs = per_sensor.entry(name.clone()).or_insert_with(|| vec![Acc::default(); periods]);
+            let Some(sid) = find_sensor_id(c, name)? else {
+                return Ok(Vec::new());
+            };
+            let accs = per_sensor
+                .entry(name.clone())
+                .or_insert_with(|| vec![Acc::default(); periods]);
             let mut day = first;
             while day < end {
                 if let Some(a) = rollup::load_agg(c, Granularity::Day, day, sid)? {
@@ -101,7 +105,10 @@ pub(crate) fn sla(c: &Connection, q: &SlaQuery) -> Result<Vec<SlaRow>> {
                 let name: String = r.get(0)?;
                 let day: i64 = r.get(1)?;
                 let a = rollup::agg_from_row(r, 2)?;
-                per_sensor.entry(name).or_insert_with(|| vec![Acc::default(); periods])[period_of(day)].add(&a);
+                per_sensor
+                    .entry(name)
+                    .or_insert_with(|| vec![Acc::default(); periods])[period_of(day)]
+                .add(&a);
             }
         }
     }

@@ -14,11 +14,22 @@ use crate::rollup::{Agg, bucket_of};
 const MIN: i64 = 60_000;
 
 fn test_opts() -> StoreOptions {
-    StoreOptions { prune_interval: None, flush_interval: Duration::from_millis(20), ..Default::default() }
+    StoreOptions {
+        prune_interval: None,
+        flush_interval: Duration::from_millis(20),
+        ..Default::default()
+    }
 }
 
 fn rec(sensor: &str, at_ms: i64, status: Status, latency_us: u64, interval_ms: u64) -> CheckRecord {
-    CheckRecord { sensor: sensor.into(), at_ms, status, latency_us, interval_ms, ..Default::default() }
+    CheckRecord {
+        sensor: sensor.into(),
+        at_ms,
+        status,
+        latency_us,
+        interval_ms,
+        ..Default::default()
+    }
 }
 
 /// Deterministic PRNG (splitmix64).
@@ -49,10 +60,12 @@ fn all_rollups(conn: &Connection, g: Granularity) -> BTreeMap<(String, i64), Agg
         rollup::AGG_COLUMNS
     );
     let mut q = conn.prepare(&sql).unwrap();
-    q.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), rollup::agg_from_row(r, 2)?)))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
+    q.query_map([], |r| {
+        Ok(((r.get(0)?, r.get(1)?), rollup::agg_from_row(r, 2)?))
+    })
+    .unwrap()
+    .map(|r| r.unwrap())
+    .collect()
 }
 
 /// Brute-force rollups from the raw rows: for every sensor, walk its rows in
@@ -62,7 +75,10 @@ fn brute_force(
     conn: &Connection,
     caps: &HashMap<String, i64>,
     g: Granularity,
-) -> (BTreeMap<(String, i64), Agg>, BTreeMap<(String, i64), Vec<u64>>) {
+) -> (
+    BTreeMap<(String, i64), Agg>,
+    BTreeMap<(String, i64), Vec<u64>>,
+) {
     let size = rollup::bucket_size(g);
     let mut q = conn
         .prepare(
@@ -71,7 +87,9 @@ fn brute_force(
         )
         .unwrap();
     let rows: Vec<(String, i64, i64, u64)> = q
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64)))
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64))
+        })
         .unwrap()
         .map(|r| r.unwrap())
         .collect();
@@ -155,11 +173,20 @@ fn brute_force(
 fn rollups_match_brute_force() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("o.db");
-    let opts = StoreOptions { batch_max: 37, ..test_opts() };
+    let opts = StoreOptions {
+        batch_max: 37,
+        ..test_opts()
+    };
     let mut rng = Rng(0x5EED_0001);
     // (name, interval ms; 0 = unknown → default gap)
-    let sensors: &[(&str, u64)] =
-        &[("a", 10_000), ("b", 30_000), ("c", 60_000), ("d", 300_000), ("e", 0), ("f", 45_000)];
+    let sensors: &[(&str, u64)] = &[
+        ("a", 10_000),
+        ("b", 30_000),
+        ("c", 60_000),
+        ("d", 300_000),
+        ("e", 0),
+        ("f", 45_000),
+    ];
     let default_gap = ms(opts.default_max_gap);
     let caps: HashMap<String, i64> = sensors
         .iter()
@@ -169,7 +196,11 @@ fn rollups_match_brute_force() {
     let end = start + 3 * DAY_MS;
     let mut all = Vec::new();
     for &(name, interval) in sensors {
-        let step = if interval == 0 { 40_000 } else { interval as i64 };
+        let step = if interval == 0 {
+            40_000
+        } else {
+            interval as i64
+        };
         let mut t = start + rng.below(step as u64) as i64;
         let mut down = false;
         let mut maint_left = 0;
@@ -181,7 +212,11 @@ fn rollups_match_brute_force() {
                 maint_left = 3 + rng.below(15);
             }
             let status = if down {
-                if rng.chance(50) { Status::Fail } else { Status::Error }
+                if rng.chance(50) {
+                    Status::Fail
+                } else {
+                    Status::Error
+                }
             } else if rng.chance(5) {
                 Status::Warn
             } else {
@@ -197,7 +232,10 @@ fn rollups_match_brute_force() {
                 n => format!("msg {n}"),
             };
             if rng.chance(20) {
-                r.metrics = vec![("rtt".into(), rng.below(500) as f64), ("ratio".into(), 0.25)];
+                r.metrics = vec![
+                    ("rtt".into(), rng.below(500) as f64),
+                    ("ratio".into(), 0.25),
+                ];
             }
             all.push(r.clone());
             if rng.chance(1) {
@@ -245,7 +283,10 @@ fn rollups_match_brute_force() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(flagged, 0, "results in the window are flagged as maintenance");
+    assert_eq!(
+        flagged, 0,
+        "results in the window are flagged as maintenance"
+    );
     for g in [Granularity::Hour, Granularity::Day] {
         let got = all_rollups(&conn, g);
         let (want, lat) = brute_force(&conn, &caps, g);
@@ -269,9 +310,15 @@ fn rollups_match_brute_force() {
             a.outages += w.outages;
             a
         });
-        assert!(tot.down_ms > 0 && tot.maint_ms > 0 && tot.outages > 10, "{tot:?}");
+        assert!(
+            tot.down_ms > 0 && tot.maint_ms > 0 && tot.outages > 10,
+            "{tot:?}"
+        );
     }
-    assert_eq!(store.reader().integrity_check().unwrap(), vec!["ok".to_owned()]);
+    assert_eq!(
+        store.reader().integrity_check().unwrap(),
+        vec!["ok".to_owned()]
+    );
 }
 
 /// A hand-made history for sensor `api` (interval 60 s, so a result covers
@@ -298,7 +345,9 @@ fn sla_fixture_matches_hand_computed_values() {
         (d(2, 4) + hm(23, 55), d(2, 5) + hm(0, 5)),
     ];
     let gap = (d(2, 3) + hm(5, 59), d(2, 3) + hm(8, 0)); // exclusive on both ends
-    store.add_maintenance("api", d(2, 2) + hm(12, 10), d(2, 2) + hm(12, 20), "deploy").unwrap();
+    store
+        .add_maintenance("api", d(2, 2) + hm(12, 10), d(2, 2) + hm(12, 20), "deploy")
+        .unwrap();
     let mut t = d(1, 29);
     while t <= d(2, 6) {
         if !(t > gap.0 && t < gap.1) {
@@ -311,10 +360,14 @@ fn sla_fixture_matches_hand_computed_values() {
             } else {
                 Status::Ok
             };
-            store.record_blocking(rec("api", t, status, 1000, 60_000)).unwrap();
+            store
+                .record_blocking(rec("api", t, status, 1000, 60_000))
+                .unwrap();
             // A second sensor, always up, every 10 minutes.
             if t % (10 * MIN) == 0 {
-                store.record_blocking(rec("db", t, Status::Ok, 500, 600_000)).unwrap();
+                store
+                    .record_blocking(rec("db", t, Status::Ok, 500, 600_000))
+                    .unwrap();
             }
         }
         t += MIN;
@@ -322,7 +375,14 @@ fn sla_fixture_matches_hand_computed_values() {
     store.flush().unwrap();
 
     let q = |period, from, to| {
-        store.sla(&SlaQuery { sensor: Some("api".into()), period, from_ms: from, to_ms: to }).unwrap()
+        store
+            .sla(&SlaQuery {
+                sensor: Some("api".into()),
+                period,
+                from_ms: from,
+                to_ms: to,
+            })
+            .unwrap()
     };
     let pct = |up: i64, down: i64| Some(up as f64 * 100.0 / (up + down) as f64);
 
@@ -345,13 +405,28 @@ fn sla_fixture_matches_hand_computed_values() {
     for (row, w) in days.iter().zip(want) {
         let (m, day, checks, failures, up, down, maint, outages, recoveries, mttr) = w;
         assert_eq!(row.sensor, "api");
-        assert_eq!((row.period_start_ms, row.period_end_ms), (d(m, day), d(m, day) + DAY_MS));
+        assert_eq!(
+            (row.period_start_ms, row.period_end_ms),
+            (d(m, day), d(m, day) + DAY_MS)
+        );
         assert_eq!((row.checks, row.failures), (checks, failures), "{m}-{day}");
-        assert_eq!((row.observed_ms, row.downtime_ms), ((up + down) * MIN, down * MIN), "{m}-{day}");
+        assert_eq!(
+            (row.observed_ms, row.downtime_ms),
+            ((up + down) * MIN, down * MIN),
+            "{m}-{day}"
+        );
         assert_eq!(row.maintenance_ms, maint * MIN, "{m}-{day}");
-        assert_eq!((row.outages, row.recoveries), (outages, recoveries), "{m}-{day}");
+        assert_eq!(
+            (row.outages, row.recoveries),
+            (outages, recoveries),
+            "{m}-{day}"
+        );
         assert_eq!(row.mttr_ms, mttr.map(|v| v * MIN), "{m}-{day}");
-        assert_eq!(row.uptime_pct, if up + down == 0 { None } else { pct(up, down) }, "{m}-{day}");
+        assert_eq!(
+            row.uptime_pct,
+            if up + down == 0 { None } else { pct(up, down) },
+            "{m}-{day}"
+        );
     }
     assert_eq!(days[2].uptime_pct, Some(1430.0 * 100.0 / 1440.0));
 
@@ -365,7 +440,10 @@ fn sla_fixture_matches_hand_computed_values() {
     let up1 = 1440 + 1440 + 1430 + 1430 + 1410 + 1321 + 1435;
     let down1 = 10 + 10 + 20 + 5;
     assert_eq!(up1, 9906);
-    assert_eq!((w1.observed_ms, w1.downtime_ms), ((up1 + down1) * MIN, down1 * MIN));
+    assert_eq!(
+        (w1.observed_ms, w1.downtime_ms),
+        ((up1 + down1) * MIN, down1 * MIN)
+    );
     assert_eq!(w1.uptime_pct, pct(up1, down1)); // 99.548 %
     assert!((w1.uptime_pct.unwrap() - 99.547_784).abs() < 1e-6);
     assert_eq!(w1.maintenance_ms, 10 * MIN);
@@ -373,9 +451,15 @@ fn sla_fixture_matches_hand_computed_values() {
     assert_eq!(w1.recoveries, 3); // A, C1, C2 ended
     assert_eq!(w1.mttr_ms, Some((20 + 10 + 10) * MIN / 3)); // 13 min 20 s
     assert_eq!(w1.mttr_ms, Some(800_000));
-    assert_eq!((w2.period_start_ms, w2.checks, w2.failures, w2.downtime_ms), (d(2, 5), 1441, 5, 5 * MIN));
+    assert_eq!(
+        (w2.period_start_ms, w2.checks, w2.failures, w2.downtime_ms),
+        (d(2, 5), 1441, 5, 5 * MIN)
+    );
     assert_eq!(w2.uptime_pct, pct(1435, 5));
-    assert_eq!((w2.outages, w2.recoveries, w2.mttr_ms), (0, 1, Some(10 * MIN)));
+    assert_eq!(
+        (w2.outages, w2.recoveries, w2.mttr_ms),
+        (0, 1, Some(10 * MIN))
+    );
 
     // ---- months ----
     let months = q(Period::Month, d(1, 15), d(2, 10));
@@ -383,14 +467,20 @@ fn sla_fixture_matches_hand_computed_values() {
     let (jan, feb) = (&months[0], &months[1]);
     assert_eq!((jan.period_start_ms, jan.period_end_ms), (d(1, 1), d(2, 1)));
     assert_eq!((jan.checks, jan.failures), (3 * 1440, 10));
-    assert_eq!((jan.observed_ms, jan.downtime_ms), (3 * 1440 * MIN, 10 * MIN));
+    assert_eq!(
+        (jan.observed_ms, jan.downtime_ms),
+        (3 * 1440 * MIN, 10 * MIN)
+    );
     assert_eq!(jan.uptime_pct, pct(4310, 10)); // 99.769 %
     assert_eq!((jan.outages, jan.recoveries, jan.mttr_ms), (1, 0, None));
     assert_eq!((feb.period_start_ms, feb.period_end_ms), (d(2, 1), d(3, 1)));
     assert_eq!(feb.checks, 1440 + 1430 + 1320 + 1440 + 1440 + 1);
     assert_eq!(feb.failures, 10 + 20 + 5 + 5);
     let up_feb = 1430 + 1410 + 1321 + 1435 + 1435;
-    assert_eq!((feb.observed_ms, feb.downtime_ms), ((up_feb + 40) * MIN, 40 * MIN));
+    assert_eq!(
+        (feb.observed_ms, feb.downtime_ms),
+        ((up_feb + 40) * MIN, 40 * MIN)
+    );
     assert_eq!(feb.uptime_pct, pct(up_feb, 40)); // 99.434 %
     assert_eq!(feb.maintenance_ms, 10 * MIN);
     assert_eq!((feb.outages, feb.recoveries), (3, 4)); // C1, C2, B start; A, C1, C2, B end
@@ -398,18 +488,39 @@ fn sla_fixture_matches_hand_computed_values() {
 
     // All sensors: api and db, every month each.
     let both = store
-        .sla(&SlaQuery { sensor: None, period: Period::Month, from_ms: d(1, 1), to_ms: d(3, 1) })
+        .sla(&SlaQuery {
+            sensor: None,
+            period: Period::Month,
+            from_ms: d(1, 1),
+            to_ms: d(3, 1),
+        })
         .unwrap();
-    assert_eq!(both.iter().map(|r| r.sensor.as_str()).collect::<Vec<_>>(), ["api", "api", "db", "db"]);
+    assert_eq!(
+        both.iter().map(|r| r.sensor.as_str()).collect::<Vec<_>>(),
+        ["api", "api", "db", "db"]
+    );
     assert_eq!(&both[..2], &months[..]);
     assert_eq!(both[2].uptime_pct, Some(100.0));
     assert_eq!(both[2].checks, 3 * 144);
     // Unknown sensor, empty range.
-    assert!(store.sla(&SlaQuery { sensor: Some("nope".into()), period: Period::Day, from_ms: 0, to_ms: DAY_MS }).unwrap().is_empty());
+    assert!(
+        store
+            .sla(&SlaQuery {
+                sensor: Some("nope".into()),
+                period: Period::Day,
+                from_ms: 0,
+                to_ms: DAY_MS
+            })
+            .unwrap()
+            .is_empty()
+    );
     assert!(q(Period::Day, d(2, 1), d(2, 1)).is_empty());
 
     // 90-day bar: None where there is no data.
-    let bar = store.reader().daily_uptime_at("api", 90, d(2, 6) + HOUR_MS).unwrap();
+    let bar = store
+        .reader()
+        .daily_uptime_at("api", 90, d(2, 6) + HOUR_MS)
+        .unwrap();
     assert_eq!(bar.len(), 90);
     assert_eq!(bar[89].0, d(2, 6));
     assert_eq!(bar[89].1, None);
@@ -418,17 +529,33 @@ fn sla_fixture_matches_hand_computed_values() {
     assert_eq!(bar[81], (d(1, 29), Some(100.0)));
 
     // Hourly rollups of the maintenance hour.
-    let h = store.rollups("api", Granularity::Hour, d(2, 2) + hm(12, 0), d(2, 2) + hm(13, 0)).unwrap();
+    let h = store
+        .rollups(
+            "api",
+            Granularity::Hour,
+            d(2, 2) + hm(12, 0),
+            d(2, 2) + hm(13, 0),
+        )
+        .unwrap();
     assert_eq!(h.len(), 1);
-    assert_eq!((h[0].checks, h[0].maintenance_checks, h[0].failures), (50, 10, 20));
-    assert_eq!((h[0].up_ms, h[0].down_ms, h[0].maintenance_ms), (30 * MIN, 20 * MIN, 10 * MIN));
+    assert_eq!(
+        (h[0].checks, h[0].maintenance_checks, h[0].failures),
+        (50, 10, 20)
+    );
+    assert_eq!(
+        (h[0].up_ms, h[0].down_ms, h[0].maintenance_ms),
+        (30 * MIN, 20 * MIN, 10 * MIN)
+    );
     assert_eq!(h[0].latency.unwrap().p95_us, 1000);
 }
 
 #[test]
 fn retention_prunes_raw_rows_in_batches_and_keeps_rollups() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = StoreOptions { prune_batch: 50, ..test_opts() };
+    let opts = StoreOptions {
+        prune_batch: 50,
+        ..test_opts()
+    };
     let store = Store::open(dir.path().join("o.db"), opts).unwrap();
     let t0 = utc_ms(2024, 5, 1);
     let step = 10 * MIN;
@@ -436,13 +563,27 @@ fn retention_prunes_raw_rows_in_batches_and_keeps_rollups() {
     for i in 0..n_per_sensor {
         let t = t0 + i as i64 * step;
         for s in ["a", "b", "c"] {
-            let mut r = rec(s, t, if i % 7 == 0 { Status::Fail } else { Status::Ok }, 100, step as u64);
+            let mut r = rec(
+                s,
+                t,
+                if i % 7 == 0 { Status::Fail } else { Status::Ok },
+                100,
+                step as u64,
+            );
             // One message per day: old days' messages must go with their results.
             r.message = format!("day {}", (t - t0) / DAY_MS);
             store.record_blocking(r).unwrap();
         }
     }
-    store.record_transition(Transition { sensor: "a".into(), at_ms: t0, from: "up".into(), to: "down".into(), reason: "x".into() }).unwrap();
+    store
+        .record_transition(Transition {
+            sensor: "a".into(),
+            at_ms: t0,
+            from: "up".into(),
+            to: "down".into(),
+            reason: "x".into(),
+        })
+        .unwrap();
     store.flush().unwrap();
     let now = t0 + 10 * DAY_MS;
     let conn = Connection::open(store.path()).unwrap();
@@ -464,13 +605,18 @@ fn retention_prunes_raw_rows_in_batches_and_keeps_rollups() {
     assert!(stats.batches as u64 >= expired / 50, "{stats:?}");
     assert!(store.stats().transactions - tx_before >= expired / 50);
     assert_eq!(store.reader().raw_count(None).unwrap(), total - expired);
-    let oldest: i64 = conn.query_row("SELECT min(at_ms) FROM results", [], |r| r.get(0)).unwrap();
+    let oldest: i64 = conn
+        .query_row("SELECT min(at_ms) FROM results", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(oldest, cutoff);
     assert_eq!(all_rollups(&conn, Granularity::Hour), hourly_before);
     assert_eq!(all_rollups(&conn, Granularity::Day), daily_before);
     // History still reads messages of retained rows.
     let h = store.history("a", 0, 1_000_000).unwrap();
-    assert_eq!(h.len(), n_per_sensor - (cutoff - t0) as usize / step as usize);
+    assert_eq!(
+        h.len(),
+        n_per_sensor - (cutoff - t0) as usize / step as usize
+    );
     assert_eq!(h.last().unwrap().message, "day 3");
     // A second run finds nothing.
     assert_eq!(store.prune(now).unwrap().results, 0);
@@ -488,10 +634,20 @@ fn retention_prunes_raw_rows_in_batches_and_keeps_rollups() {
     let stats = store.prune(later).unwrap();
     assert_eq!(stats.results as usize, 3 * (n_per_sensor - 3 * 144) + 1);
     let rollup_cutoff = later - 400 * DAY_MS;
-    let want_days = daily_before.keys().filter(|(_, s)| s + DAY_MS > rollup_cutoff).count();
+    let want_days = daily_before
+        .keys()
+        .filter(|(_, s)| s + DAY_MS > rollup_cutoff)
+        .count();
     assert_eq!(all_rollups(&conn, Granularity::Day).len(), want_days);
-    assert!(stats.daily > 0 && stats.hourly > 0 && stats.other == 1, "{stats:?}");
-    assert!(all_rollups(&conn, Granularity::Hour).keys().all(|(_, s)| s + HOUR_MS > rollup_cutoff));
+    assert!(
+        stats.daily > 0 && stats.hourly > 0 && stats.other == 1,
+        "{stats:?}"
+    );
+    assert!(
+        all_rollups(&conn, Granularity::Hour)
+            .keys()
+            .all(|(_, s)| s + HOUR_MS > rollup_cutoff)
+    );
     assert_eq!(store.reader().integrity_check().unwrap(), ["ok"]);
 }
 
@@ -508,7 +664,9 @@ fn reader_sees_committed_data_while_writer_writes() {
             let mut i = 0i64;
             while !stop.load(Ordering::Relaxed) {
                 for _ in 0..200 {
-                    store.record_blocking(rec("w", 1_000_000 + i, Status::Ok, 5, 1)).unwrap();
+                    store
+                        .record_blocking(rec("w", 1_000_000 + i, Status::Ok, 5, 1))
+                        .unwrap();
                     i += 1;
                 }
                 store
@@ -544,7 +702,10 @@ fn reader_sees_committed_data_while_writer_writes() {
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
-    assert!(checks > 10 && last_seen > 1000, "checks {checks}, rows {last_seen}");
+    assert!(
+        checks > 10 && last_seen > 1000,
+        "checks {checks}, rows {last_seen}"
+    );
 }
 
 #[test]
@@ -563,14 +724,23 @@ fn history_messages_metrics_and_duplicates() {
     let mut dup = a.clone();
     dup.status = Status::Error;
     store.record(dup).unwrap(); // same sensor and ms: ignored
-    assert!(matches!(store.record(rec("", 1, Status::Ok, 0, 0)), Err(StoreError::Invalid(_))));
+    assert!(matches!(
+        store.record(rec("", 1, Status::Ok, 0, 0)),
+        Err(StoreError::Invalid(_))
+    ));
     store.flush().unwrap();
     let h = store.history("web", 0, 10).unwrap();
-    assert_eq!(h.iter().map(|r| r.at_ms).collect::<Vec<_>>(), [3000, 2000, 1000]);
+    assert_eq!(
+        h.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
+        [3000, 2000, 1000]
+    );
     assert_eq!(h[2].status, Status::Warn);
     assert_eq!(h[2].message, "slow");
     assert_eq!(h[2].metrics, a.metrics);
-    assert_eq!((h[1].status, h[1].in_maintenance, h[1].latency_us), (Status::Fail, true, 2_500));
+    assert_eq!(
+        (h[1].status, h[1].in_maintenance, h[1].latency_us),
+        (Status::Fail, true, 2_500)
+    );
     assert_eq!((h[0].message.as_str(), h[0].metrics.len()), ("", 0));
     assert_eq!(store.history("web", 2000, 1).unwrap()[0].at_ms, 3000);
     assert_eq!(store.history("web", 2000, 10).unwrap().len(), 2);
@@ -578,7 +748,9 @@ fn history_messages_metrics_and_duplicates() {
     let st = store.stats();
     assert_eq!((st.queued, st.committed, st.duplicates), (4, 3, 1));
     let conn = Connection::open(store.path()).unwrap();
-    let n: i64 = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(n, 1, "messages are interned");
 }
 
@@ -593,9 +765,15 @@ fn transitions_and_sensor_states() {
         to: to.into(),
         reason: format!("{from}->{to}"),
     };
-    store.record_transition(tr("web", 100, "unknown", "up")).unwrap();
-    store.record_transition(tr("web", 200, "up", "down")).unwrap();
-    store.record_transition(tr("db", 150, "unknown", "up")).unwrap();
+    store
+        .record_transition(tr("web", 100, "unknown", "up"))
+        .unwrap();
+    store
+        .record_transition(tr("web", 200, "up", "down"))
+        .unwrap();
+    store
+        .record_transition(tr("db", 150, "unknown", "up"))
+        .unwrap();
     let st = SensorState {
         sensor: "web".into(),
         state: "down".into(),
@@ -609,17 +787,47 @@ fn transitions_and_sensor_states() {
         flapping: true,
         updated_ms: 261,
     };
-    store.upsert_sensor_state(SensorState { consecutive_failures: 2, ..st.clone() }).unwrap();
+    store
+        .upsert_sensor_state(SensorState {
+            consecutive_failures: 2,
+            ..st.clone()
+        })
+        .unwrap();
     store.upsert_sensor_state(st.clone()).unwrap(); // latest wins
-    store.upsert_sensor_state(SensorState { sensor: "gone".into(), ..Default::default() }).unwrap();
+    store
+        .upsert_sensor_state(SensorState {
+            sensor: "gone".into(),
+            ..Default::default()
+        })
+        .unwrap();
     store.delete_sensor_state("gone").unwrap();
     store.flush().unwrap();
-    assert_eq!(store.transitions("web", 0).unwrap(), vec![tr("web", 200, "up", "down"), tr("web", 100, "unknown", "up")]);
+    assert_eq!(
+        store.transitions("web", 0).unwrap(),
+        vec![
+            tr("web", 200, "up", "down"),
+            tr("web", 100, "unknown", "up")
+        ]
+    );
     assert_eq!(store.transitions("web", 150).unwrap().len(), 1);
     let cur = store.current_states().unwrap();
     assert_eq!(cur.len(), 2);
-    assert_eq!((cur[0].sensor.as_str(), cur[0].state.as_str(), cur[0].since_ms), ("db", "up", 150));
-    assert_eq!((cur[1].sensor.as_str(), cur[1].state.as_str(), cur[1].reason.as_str()), ("web", "down", "up->down"));
+    assert_eq!(
+        (
+            cur[0].sensor.as_str(),
+            cur[0].state.as_str(),
+            cur[0].since_ms
+        ),
+        ("db", "up", 150)
+    );
+    assert_eq!(
+        (
+            cur[1].sensor.as_str(),
+            cur[1].state.as_str(),
+            cur[1].reason.as_str()
+        ),
+        ("web", "down", "up->down")
+    );
     assert_eq!(store.sensor_states().unwrap(), vec![st]);
     assert_eq!(store.reader().sensors().unwrap(), ["db", "web"]);
 }
@@ -631,7 +839,16 @@ fn maintenance_windows_are_listed_and_validated() {
     let id = store.add_maintenance("*", 1000, 2000, "all").unwrap();
     assert!(store.add_maintenance("x", 5, 5, "").is_err());
     let m = store.reader().maintenance(1500, 1600).unwrap();
-    assert_eq!(m, vec![Maintenance { id, target: "*".into(), from_ms: 1000, to_ms: 2000, reason: "all".into() }]);
+    assert_eq!(
+        m,
+        vec![Maintenance {
+            id,
+            target: "*".into(),
+            from_ms: 1000,
+            to_ms: 2000,
+            reason: "all".into()
+        }]
+    );
     assert!(store.reader().maintenance(2000, 3000).unwrap().is_empty());
     // '*' applies to every sensor.
     store.record(rec("any", 1500, Status::Fail, 1, 0)).unwrap();
@@ -645,7 +862,11 @@ fn maintenance_windows_are_listed_and_validated() {
 fn queue_full_is_reported_and_nothing_accepted_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("o.db");
-    let opts = StoreOptions { queue_capacity: 2, batch_max: 1, ..test_opts() };
+    let opts = StoreOptions {
+        queue_capacity: 2,
+        batch_max: 1,
+        ..test_opts()
+    };
     let store = Store::open(&path, opts).unwrap();
     // Hold the write lock so the writer blocks on its first batch.
     let blocker = Connection::open(&path).unwrap();
@@ -660,7 +881,10 @@ fn queue_full_is_reported_and_nothing_accepted_is_lost() {
         }
         std::thread::sleep(Duration::from_millis(30));
     }
-    assert!(full >= 1 && accepted >= 2, "accepted {accepted}, full {full}");
+    assert!(
+        full >= 1 && accepted >= 2,
+        "accepted {accepted}, full {full}"
+    );
     assert_eq!(store.stats().rejected, full);
     blocker.execute_batch("COMMIT").unwrap();
     store.flush().unwrap();
@@ -671,17 +895,26 @@ fn queue_full_is_reported_and_nothing_accepted_is_lost() {
 fn async_record_and_close() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("o.db"), test_opts()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         for i in 0..100 {
-            store.record_async(rec("s", i, Status::Ok, 1, 0)).await.unwrap();
+            store
+                .record_async(rec("s", i, Status::Ok, 1, 0))
+                .await
+                .unwrap();
         }
         store.flush_async().await.unwrap();
     });
     assert_eq!(store.reader().raw_count(Some("s")).unwrap(), 100);
     let other = store.clone();
     store.close().unwrap();
-    assert!(matches!(other.record(rec("s", 500, Status::Ok, 1, 0)), Err(StoreError::Closed)));
+    assert!(matches!(
+        other.record(rec("s", 500, Status::Ok, 1, 0)),
+        Err(StoreError::Closed)
+    ));
     assert!(matches!(other.flush(), Err(StoreError::Closed)));
     // Reads and escalation calls keep working.
     assert_eq!(other.history("s", 0, 1).unwrap()[0].at_ms, 99);
@@ -698,7 +931,12 @@ fn escalation_through_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("o.db"), test_opts()).unwrap();
     let inc = store
-        .open_incident(&NewIncident { target: "web".into(), opened_at_ms: 10, level: 0, token_hash: Some("t".into()) })
+        .open_incident(&NewIncident {
+            target: "web".into(),
+            opened_at_ms: 10,
+            level: 0,
+            token_hash: Some("t".into()),
+        })
         .unwrap();
     let t = store.add_timer(inc.id, "escalate", 100).unwrap();
     assert!(store.fire_timer(t).unwrap());
@@ -716,11 +954,18 @@ fn escalation_through_the_store() {
     assert_eq!(store.due_notifications(50, 10).unwrap()[0].attempts, 1);
     assert!(store.mark_delivered(o, 60).unwrap());
     assert!(store.ack_incident(inc.id, "bob", 70).unwrap());
-    assert_eq!(store.incident_by_token("t").unwrap().unwrap().state, IncidentState::Acked);
+    assert_eq!(
+        store.incident_by_token("t").unwrap().unwrap().state,
+        IncidentState::Acked
+    );
     // Visible to another process' reader too (committed, FULL sync).
     let n: i64 = Connection::open(store.path())
         .unwrap()
-        .query_row("SELECT count(*) FROM outbox WHERE delivered_at_ms = 60", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM outbox WHERE delivered_at_ms = 60",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(n, 1);
 }

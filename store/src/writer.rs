@@ -38,7 +38,10 @@ pub(crate) enum Msg {
         reply: oneshot::Sender<Result<i64>>,
     },
     Flush(oneshot::Sender<Result<()>>),
-    Prune { now_ms: i64, reply: oneshot::Sender<Result<PruneStats>> },
+    Prune {
+        now_ms: i64,
+        reply: oneshot::Sender<Result<PruneStats>>,
+    },
     Shutdown(oneshot::Sender<Result<()>>),
 }
 
@@ -158,11 +161,14 @@ impl State {
                 .get::<_, Option<i64>>(5)?
                 .map(|start_ms| r.get(6).map(|down_ms| OpenOutage { start_ms, down_ms }))
                 .transpose()?;
-            Ok((r.get::<_, String>(1)?, SensorEntry {
-                id: r.get(0)?,
-                stream: StreamState { last, outage },
-                dirty: false,
-            }))
+            Ok((
+                r.get::<_, String>(1)?,
+                SensorEntry {
+                    id: r.get(0)?,
+                    stream: StreamState { last, outage },
+                    dirty: false,
+                },
+            ))
         })?;
         for row in rows {
             let (name, e) = row?;
@@ -180,7 +186,13 @@ impl State {
     fn reload_windows(&mut self, conn: &Connection) -> Result<()> {
         let mut q = conn.prepare("SELECT target, from_ms, to_ms FROM maintenance")?;
         self.windows = q
-            .query_map([], |r| Ok(Window { target: r.get(0)?, from_ms: r.get(1)?, to_ms: r.get(2)? }))?
+            .query_map([], |r| {
+                Ok(Window {
+                    target: r.get(0)?,
+                    from_ms: r.get(1)?,
+                    to_ms: r.get(2)?,
+                })
+            })?
             .collect::<Result<_, _>>()?;
         Ok(())
     }
@@ -189,16 +201,26 @@ impl State {
         if let Some(e) = self.sensors.get(name) {
             return Ok(e.id);
         }
-        let id: i64 =
-            conn.query_row("INSERT INTO sensors(name) VALUES (?1) RETURNING id", [name], |r| r.get(0))?;
-        self.sensors.insert(name.to_owned(), SensorEntry { id, stream: StreamState::default(), dirty: false });
+        let id: i64 = conn.query_row(
+            "INSERT INTO sensors(name) VALUES (?1) RETURNING id",
+            [name],
+            |r| r.get(0),
+        )?;
+        self.sensors.insert(
+            name.to_owned(),
+            SensorEntry {
+                id,
+                stream: StreamState::default(),
+                dirty: false,
+            },
+        );
         Ok(id)
     }
 
     fn in_window(&self, sensor: &str, at_ms: i64) -> bool {
-        self.windows
-            .iter()
-            .any(|w| (w.target == sensor || w.target == "*") && w.from_ms <= at_ms && at_ms < w.to_ms)
+        self.windows.iter().any(|w| {
+            (w.target == sensor || w.target == "*") && w.from_ms <= at_ms && at_ms < w.to_ms
+        })
     }
 
     fn message_id(&mut self, conn: &Connection, text: &str, at_ms: i64) -> Result<i64> {
@@ -226,7 +248,11 @@ impl State {
         Ok(id)
     }
 
-    fn metrics_blob(&mut self, conn: &Connection, metrics: &[(String, f64)]) -> Result<Option<Vec<u8>>> {
+    fn metrics_blob(
+        &mut self,
+        conn: &Connection,
+        metrics: &[(String, f64)],
+    ) -> Result<Option<Vec<u8>>> {
         if metrics.is_empty() {
             return Ok(None);
         }
@@ -235,9 +261,15 @@ impl State {
             let id = match self.metric_names.get(name) {
                 Some(&id) => id,
                 None => {
-                    conn.execute("INSERT OR IGNORE INTO metric_names(name) VALUES (?1)", [name])?;
-                    let id: i64 =
-                        conn.query_row("SELECT id FROM metric_names WHERE name = ?1", [name], |r| r.get(0))?;
+                    conn.execute(
+                        "INSERT OR IGNORE INTO metric_names(name) VALUES (?1)",
+                        [name],
+                    )?;
+                    let id: i64 = conn.query_row(
+                        "SELECT id FROM metric_names WHERE name = ?1",
+                        [name],
+                        |r| r.get(0),
+                    )?;
                     self.metric_names.insert(name.clone(), id);
                     id
                 }
@@ -249,7 +281,12 @@ impl State {
 
     /// Writes one result and its rollup contributions. Returns false for a
     /// duplicate (a result of that sensor at that ms exists): ignored.
-    fn write_record(&mut self, conn: &Connection, cfg: &WriterConfig, r: &CheckRecord) -> Result<bool> {
+    fn write_record(
+        &mut self,
+        conn: &Connection,
+        cfg: &WriterConfig,
+        r: &CheckRecord,
+    ) -> Result<bool> {
         let sid = self.sensor_id(conn, &r.sensor)?;
         let maint = r.in_maintenance || self.in_window(&r.sensor, r.at_ms);
         let msg_id = self.message_id(conn, &r.message, r.at_ms)?;
@@ -263,12 +300,21 @@ impl State {
             return Ok(false);
         }
         let cap = rollup::cap_ms(r.interval_ms, cfg.default_gap_ms);
-        let entry = self.sensors.get_mut(&r.sensor).expect("sensor resolved above");
+        let entry = self
+            .sensors
+            .get_mut(&r.sensor)
+            .expect("sensor resolved above");
         entry.dirty = true;
-        let mut sink = RollupSink { conn, cache: &mut self.rollups, sensor_id: sid };
+        let mut sink = RollupSink {
+            conn,
+            cache: &mut self.rollups,
+            sensor_id: sid,
+        };
         entry
             .stream
-            .push(r.at_ms, r.status, maint, latency as u64, cap, &mut |e| rollup::apply(e, &mut sink))?;
+            .push(r.at_ms, r.status, maint, latency as u64, cap, &mut |e| {
+                rollup::apply(e, &mut sink)
+            })?;
         Ok(true)
     }
 
@@ -281,13 +327,24 @@ impl State {
         Ok(())
     }
 
-    fn add_maintenance(&mut self, conn: &Connection, target: &str, from_ms: i64, to_ms: i64, reason: &str) -> Result<i64> {
+    fn add_maintenance(
+        &mut self,
+        conn: &Connection,
+        target: &str,
+        from_ms: i64,
+        to_ms: i64,
+        reason: &str,
+    ) -> Result<i64> {
         let id = conn.query_row(
             "INSERT INTO maintenance(target, from_ms, to_ms, reason) VALUES (?1, ?2, ?3, ?4) RETURNING id",
             params![target, from_ms, to_ms, reason],
             |r| r.get(0),
         )?;
-        self.windows.push(Window { target: target.to_owned(), from_ms, to_ms });
+        self.windows.push(Window {
+            target: target.to_owned(),
+            from_ms,
+            to_ms,
+        });
         Ok(id)
     }
 
@@ -313,7 +370,9 @@ impl State {
             rollup::save_agg(conn, g, start, sid, &c.agg)?;
             c.dirty = false;
         }
-        let mut touch = conn.prepare_cached("UPDATE messages SET last_used_ms = max(last_used_ms, ?2) WHERE id = ?1")?;
+        let mut touch = conn.prepare_cached(
+            "UPDATE messages SET last_used_ms = max(last_used_ms, ?2) WHERE id = ?1",
+        )?;
         for (id, at) in self.message_touches.drain() {
             touch.execute(params![id, at])?;
         }
@@ -341,7 +400,8 @@ impl AggSink for RollupSink<'_> {
         let c = match self.cache.entry((g, start_ms, self.sensor_id)) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(v) => {
-                let agg = rollup::load_agg(self.conn, g, start_ms, self.sensor_id)?.unwrap_or_default();
+                let agg =
+                    rollup::load_agg(self.conn, g, start_ms, self.sensor_id)?.unwrap_or_default();
                 v.insert(CachedAgg { agg, dirty: false })
             }
         };
@@ -379,7 +439,9 @@ impl Writer {
         rx: mpsc::Receiver<Msg>,
     ) -> Result<Writer> {
         let st = State::load(&conn)?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
         let next_auto_prune = cfg.prune_interval.map(|_| Instant::now());
         Ok(Writer {
             conn,
@@ -412,9 +474,9 @@ impl Writer {
                     }
                 }
             } else {
-                let wait = self
-                    .next_auto_prune
-                    .map_or(Duration::from_secs(3600), |t| t.saturating_duration_since(Instant::now()));
+                let wait = self.next_auto_prune.map_or(Duration::from_secs(3600), |t| {
+                    t.saturating_duration_since(Instant::now())
+                });
                 match recv_timeout(&self.rt, &mut self.rx, wait) {
                     Ok(Some(m)) => Some(m),
                     Ok(None) => {
@@ -477,7 +539,10 @@ impl Writer {
 
     fn write_batch(&mut self, batch: &[Msg]) -> Result<BatchOutcome> {
         let mut out = BatchOutcome::default();
-        if !batch.iter().any(|m| !matches!(m, Msg::Flush(_) | Msg::Prune { .. } | Msg::Shutdown(_))) {
+        if !batch
+            .iter()
+            .any(|m| !matches!(m, Msg::Flush(_) | Msg::Prune { .. } | Msg::Shutdown(_)))
+        {
             return Ok(out);
         }
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -492,13 +557,23 @@ impl Writer {
                 }
                 Msg::Transition(t) => self.st.write_transition(&self.conn, t)?,
                 Msg::State(s) => {
-                    self.st.pending_states.insert(s.sensor.clone(), Some(s.clone()));
+                    self.st
+                        .pending_states
+                        .insert(s.sensor.clone(), Some(s.clone()));
                 }
                 Msg::DeleteState(name) => {
                     self.st.pending_states.insert(name.clone(), None);
                 }
-                Msg::AddMaintenance { target, from_ms, to_ms, reason, .. } => {
-                    let id = self.st.add_maintenance(&self.conn, target, *from_ms, *to_ms, reason)?;
+                Msg::AddMaintenance {
+                    target,
+                    from_ms,
+                    to_ms,
+                    reason,
+                    ..
+                } => {
+                    let id = self
+                        .st
+                        .add_maintenance(&self.conn, target, *from_ms, *to_ms, reason)?;
                     out.maintenance_ids.push(id);
                 }
                 Msg::Flush(_) | Msg::Prune { .. } | Msg::Shutdown(_) => {}
@@ -544,8 +619,12 @@ impl Writer {
         let mut maintenance_ids = Vec::new();
         match outcome {
             Ok(o) => {
-                self.counters.committed.fetch_add(o.stored, Ordering::Relaxed);
-                self.counters.duplicates.fetch_add(o.duplicates, Ordering::Relaxed);
+                self.counters
+                    .committed
+                    .fetch_add(o.stored, Ordering::Relaxed);
+                self.counters
+                    .duplicates
+                    .fetch_add(o.duplicates, Ordering::Relaxed);
                 maintenance_ids = o.maintenance_ids;
                 if self.st.rollups.len() > ROLLUP_CACHE_MAX {
                     self.st.rollups.clear();
@@ -593,7 +672,9 @@ impl Writer {
     }
 
     fn maybe_auto_prune(&mut self) {
-        let (Some(at), Some(every)) = (self.next_auto_prune, self.cfg.prune_interval) else { return };
+        let (Some(at), Some(every)) = (self.next_auto_prune, self.cfg.prune_interval) else {
+            return;
+        };
         if self.job.is_some() || Instant::now() < at {
             return;
         }

@@ -2,6 +2,7 @@
 //! dispatch to one module per command group. Exit codes: 0 success / ok,
 //! 1 a check or delivery did not succeed, 2 usage, config or load errors.
 
+mod agent;
 mod plugin;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,17 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the agent until SIGINT/SIGTERM (SIGHUP reloads the config).
+    Run(agent::ConfigArg),
+    /// Check a configuration (including each plugin's own validation) and
+    /// print a summary. Exit code 2 with file:line:column on errors.
+    CheckConfig(agent::ConfigArg),
+    /// Every sensor's current state, from the database.
+    Status(agent::StatusArgs),
+    /// Recent results and state changes of one sensor.
+    History(agent::HistoryArgs),
+    /// Uptime, downtime, outages and MTTR per day, week or month (UTC).
+    Sla(agent::SlaArgs),
     /// Run, inspect and test plugins by hand.
     #[command(subcommand)]
     Plugin(plugin::PluginCmd),
@@ -58,6 +70,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let cache_dir = cli.cache_dir.clone().or_else(default_cache_dir);
     match cli.command {
         Command::Plugin(cmd) => plugin::run(cmd, cache_dir).await,
+        Command::Run(c) => agent::run(c).await,
+        Command::CheckConfig(c) => agent::check_config(c).await,
+        Command::Status(a) => agent::status(a).await,
+        Command::History(a) => agent::history(a).await,
+        Command::Sla(a) => agent::sla(a).await,
     }
 }
 

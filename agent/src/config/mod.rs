@@ -217,6 +217,19 @@ fn key_at(text: &str, offset: usize) -> String {
     }
 }
 
+/// Reads only `[agent]` (for commands that need the data directory but not
+/// the sensors).
+pub fn agent_only(path: &Path) -> Result<AgentConfig, ConfigError> {
+    let main = Source::read(path)?;
+    let file: RawFile = main.parse()?;
+    let base = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    check_agent(&main, file.agent.as_ref(), &base)
+}
+
 /// Reads, checks and loads the plugins of a configuration.
 pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError> {
     let main = Source::read(path)?;

@@ -1,0 +1,272 @@
+//! `outpost run`: wires the pipeline together and keeps it running.
+//!
+//! schedule → run plugin → result → store → evaluate → serve:
+//! [`Scheduler`] tasks send [`CheckEvent`]s to the [`recorder`], which
+//! stores them and updates the [`Board`] that the [`api`] serves.
+//! This module owns start-up (resuming sensor states from the database),
+//! reloads (SIGHUP, or a change in an `include` directory: an invalid new
+//! config is rejected and the old one keeps running) and graceful shutdown
+//! (SIGINT/SIGTERM: checks in flight finish or hit their deadline, the
+//! store is flushed).
+
+use crate::api;
+use crate::config::{self, Config};
+use crate::metrics::Metrics;
+use crate::plugin_host::{HostConfig, PluginHost};
+use crate::recorder;
+use crate::scheduler::{CheckEvent, Scheduler};
+use crate::state::{Machine, Policy, State};
+use crate::status::{Board, SensorView};
+use anyhow::Context;
+use outpost_store::{Store, StoreOptions};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+/// How often `include` directories are looked at for changes. Two seconds
+/// makes a dropped-in file take effect promptly at negligible cost.
+const INCLUDE_POLL: Duration = Duration::from_secs(2);
+
+/// Capacity of the scheduler → recorder channel: a few seconds of results
+/// at 1,000 checks/s; beyond that, checks wait (backpressure) rather than
+/// results being dropped.
+const EVENT_QUEUE: usize = 4096;
+
+/// The database file inside the data directory.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("outpost.db")
+}
+
+/// Builds the plugin host for an agent config.
+pub fn plugin_host(agent: &config::AgentConfig) -> anyhow::Result<PluginHost> {
+    PluginHost::new(HostConfig {
+        cache_dir: Some(agent.data_dir.join("plugin-cache")),
+        limits: agent.limits,
+        reuse_instances: agent.reuse_instances,
+        ..HostConfig::default()
+    })
+}
+
+/// Loads a config for `outpost run`: the `[agent]` section first (it sets
+/// the plugin limits), then everything with the plugins of that host.
+pub async fn load_config(path: &Path) -> anyhow::Result<(Arc<PluginHost>, config::Loaded)> {
+    let bootstrap = PluginHost::new(HostConfig::default())?;
+    let first = config::load(path, &bootstrap).await?;
+    drop(bootstrap);
+    let host = Arc::new(plugin_host(&first.config.agent)?);
+    let loaded = config::load(path, &host).await?;
+    Ok((host, loaded))
+}
+
+fn include_fingerprint(cfg: &Config) -> Vec<(PathBuf, u128, u64)> {
+    let mut out = vec![];
+    for dir in &cfg.include_dirs {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if let Ok(m) = e.metadata() {
+                    let mtime = m
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_nanos())
+                        .unwrap_or(0);
+                    out.push((e.path(), mtime, m.len()));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn resume_states(store: &Store, board: &Board, cfg: &Config) -> HashMap<String, Machine> {
+    let mut resume = HashMap::new();
+    let states = store.sensor_states().unwrap_or_default();
+    for s in cfg.sensors.iter() {
+        let policy = Policy {
+            fail_after: s.fail_after,
+            recover_after: s.recover_after,
+        };
+        let prev = states.iter().find(|p| p.sensor == s.name);
+        if let Some(p) = prev {
+            let state = State::parse(&p.state).unwrap_or(State::Unknown);
+            resume.insert(
+                s.name.clone(),
+                Machine::resume(
+                    policy,
+                    state,
+                    p.since_ms,
+                    p.consecutive_failures,
+                    p.consecutive_successes,
+                    p.flapping,
+                ),
+            );
+        }
+        board.put(SensorView {
+            name: s.name.clone(),
+            plugin: s.plugin.clone(),
+            category: s.category.clone(),
+            description: s.description.clone(),
+            labels: s.labels.clone(),
+            state: prev
+                .and_then(|p| State::parse(&p.state))
+                .unwrap_or(State::Unknown),
+            since_ms: prev
+                .map(|p| p.since_ms)
+                .unwrap_or_else(crate::scheduler::now_ms),
+            reason: if prev.is_some() {
+                "resumed from the database".into()
+            } else {
+                "not checked yet".into()
+            },
+            flapping: prev.map(|p| p.flapping).unwrap_or(false),
+            last_check_ms: prev.and_then(|p| p.last_check_ms),
+            last_status: prev.and_then(|p| p.last_status).map(recorder::agent_status),
+            last_message: prev.map(|p| p.last_message.clone()).unwrap_or_default(),
+            last_latency_ms: prev
+                .and_then(|p| p.last_latency_us)
+                .map(|u| u as f64 / 1000.0),
+            interval_ms: s.interval.as_millis() as u64,
+        });
+    }
+    resume
+}
+
+/// Runs the agent until SIGINT or SIGTERM.
+pub async fn run(path: &Path) -> anyhow::Result<()> {
+    let (host, loaded) = load_config(path).await?;
+    let mut cfg = loaded.config;
+    let mut plugins = loaded.plugins;
+    std::fs::create_dir_all(&cfg.agent.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            cfg.agent.data_dir.display()
+        )
+    })?;
+    let db = db_path(&cfg.agent.data_dir);
+    let store = Store::open(
+        &db,
+        StoreOptions {
+            raw_retention: cfg.agent.raw_retention,
+            rollup_retention: cfg.agent.rollup_retention,
+            ..StoreOptions::default()
+        },
+    )
+    .with_context(|| format!("cannot open the database {}", db.display()))?;
+
+    let metrics = Arc::new(Metrics::default());
+    let board = Arc::new(Board::default());
+    let resume = resume_states(&store, &board, &cfg);
+
+    let (tx, rx) = mpsc::channel::<CheckEvent>(EVENT_QUEUE);
+    let recorder = tokio::spawn(recorder::run(
+        rx,
+        store.clone(),
+        board.clone(),
+        metrics.clone(),
+        None,
+    ));
+    let mut scheduler = Scheduler::new(cfg.agent.concurrency, tx, metrics.clone());
+    scheduler.apply(&cfg.sensors, &plugins, resume).await;
+
+    let api_state = api::AppState::new(
+        cfg.agent.name.clone(),
+        board.clone(),
+        metrics.clone(),
+        db.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind(cfg.agent.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (agent.listen)", cfg.agent.listen))?;
+    let bound = listener.local_addr()?;
+    let server = tokio::spawn(api::serve(listener, api_state));
+    tracing::info!(
+        agent = %cfg.agent.name,
+        sensors = cfg.sensors.len(),
+        listen = %bound,
+        db = %db.display(),
+        "outpost running; status at http://{bound}/api/v1/status"
+    );
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut fingerprint = include_fingerprint(&cfg);
+    let mut poll = tokio::time::interval(INCLUDE_POLL);
+    loop {
+        let reason = tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sighup.recv() => "SIGHUP",
+            _ = poll.tick() => {
+                let now = include_fingerprint(&cfg);
+                if now == fingerprint { continue; }
+                fingerprint = now;
+                "a change in an include directory"
+            }
+        };
+        tracing::info!("reloading {} ({reason})", path.display());
+        match config::load(path, &host).await {
+            Ok(new) => {
+                if new.config.agent != cfg.agent {
+                    tracing::warn!(
+                        "changes to [agent] take effect at the next restart; sensors are reloaded now"
+                    );
+                }
+                let removed = scheduler
+                    .apply(&new.config.sensors, &new.plugins, HashMap::new())
+                    .await;
+                let keep: Vec<String> = new.config.sensors.iter().map(|s| s.name.clone()).collect();
+                board.retain(&keep);
+                for name in &removed {
+                    let _ = store.delete_sensor_state(name);
+                }
+                let added: Vec<_> = new
+                    .config
+                    .sensors
+                    .iter()
+                    .filter(|s| board.get(&s.name).is_none())
+                    .cloned()
+                    .collect();
+                resume_states(
+                    &store,
+                    &board,
+                    &Config {
+                        sensors: added,
+                        ..new.config.clone()
+                    },
+                );
+                tracing::info!(
+                    sensors = new.config.sensors.len(),
+                    removed = removed.len(),
+                    "configuration reloaded"
+                );
+                cfg = new.config;
+                plugins = new.plugins;
+                fingerprint = include_fingerprint(&cfg);
+            }
+            Err(e) => tracing::error!(
+                "configuration reload rejected, the running configuration stays: {e:#}"
+            ),
+        }
+    }
+
+    tracing::info!("shutting down: letting checks in flight finish");
+    let grace = cfg
+        .sensors
+        .iter()
+        .map(|s| s.timeout)
+        .max()
+        .unwrap_or_default()
+        + Duration::from_secs(1);
+    scheduler.shutdown(grace).await;
+    let _ = recorder.await;
+    server.abort();
+    store.close_async().await.context("flushing the database")?;
+    drop(plugins);
+    tracing::info!("stopped; all results committed");
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! `outpost run | check-config | status | history | sla`: the operator's
+//! commands. `status`, `history` and `sla` read the database directly, so
+//! they work while the agent runs (and when it does not).
+
+use crate::config;
+use anyhow::{Context, bail};
+use clap::Args;
+use outpost_store::{Period, Reader, SlaQuery};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// `-c FILE`, shared by the operator commands.
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArg {
+    /// The agent's configuration file.
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "OUTPOST_CONFIG",
+        default_value = "outpost.toml"
+    )]
+    pub path: PathBuf,
+}
+
+/// `status` arguments.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `history` arguments.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The sensor.
+    pub sensor: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// How far back (e.g. 30m, 1h, 7d).
+    #[arg(long, default_value = "1h", value_parser = crate::plugin_host::parse_duration)]
+    pub since: std::time::Duration,
+    /// At most this many results.
+    #[arg(long, default_value_t = 200)]
+    pub limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sla` arguments.
+#[derive(Debug, Args)]
+pub struct SlaArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only this sensor (default: all).
+    #[arg(long)]
+    pub sensor: Option<String>,
+    /// Report per day, ISO week or calendar month (UTC).
+    #[arg(long, default_value = "month", value_parser = ["day", "week", "month"])]
+    pub period: String,
+    /// First day, YYYY-MM-DD (UTC; default: start of the current period).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Day after the last, YYYY-MM-DD (UTC; default: now).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `outpost run`.
+pub async fn run(c: ConfigArg) -> anyhow::Result<ExitCode> {
+    crate::agent::run(&c.path).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outpost check-config`.
+pub async fn check_config(c: ConfigArg) -> anyhow::Result<ExitCode> {
+    let (_, loaded) = crate::agent::load_config(&c.path).await?;
+    let cfg = loaded.config;
+    println!("{}: ok", cfg.path.display());
+    println!(
+        "agent `{}`, listening on {}, data in {}",
+        cfg.agent.name,
+        cfg.agent.listen,
+        cfg.agent.data_dir.display()
+    );
+    println!("{} sensor(s):", cfg.sensors.len());
+    for s in &cfg.sensors {
+        println!(
+            "  {:<24} {:<10} every {:>6} (timeout {}, retry {}, down after {}, up after {})",
+            s.name,
+            short_plugin(&s.plugin),
+            fmt_dur(s.interval),
+            fmt_dur(s.timeout),
+            fmt_dur(s.retry_interval),
+            s.fail_after,
+            s.recover_after
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short_plugin(p: &str) -> &str {
+    Path::new(p)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(p)
+}
+
+fn fmt_dur(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 {
+        format!("{ms}ms")
+    } else if ms % 60_000 != 0 || ms == 0 {
+        format!("{}s", ms / 1000)
+    } else if ms % 3_600_000 != 0 {
+        format!("{}m", ms / 60_000)
+    } else {
+        format!("{}h", ms / 3_600_000)
+    }
+}
+
+fn reader(c: &ConfigArg) -> anyhow::Result<Reader> {
+    let agent = config::agent_only(&c.path)?;
+    let db = crate::agent::db_path(&agent.data_dir);
+    if !db.exists() {
+        bail!(
+            "no database at {} yet: start the agent with `outpost run -c {}`",
+            db.display(),
+            c.path.display()
+        );
+    }
+    Reader::open(&db).with_context(|| format!("cannot open {}", db.display()))
+}
+
+fn ago(ms: i64) -> String {
+    let s = ((crate::scheduler::now_ms() - ms).max(0) / 1000) as u64;
+    match s {
+        0..=119 => format!("{s}s ago"),
+        120..=7199 => format!("{}m ago", s / 60),
+        7200..=172_799 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+/// `outpost status`.
+pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
+    let r = reader(&a.config)?;
+    let states = r.sensor_states()?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&states)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if states.is_empty() {
+        println!("no sensor has been checked yet");
+    }
+    println!(
+        "{:<24} {:<11} {:<10} {:<10} MESSAGE",
+        "SENSOR", "STATE", "SINCE", "CHECKED"
+    );
+    for s in &states {
+        let flap = if s.flapping { " (flapping)" } else { "" };
+        println!(
+            "{:<24} {:<11} {:<10} {:<10} {}{flap}",
+            s.sensor,
+            s.state.to_uppercase(),
+            ago(s.since_ms),
+            s.last_check_ms.map(ago).unwrap_or_else(|| "never".into()),
+            s.last_message
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outpost history`.
+pub async fn history(a: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let r = reader(&a.config)?;
+    let since = crate::scheduler::now_ms() - a.since.as_millis() as i64;
+    let results = r.history(&a.sensor, since, a.limit)?;
+    let transitions = r.transitions(&a.sensor, since)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"sensor": a.sensor, "results": results, "transitions": transitions})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if results.is_empty() && transitions.is_empty() {
+        println!(
+            "no results for `{}` in that time (is the name right? see `outpost status`)",
+            a.sensor
+        );
+    }
+    for t in &transitions {
+        println!("{}  {} → {}: {}", iso(t.at_ms), t.from, t.to, t.reason);
+    }
+    if !transitions.is_empty() {
+        println!();
+    }
+    for row in &results {
+        println!(
+            "{}  {:<5} {:>8.1} ms  {}",
+            iso(row.at_ms),
+            row.status.as_str(),
+            row.latency_us as f64 / 1000.0,
+            row.message
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Formats Unix ms as `YYYY-MM-DD HH:MM:SS` UTC.
+pub fn iso(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000) / 1000;
+    let (y, m, d) = outpost_store::civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn parse_day(s: &str) -> anyhow::Result<i64> {
+    let parts: Vec<&str> = s.split('-').collect();
+    let bad = || anyhow::anyhow!("`{s}` is not a date; write YYYY-MM-DD");
+    if parts.len() != 3 {
+        return Err(bad());
+    }
+    let y: i64 = parts[0].parse().map_err(|_| bad())?;
+    let m: u32 = parts[1].parse().map_err(|_| bad())?;
+    let d: u32 = parts[2].parse().map_err(|_| bad())?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    Ok(outpost_store::utc_ms(y, m, d))
+}
+
+/// `outpost sla`.
+pub async fn sla(a: SlaArgs) -> anyhow::Result<ExitCode> {
+    let r = reader(&a.config)?;
+    let period = match a.period.as_str() {
+        "day" => Period::Day,
+        "week" => Period::Week,
+        _ => Period::Month,
+    };
+    let now = crate::scheduler::now_ms();
+    let from = match &a.from {
+        Some(d) => parse_day(d)?,
+        None => outpost_store::period_start(period, now),
+    };
+    let to = match &a.to {
+        Some(d) => parse_day(d)?,
+        None => now,
+    };
+    if to <= from {
+        bail!("--to must be after --from");
+    }
+    let rows = r.sla(&SlaQuery {
+        sensor: a.sensor.clone(),
+        period,
+        from_ms: from,
+        to_ms: to,
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24} {:<10} {:>9} {:>10} {:>8} {:>10} {:>8}",
+        "SENSOR", "PERIOD", "UPTIME", "DOWNTIME", "OUTAGES", "MTTR", "CHECKS"
+    );
+    for row in &rows {
+        let up = row
+            .uptime_pct
+            .map(|u| format!("{u:.3}%"))
+            .unwrap_or_else(|| "n/a".into());
+        let mttr = row
+            .mttr_ms
+            .map(|m| {
+                fmt_dur(std::time::Duration::from_millis(
+                    (m.max(0) as u64 / 1000) * 1000,
+                ))
+            })
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<24} {:<10} {:>9} {:>10} {:>8} {:>10} {:>8}",
+            row.sensor,
+            &iso(row.period_start_ms)[..10],
+            up,
+            fmt_dur(std::time::Duration::from_millis(
+                (row.downtime_ms.max(0) as u64 / 1000) * 1000
+            )),
+            row.outages,
+            mttr,
+            row.checks
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
