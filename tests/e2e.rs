@@ -11,3 +11,6 @@ mod plugin_cli;
 
 #[path = "e2e/sandbox.rs"]
 mod sandbox;
+
+#[path = "e2e/agent.rs"]
+mod agent;

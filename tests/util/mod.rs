@@ -97,3 +97,319 @@ pub fn fixture(name: &str) -> String {
         other => panic!("no fixture {other}"),
     }
 }
+
+// ---------------------------------------------------------------------------
+// Real HTTP target whose behaviour a test switches, and the agent harness.
+// ---------------------------------------------------------------------------
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a [`Target`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// 200 "ok".
+    Up = 0,
+    /// 500.
+    Error = 1,
+    /// 200 after 1.5 s.
+    Slow = 2,
+    /// Accepts and closes at once (no HTTP answer).
+    Reset = 3,
+    /// Alternates 200 and 500 per request.
+    Alternate = 4,
+}
+
+/// A real HTTP/1.1 server on loopback whose answers a test switches.
+pub struct Target {
+    pub port: u16,
+    mode: Arc<AtomicU8>,
+    hits: Arc<AtomicUsize>,
+    times: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Target {
+    pub fn start(mode: Mode) -> Target {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = Target {
+            port,
+            mode: Arc::new(AtomicU8::new(mode as u8)),
+            hits: Arc::default(),
+            times: Arc::default(),
+        };
+        let (m, hits, times) = (t.mode.clone(), t.hits.clone(), t.times.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { continue };
+                let (m, hits, times) = (m.clone(), hits.clone(), times.clone());
+                std::thread::spawn(move || serve_one(s, &m, &hits, &times));
+            }
+        });
+        t
+    }
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+    pub fn set(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+    /// Times at which requests arrived.
+    pub fn times(&self) -> Vec<Instant> {
+        self.times.lock().unwrap().clone()
+    }
+}
+
+fn serve_one(mut s: TcpStream, mode: &AtomicU8, hits: &AtomicUsize, times: &Mutex<Vec<Instant>>) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 2048];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let n = hits.fetch_add(1, Ordering::SeqCst);
+    times.lock().unwrap().push(Instant::now());
+    let status = match mode.load(Ordering::SeqCst) {
+        0 => 200,
+        1 => 500,
+        2 => {
+            std::thread::sleep(Duration::from_millis(1500));
+            200
+        }
+        3 => return,
+        _ => {
+            if n % 2 == 0 {
+                200
+            } else {
+                500
+            }
+        }
+    };
+    let body = if status == 200 { "ok" } else { "broken" };
+    let _ = write!(
+        s,
+        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// A plain HTTP GET (HTTP/1.0, no keep-alive): (status, headers, body).
+pub fn http_get(url: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = rest
+        .split_once('/')
+        .map(|(a, p)| (a, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = TcpStream::connect(authority).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.0\r\nhost: {authority}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real agent, started on a config in a temporary directory.
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub config: std::path::PathBuf,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Agent {
+    /// Writes `[agent]` (data dir in the temp dir, a free loopback port)
+    /// followed by `body`, and starts `outpost run`.
+    pub fn start(body: &str) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("outpost.toml");
+        let mut a = Agent {
+            dir,
+            config,
+            port,
+            child: None,
+        };
+        a.write_config(body);
+        a.spawn();
+        a
+    }
+
+    /// Rewrites the config (same `[agent]`).
+    pub fn write_config(&self, body: &str) {
+        let head = format!(
+            "[agent]\nname = \"test\"\ndata_dir = \"data\"\nlisten = \"127.0.0.1:{}\"\n\n",
+            self.port
+        );
+        let (top, rest) = match body.find("\n[") {
+            _ if body.trim_start().starts_with('[') => ("", body),
+            Some(i) => body.split_at(i),
+            None => (body, ""),
+        };
+        std::fs::write(&self.config, format!("{top}\n{head}{rest}")).unwrap();
+    }
+
+    /// Starts the binary (again) and waits until its API answers.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .unwrap();
+        let child = std::process::Command::new(outpost_bin())
+            .args(["run", "-c"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("agent exited with {st} at start:\n{}", self.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent did not start listening:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn db(&self) -> std::path::PathBuf {
+        self.dir.path().join("data").join("outpost.db")
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `GET /api/v1/status` as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        let (code, _, body) = http_get(&self.api("/api/v1/status"), &[]);
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// One sensor's entry of the status.
+    pub fn sensor(&self, name: &str) -> serde_json::Value {
+        self.status()["sensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Polls `sensor(name)` until `f` holds; panics with the logs after `timeout`.
+    pub fn wait_sensor(
+        &self,
+        name: &str,
+        timeout: Duration,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.sensor(name);
+            if f(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "condition not reached for `{name}`; last: {s}\nlogs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().unwrap().id() as i32;
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let mut c = self.child.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let mut c = self.child.take().unwrap();
+        c.wait().unwrap()
+    }
+
+    /// Runs a CLI command against this agent's config.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        outpost()
+            .args(args)
+            .arg("-c")
+            .arg(&self.config)
+            .output()
+            .unwrap()
+    }
+
+    /// `outpost history <sensor> --json --since 1h`.
+    pub fn history(&self, sensor: &str) -> serde_json::Value {
+        let out = self.cli(&[
+            "history", sensor, "--json", "--since", "1h", "--limit", "10000",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

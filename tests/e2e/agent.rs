@@ -1,0 +1,340 @@
+//! `outpost run` end to end: a real HTTP target whose behaviour the test
+//! switches, the real binary, its HTTP API, CLI and SQLite file.
+
+use crate::util::{Agent, Mode, Target, fixture};
+use serde_json::Value;
+use std::time::Duration;
+
+fn sensor(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[[sensor]]\nname = \"{name}\"\nplugin = \"http\"\n{extra}\nconfig = {{ url = \"{url}\" }}\n"
+    )
+}
+
+/// Results of a sensor, oldest first: (at_ms, status).
+fn results(agent: &Agent, name: &str) -> Vec<(i64, String)> {
+    let h = agent.history(name);
+    let mut v: Vec<(i64, String)> = h["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["at_ms"].as_i64().unwrap(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn transitions(agent: &Agent, name: &str) -> Vec<(i64, String, String)> {
+    let h = agent.history(name);
+    let mut v: Vec<(i64, String, String)> = h["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["at_ms"].as_i64().unwrap(),
+                t["from"].as_str().unwrap().into(),
+                t["to"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn state(s: &Value) -> &str {
+    s["state"].as_str().unwrap_or("")
+}
+
+#[test]
+fn soft_hard_recovered_after_exact_counts() {
+    let target = Target::start(Mode::Up);
+    let agent = Agent::start(&sensor(
+        "api",
+        &target.url(),
+        "interval = \"300ms\"\nretry_interval = \"150ms\"\ntimeout = \"250ms\"\nfail_after = 3\nrecover_after = 2",
+    ));
+    agent.wait_sensor("api", Duration::from_secs(30), |s| state(s) == "up");
+    target.set(Mode::Error);
+    let down = agent.wait_sensor("api", Duration::from_secs(30), |s| state(s) == "down");
+    assert!(
+        down["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 consecutive failures: HTTP 500"),
+        "{down}"
+    );
+    target.set(Mode::Up);
+    agent.wait_sensor("api", Duration::from_secs(30), |s| state(s) == "up");
+
+    // The store commits in batches: wait for the last transition to land.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while transitions(&agent, "api").len() < 5 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = results(&agent, "api");
+    let t = transitions(&agent, "api");
+    let names: Vec<(&str, &str)> = t
+        .iter()
+        .map(|(_, f, to)| (f.as_str(), to.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("unknown", "up"),
+            ("up", "soft"),
+            ("soft", "down"),
+            ("down", "recovering"),
+            ("recovering", "up")
+        ],
+        "{t:?}"
+    );
+    let count_between = |from: i64, to: i64, status: &str| {
+        r.iter()
+            .filter(|(at, s)| *at >= from && *at <= to && s == status)
+            .count()
+    };
+    // Exactly fail_after failures from the first failure to hard down.
+    assert_eq!(count_between(t[1].0, t[2].0, "fail"), 3, "{r:?}\n{t:?}");
+    // Exactly recover_after successes from the first success to up.
+    assert_eq!(count_between(t[3].0, t[4].0, "ok"), 2, "{r:?}\n{t:?}");
+    assert_eq!(count_between(t[3].0, t[4].0, "fail"), 0);
+}
+
+#[test]
+fn soft_failures_are_rechecked_at_the_retry_interval() {
+    let target = Target::start(Mode::Up);
+    let agent = Agent::start(&sensor(
+        "api",
+        &target.url(),
+        "interval = \"2s\"\nretry_interval = \"200ms\"\ntimeout = \"1s\"\nfail_after = 4\njitter = \"0s\"",
+    ));
+    agent.wait_sensor("api", Duration::from_secs(30), |s| state(s) == "up");
+    target.set(Mode::Error);
+    agent.wait_sensor("api", Duration::from_secs(30), |s| state(s) == "down");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut r = results(&agent, "api");
+    while r.iter().filter(|(_, s)| s == "fail").count() < 4 && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        r = results(&agent, "api");
+    }
+    let fails: Vec<i64> = r
+        .iter()
+        .filter(|(_, s)| s == "fail")
+        .map(|(at, _)| *at)
+        .collect();
+    assert!(fails.len() >= 4, "{r:?}");
+    // The first failure came on the normal schedule; the next three on the
+    // retry schedule: ~200 ms apart, far less than the 2 s interval.
+    for w in fails[..4].windows(2) {
+        let gap = w[1] - w[0];
+        assert!(
+            (150..=900).contains(&gap),
+            "retry gap {gap} ms in {fails:?}"
+        );
+    }
+    // While hard down the normal interval applies again.
+    let oks: Vec<i64> = r
+        .iter()
+        .filter(|(_, s)| s == "ok")
+        .map(|(at, _)| *at)
+        .collect();
+    if oks.len() >= 2 {
+        let gap = oks[1] - oks[0];
+        assert!(gap >= 1800, "normal gap {gap} ms");
+    }
+}
+
+#[test]
+fn an_alternating_target_is_detected_as_flapping() {
+    let target = Target::start(Mode::Alternate);
+    let agent = Agent::start(&sensor(
+        "flappy",
+        &target.url(),
+        "interval = \"100ms\"\ntimeout = \"90ms\"\nretry_interval = \"100ms\"",
+    ));
+    let s = agent.wait_sensor("flappy", Duration::from_secs(30), |s| s["flapping"] == true);
+    assert_eq!(s["flapping"], true);
+    assert!(
+        agent.logs().contains("flapping started"),
+        "{}",
+        agent.logs()
+    );
+}
+
+#[test]
+fn sighup_applies_a_new_interval_and_keeps_history_and_state() {
+    let target = Target::start(Mode::Up);
+    let mut agent = Agent::start(&sensor(
+        "api",
+        &target.url(),
+        "interval = \"1s\"\njitter = \"0s\"",
+    ));
+    let first = agent.wait_sensor("api", Duration::from_secs(30), |s| state(s) == "up");
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = results(&agent, "api").len();
+    assert!(before >= 2);
+
+    agent.write_config(&sensor(
+        "api",
+        &target.url(),
+        "interval = \"100ms\"\njitter = \"0s\"",
+    ));
+    agent.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = results(&agent, "api").len();
+    // ~20 checks in 2 s at the new interval, versus ~2 at the old one.
+    assert!(
+        after - before >= 10,
+        "{before} -> {after}; logs:\n{}",
+        agent.logs()
+    );
+    let now = agent.sensor("api");
+    assert_eq!(
+        now["since_ms"], first["since_ms"],
+        "state was reset by the reload"
+    );
+    assert!(agent.logs().contains("configuration reloaded"));
+
+    // An invalid config is rejected; the old one keeps running.
+    std::fs::write(&agent.config, "[agent\nbroken").unwrap();
+    agent.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(800));
+    let hits = target.hits();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        target.hits() > hits + 3,
+        "checks stopped after an invalid reload"
+    );
+    assert!(
+        agent.logs().contains("configuration reload rejected"),
+        "{}",
+        agent.logs()
+    );
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn a_file_dropped_into_an_include_directory_adds_a_sensor() {
+    let target = Target::start(Mode::Up);
+    let agent = Agent::start(&format!(
+        "include = [\"conf.d/*.toml\"]\n{}",
+        sensor("main", &target.url(), "interval = \"1s\"")
+    ));
+    agent.wait_sensor("main", Duration::from_secs(30), |s| state(s) == "up");
+    std::fs::create_dir_all(agent.dir.path().join("conf.d")).unwrap();
+    std::fs::write(
+        agent.dir.path().join("conf.d/extra.toml"),
+        sensor("extra", &target.url(), "interval = \"1s\""),
+    )
+    .unwrap();
+    agent.wait_sensor("extra", Duration::from_secs(30), |s| state(s) == "up");
+    std::fs::remove_file(agent.dir.path().join("conf.d/extra.toml")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !agent.sensor("extra").is_null() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "removed sensor still listed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn count_results(db: &std::path::Path) -> i64 {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    let total: i64 = c
+        .query_row(
+            "SELECT COALESCE(SUM(cnt), 0) FROM (SELECT COUNT(*) AS cnt FROM results)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    total
+}
+
+#[test]
+fn kill_9_while_writing_loses_no_committed_result() {
+    // 200 sensors every 100 ms: ~2,000 results a second.
+    let plugin = fixture("hostile");
+    let mut body = String::new();
+    for i in 0..200 {
+        body.push_str(&format!(
+            "[[sensor]]\nname = \"s{i}\"\nplugin = \"{plugin}\"\ninterval = \"100ms\"\ntimeout = \"100ms\"\nconfig = {{ mode = \"ok\" }}\n"
+        ));
+    }
+    let mut agent = Agent::start(&body);
+    std::thread::sleep(Duration::from_secs(3));
+    let committed = count_results(&agent.db());
+    assert!(committed > 1000, "only {committed} results after 3 s");
+    std::thread::sleep(Duration::from_millis(700));
+    agent.kill9();
+
+    let c = rusqlite::Connection::open(agent.db()).unwrap();
+    let check: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    drop(c);
+    let after_crash = count_results(&agent.db());
+    assert!(
+        after_crash >= committed,
+        "lost committed results: {committed} seen before the kill, {after_crash} after"
+    );
+
+    // The agent starts again on the same file and carries on.
+    agent.spawn();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(count_results(&agent.db()) > after_crash + 500);
+    assert!(agent.stop().success());
+}
+
+#[test]
+fn status_history_and_sla_commands_read_the_database() {
+    let target = Target::start(Mode::Up);
+    let agent = Agent::start(&sensor("web", &target.url(), "interval = \"200ms\""));
+    agent.wait_sensor("web", Duration::from_secs(30), |s| state(s) == "up");
+    std::thread::sleep(Duration::from_millis(600));
+    let out = agent.cli(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("web") && text.contains("UP"),
+        "{text}"
+    );
+    let sla = || {
+        let out = agent.cli(&["sla", "--period", "day", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["sensor"] == "web")
+            .cloned()
+            .expect("a row for web")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut row = sla();
+    while row["checks"].as_u64().unwrap_or(0) < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        row = sla();
+    }
+    assert!(row["checks"].as_u64().unwrap() >= 3, "{row}");
+    assert_eq!(row["uptime_pct"].as_f64(), Some(100.0), "{row}");
+    let (code, _, body) = crate::util::http_get(&agent.api("/metrics"), &[]);
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("outpost_checks_total{sensor=\"web\",status=\"ok\"}"),
+        "{body}"
+    );
+}
