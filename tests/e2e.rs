@@ -14,3 +14,6 @@ mod sandbox;
 
 #[path = "e2e/agent.rs"]
 mod agent;
+
+#[path = "e2e/config_errors.rs"]
+mod config_errors;

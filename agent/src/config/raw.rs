@@ -14,23 +14,36 @@ pub struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Int(i64),
-            Float(f64),
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as \"30s\", \"5m\" or a number of seconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
+                crate::plugin_host::parse_duration(v)
+                    .map(Dur)
+                    .map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dur, E> {
+                u64::try_from(v)
+                    .map(|s| Dur(Duration::from_secs(s)))
+                    .map_err(|_| E::custom("a duration must not be negative; write e.g. \"30s\""))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Dur, E> {
+                Ok(Dur(Duration::from_secs(v)))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Dur, E> {
+                if v.is_finite() && v >= 0.0 {
+                    Ok(Dur(Duration::from_secs_f64(v)))
+                } else {
+                    Err(E::custom(
+                        "a duration must not be negative; write e.g. \"30s\"",
+                    ))
+                }
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Text(t) => crate::plugin_host::parse_duration(&t)
-                .map(Dur)
-                .map_err(serde::de::Error::custom),
-            Raw::Int(i) if i >= 0 => Ok(Dur(Duration::from_secs(i as u64))),
-            Raw::Float(f) if f.is_finite() && f >= 0.0 => Ok(Dur(Duration::from_secs_f64(f))),
-            _ => Err(serde::de::Error::custom(
-                "a duration must not be negative; write e.g. \"30s\"",
-            )),
-        }
+        d.deserialize_any(V)
     }
 }
 
