@@ -16,4 +16,5 @@ pub mod recorder;
 pub mod scheduler;
 pub mod state;
 pub mod status;
+pub mod targets;
 pub mod thresholds;
