@@ -1,8 +1,10 @@
 //! `outpost run`: wires the pipeline together and keeps it running.
 //!
-//! schedule → run plugin → result → store → evaluate → serve:
+//! schedule → run plugin → result → store → evaluate → incidents → notify / serve:
 //! [`Scheduler`] tasks send [`CheckEvent`]s to the [`recorder`], which
-//! stores them and updates the [`Board`] that the [`api`] serves.
+//! stores them and updates the [`Board`] that the [`api`] serves; it passes
+//! them on as [`TargetEvent`]s to the incident [`Engine`], whose
+//! notifications the [`escalation::outbox`] delivers.
 //! This module owns start-up (resuming sensor states from the database),
 //! reloads (SIGHUP, or a change in an `include` directory: an invalid new
 //! config is rejected and the old one keeps running) and graceful shutdown
@@ -11,6 +13,8 @@
 
 use crate::api;
 use crate::config::{self, Config};
+use crate::escalation::{self, AlertingConfig, engine::Engine, token};
+use crate::targets::TargetEvent;
 use crate::metrics::Metrics;
 use crate::plugin_host::{HostConfig, PluginHost};
 use crate::recorder;
@@ -24,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
 
 /// How often `include` directories are looked at for changes. Two seconds
 /// makes a dropped-in file take effect promptly at negligible cost.
@@ -161,13 +165,47 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let board = Arc::new(Board::default());
     let resume = resume_states(&store, &board, &cfg);
 
+    // Alerting: the incident engine after evaluation, the outbox after it.
+    let key = token::AckKey::load_or_create(&cfg.agent.data_dir.join("ack.key"))
+        .context("cannot read or create the acknowledgement key")?;
+    let admin_token = token::read_or_create_secret(&cfg.agent.admin_token_file).with_context(|| {
+        format!(
+            "cannot read or create the admin token file {}",
+            cfg.agent.admin_token_file.display()
+        )
+    })?;
+    let (alerting_tx, alerting_rx) =
+        watch::channel(Arc::new(AlertingConfig::new(&cfg, &plugins, key.clone())));
+    let wake = Arc::new(Notify::new());
+    let engine = Engine::new(store.clone(), alerting_rx.borrow().clone(), wake.clone())
+        .context("cannot read the incidents from the database")?;
+    let (target_tx, target_rx) = mpsc::channel::<TargetEvent>(EVENT_QUEUE);
+    let engine_task = tokio::spawn(engine.run(target_rx, alerting_tx.subscribe()));
+    let (stop_outbox, outbox_stop_rx) = watch::channel(false);
+    let outbox_task = tokio::spawn(escalation::outbox::run(
+        store.clone(),
+        alerting_tx.subscribe(),
+        wake.clone(),
+        outbox_stop_rx,
+    ));
+    // Evaluation of sensors into target events (systems and services join
+    // here).
+    let (eval_tx, mut eval_rx) = mpsc::channel::<CheckEvent>(EVENT_QUEUE);
+    let evaluator = tokio::spawn(async move {
+        while let Some(ev) = eval_rx.recv().await {
+            if target_tx.send(TargetEvent::from_check(&ev)).await.is_err() {
+                break;
+            }
+        }
+    });
+
     let (tx, rx) = mpsc::channel::<CheckEvent>(EVENT_QUEUE);
     let recorder = tokio::spawn(recorder::run(
         rx,
         store.clone(),
         board.clone(),
         metrics.clone(),
-        None,
+        Some(eval_tx),
     ));
     let mut scheduler = Scheduler::new(cfg.agent.concurrency, tx, metrics.clone());
     scheduler.apply(&cfg.sensors, &plugins, resume).await;
@@ -182,7 +220,13 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (agent.listen)", cfg.agent.listen))?;
     let bound = listener.local_addr()?;
-    let server = tokio::spawn(api::serve(listener, api_state));
+    let extra = escalation::http::routes(escalation::http::EscalationApi {
+        store: store.clone(),
+        agent: cfg.agent.name.clone(),
+        admin_token: Arc::new(admin_token),
+        wake: wake.clone(),
+    });
+    let server = tokio::spawn(api::serve(listener, api_state, extra));
     tracing::info!(
         agent = %cfg.agent.name,
         sensors = cfg.sensors.len(),
@@ -244,6 +288,11 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                     removed = removed.len(),
                     "configuration reloaded"
                 );
+                let _ = alerting_tx.send(Arc::new(AlertingConfig::new(
+                    &new.config,
+                    &new.plugins,
+                    key.clone(),
+                )));
                 cfg = new.config;
                 plugins = new.plugins;
                 fingerprint = include_fingerprint(&cfg);
@@ -264,6 +313,10 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         + Duration::from_secs(1);
     scheduler.shutdown(grace).await;
     let _ = recorder.await;
+    let _ = evaluator.await;
+    let _ = engine_task.await;
+    let _ = stop_outbox.send(true);
+    let _ = outbox_task.await;
     server.abort();
     store.close_async().await.context("flushing the database")?;
     drop(plugins);

@@ -53,9 +53,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until the task is aborted.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) {
-    if let Err(e) = axum::serve(listener, router(state)).await {
+/// Serves until the task is aborted; `extra` holds the routes of other
+/// stages (acknowledgements, silences).
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState, extra: Router) {
+    if let Err(e) = axum::serve(listener, router(state).merge(extra)).await {
         tracing::error!(error = %e, "HTTP server stopped");
     }
 }

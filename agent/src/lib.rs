@@ -10,6 +10,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod escalation;
 pub mod metrics;
 pub mod plugin_host;
 pub mod recorder;

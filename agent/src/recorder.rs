@@ -60,7 +60,7 @@ pub async fn run(
             latency_us: (r.latency_ms * 1000.0) as u64,
             message: r.message.clone(),
             metrics: r.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            in_maintenance: false,
+            in_maintenance: s.in_maintenance(ev.at_ms),
             interval_ms: s.interval.as_millis() as u64,
         };
         let ok = store.record_async(rec).await.is_ok();

@@ -67,6 +67,20 @@ pub struct Incident {
     pub resolved_at_ms: Option<i64>,
     /// Hash of the acknowledgement token (unique when set).
     pub token_hash: Option<String>,
+    /// "sensor", "system", "service" or "peer".
+    pub kind: String,
+    /// Escalation policy that governs it.
+    pub policy: String,
+    /// Why it opened ("sensor db failed 3 times: connection refused").
+    pub message: String,
+    /// Since when the target has been down (ms).
+    pub down_since_ms: Option<i64>,
+    /// The incident of the dependency that explains this one, if any.
+    pub parent_id: Option<i64>,
+    /// Nonce the acknowledgement token is derived from (not the token).
+    pub ack_nonce: Option<String>,
+    /// Linked to a parent: nobody is notified while this holds.
+    pub suppressed: bool,
 }
 
 /// Fields of a new incident.
@@ -80,6 +94,20 @@ pub struct NewIncident {
     pub level: u32,
     /// Hash of the acknowledgement token.
     pub token_hash: Option<String>,
+    /// "sensor", "system", "service" or "peer".
+    pub kind: String,
+    /// Escalation policy.
+    pub policy: String,
+    /// Why it opened.
+    pub message: String,
+    /// Since when the target has been down (ms).
+    pub down_since_ms: Option<i64>,
+    /// Parent incident (suppressed children).
+    pub parent_id: Option<i64>,
+    /// Token nonce.
+    pub ack_nonce: Option<String>,
+    /// Linked to a parent, nobody notified.
+    pub suppressed: bool,
 }
 
 /// A timer row.
@@ -118,6 +146,10 @@ pub struct OutboxEntry {
     pub delivered_at_ms: Option<i64>,
     /// Error of the last failed attempt.
     pub last_error: Option<String>,
+    /// When delivery was given up (permanent error or too many attempts).
+    pub gave_up_at_ms: Option<i64>,
+    /// When it was enqueued.
+    pub created_ms: i64,
 }
 
 /// Fields of a new outbox entry.
@@ -135,8 +167,8 @@ pub struct NewOutbox {
     pub next_attempt_ms: i64,
 }
 
-const INCIDENT_COLS: &str =
-    "id, target, opened_at_ms, state, level, acked_by, acked_at_ms, resolved_at_ms, token_hash";
+const INCIDENT_COLS: &str = "id, target, opened_at_ms, state, level, acked_by, acked_at_ms, \
+     resolved_at_ms, token_hash, kind, policy, message, down_since_ms, parent_id, ack_nonce, suppressed";
 
 fn incident_from(r: &Row<'_>) -> rusqlite::Result<(Incident, String)> {
     let state: String = r.get(3)?;
@@ -151,6 +183,13 @@ fn incident_from(r: &Row<'_>) -> rusqlite::Result<(Incident, String)> {
             acked_at_ms: r.get(6)?,
             resolved_at_ms: r.get(7)?,
             token_hash: r.get(8)?,
+            kind: r.get(9)?,
+            policy: r.get(10)?,
+            message: r.get(11)?,
+            down_since_ms: r.get(12)?,
+            parent_id: r.get(13)?,
+            ack_nonce: r.get(14)?,
+            suppressed: r.get(15)?,
         },
         state,
     ))
@@ -173,8 +212,22 @@ fn incidents_where(c: &Connection, cond: &str, p: impl rusqlite::Params) -> Resu
 
 pub(crate) fn open_incident(c: &Connection, n: &NewIncident) -> Result<Incident> {
     let id: i64 = c.query_row(
-        "INSERT INTO incidents(target, opened_at_ms, state, level, token_hash) VALUES (?1, ?2, 'open', ?3, ?4) RETURNING id",
-        params![n.target, n.opened_at_ms, n.level, n.token_hash],
+        "INSERT INTO incidents(target, opened_at_ms, state, level, token_hash, kind, policy, message, \
+         down_since_ms, parent_id, ack_nonce, suppressed) \
+         VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+        params![
+            n.target,
+            n.opened_at_ms,
+            n.level,
+            n.token_hash,
+            if n.kind.is_empty() { "sensor" } else { n.kind.as_str() },
+            n.policy,
+            n.message,
+            n.down_since_ms,
+            n.parent_id,
+            n.ack_nonce,
+            n.suppressed
+        ],
         |r| r.get(0),
     )?;
     incident(c, id)?.ok_or_else(|| StoreError::Corrupt("incident vanished".into()))
@@ -259,8 +312,8 @@ pub(crate) fn enqueue(c: &Connection, n: &NewOutbox) -> Result<Option<i64>> {
     let payload =
         serde_json::to_string(&n.payload).map_err(|e| StoreError::Invalid(e.to_string()))?;
     Ok(c.query_row(
-        "INSERT INTO outbox(incident_id, notifier, idempotency_key, payload, next_attempt_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(idempotency_key) DO NOTHING RETURNING id",
+        "INSERT INTO outbox(incident_id, notifier, idempotency_key, payload, next_attempt_ms, created_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT(idempotency_key) DO NOTHING RETURNING id",
         params![
             n.incident_id,
             n.notifier,
@@ -274,7 +327,7 @@ pub(crate) fn enqueue(c: &Connection, n: &NewOutbox) -> Result<Option<i64>> {
 }
 
 const OUTBOX_COLS: &str = "id, incident_id, notifier, idempotency_key, payload, attempts, next_attempt_ms, \
-     delivered_at_ms, last_error";
+     delivered_at_ms, last_error, gave_up_at_ms, created_ms";
 
 fn outbox_from(r: &Row<'_>) -> rusqlite::Result<(OutboxEntry, String)> {
     Ok((
@@ -288,6 +341,8 @@ fn outbox_from(r: &Row<'_>) -> rusqlite::Result<(OutboxEntry, String)> {
             next_attempt_ms: r.get(6)?,
             delivered_at_ms: r.get(7)?,
             last_error: r.get(8)?,
+            gave_up_at_ms: r.get(9)?,
+            created_ms: r.get(10)?,
         },
         r.get(4)?,
     ))
@@ -313,9 +368,15 @@ pub(crate) fn outbox_entry(c: &Connection, id: i64) -> Result<Option<OutboxEntry
 }
 
 pub(crate) fn due_outbox(c: &Connection, now_ms: i64, limit: usize) -> Result<Vec<OutboxEntry>> {
+    // An entry waits for any earlier pending entry of the same incident and
+    // notifier, so each receiver gets an incident's notifications in order.
     outbox_where(
         c,
-        "delivered_at_ms IS NULL AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?2",
+        "delivered_at_ms IS NULL AND gave_up_at_ms IS NULL AND next_attempt_ms <= ?1 \
+         AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.incident_id = outbox.incident_id \
+             AND e.notifier = outbox.notifier AND e.id < outbox.id \
+             AND e.delivered_at_ms IS NULL AND e.gave_up_at_ms IS NULL) \
+         ORDER BY next_attempt_ms, id LIMIT ?2",
         params![now_ms, i64::try_from(limit).unwrap_or(i64::MAX)],
     )
 }
@@ -340,6 +401,307 @@ pub(crate) fn outbox_failed(
     )? == 1)
 }
 
+pub(crate) fn outbox_gave_up(c: &Connection, id: i64, error: &str, at_ms: i64) -> Result<bool> {
+    Ok(c.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, gave_up_at_ms = ?3 \
+         WHERE id = ?1 AND delivered_at_ms IS NULL AND gave_up_at_ms IS NULL",
+        params![id, error, at_ms],
+    )? == 1)
+}
+
+/// One delivery attempt of an outbox entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// When (ms).
+    pub at_ms: i64,
+    /// Delivered.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
+}
+
+/// One line of an incident's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentEvent {
+    /// When (ms).
+    pub at_ms: i64,
+    /// `opened`, `notified`, `escalated`, `reminded`, `acknowledged`,
+    /// `resolved`, `suppressed`, `delivery_failed`, ...
+    pub kind: String,
+    /// Details for people.
+    pub detail: String,
+}
+
+/// An ad-hoc silence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    /// Row id.
+    pub id: i64,
+    /// Selector text (`web`, `category:db`, `label:team=core`, `*`).
+    pub target: String,
+    /// Start (ms).
+    pub from_ms: i64,
+    /// End (ms, exclusive).
+    pub until_ms: i64,
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub created_by: String,
+}
+
+/// The escalation tables inside one transaction (see [`crate::Store::tx`]
+/// and [`EscalationDb::tx`]): every call made through one `Tx` commits or
+/// rolls back together, so "claim the timer, raise the level, enqueue the
+/// notifications" cannot half-happen.
+pub struct Tx<'a>(&'a Connection);
+
+impl Tx<'_> {
+    /// Opens an incident.
+    pub fn open_incident(&self, n: &NewIncident) -> Result<Incident> {
+        open_incident(self.0, n)
+    }
+    /// Incident by id.
+    pub fn incident(&self, id: i64) -> Result<Option<Incident>> {
+        incident(self.0, id)
+    }
+    /// Incident by token hash.
+    pub fn incident_by_token(&self, token_hash: &str) -> Result<Option<Incident>> {
+        incident_by_token(self.0, token_hash)
+    }
+    /// Unresolved incidents, oldest first.
+    pub fn unresolved_incidents(&self) -> Result<Vec<Incident>> {
+        unresolved_incidents(self.0)
+    }
+    /// Incidents opened or still unresolved since `since_ms`, newest first.
+    pub fn recent_incidents(&self, since_ms: i64, limit: usize) -> Result<Vec<Incident>> {
+        let mut v = incidents_where(
+            self.0,
+            "opened_at_ms >= ?1 OR state <> 'resolved' OR resolved_at_ms >= ?1",
+            [since_ms],
+        )?;
+        v.reverse();
+        v.truncate(limit);
+        Ok(v)
+    }
+    /// Unresolved incidents linked to `parent_id`.
+    pub fn children(&self, parent_id: i64) -> Result<Vec<Incident>> {
+        incidents_where(
+            self.0,
+            "parent_id = ?1 AND state <> 'resolved'",
+            [parent_id],
+        )
+    }
+    /// Sets the level of an unresolved incident.
+    pub fn set_level(&self, id: i64, level: u32) -> Result<bool> {
+        set_incident_level(self.0, id, level)
+    }
+    /// Ends the suppression of an incident (its parent resolved first).
+    pub fn unsuppress(&self, id: i64, level: u32, message: &str) -> Result<bool> {
+        Ok(self.0.execute(
+            "UPDATE incidents SET suppressed = 0, level = ?2, message = ?3 \
+             WHERE id = ?1 AND state <> 'resolved' AND suppressed = 1",
+            params![id, level, message],
+        )? == 1)
+    }
+    /// Acknowledges an open incident.
+    pub fn ack(&self, id: i64, by: &str, at_ms: i64) -> Result<bool> {
+        ack_incident(self.0, id, by, at_ms)
+    }
+    /// Resolves an incident.
+    pub fn resolve(&self, id: i64, at_ms: i64) -> Result<bool> {
+        resolve_incident(self.0, id, at_ms)
+    }
+    /// Adds a timer.
+    pub fn add_timer(&self, incident_id: i64, kind: &str, due_ms: i64) -> Result<i64> {
+        add_timer(self.0, incident_id, kind, due_ms)
+    }
+    /// Unfired due timers.
+    pub fn due_timers(&self, now_ms: i64, limit: usize) -> Result<Vec<Timer>> {
+        due_timers(self.0, now_ms, limit)
+    }
+    /// The earliest unfired timer's due time.
+    pub fn next_timer_due(&self) -> Result<Option<i64>> {
+        Ok(self
+            .0
+            .query_row("SELECT min(due_ms) FROM timers WHERE fired = 0", [], |r| r.get(0))?)
+    }
+    /// Claims a timer; true only once.
+    pub fn fire_timer(&self, id: i64) -> Result<bool> {
+        fire_timer(self.0, id)
+    }
+    /// Deletes an incident's unfired timers.
+    pub fn cancel_timers(&self, incident_id: i64) -> Result<u64> {
+        cancel_timers(self.0, incident_id)
+    }
+    /// Unfired timers of an incident.
+    pub fn timers(&self, incident_id: i64) -> Result<Vec<Timer>> {
+        let mut q = self.0.prepare_cached(
+            "SELECT id, incident_id, kind, due_ms, fired FROM timers WHERE incident_id = ?1 AND fired = 0 ORDER BY due_ms",
+        )?;
+        Ok(q.query_map([incident_id], |r| {
+            Ok(Timer {
+                id: r.get(0)?,
+                incident_id: r.get(1)?,
+                kind: r.get(2)?,
+                due_ms: r.get(3)?,
+                fired: r.get(4)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?)
+    }
+    /// Enqueues a notification; `None` if the key exists.
+    pub fn enqueue(&self, n: &NewOutbox) -> Result<Option<i64>> {
+        enqueue(self.0, n)
+    }
+    /// Outbox entry by id.
+    pub fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>> {
+        outbox_entry(self.0, id)
+    }
+    /// Notifications of an incident, in order.
+    pub fn outbox_of(&self, incident_id: i64) -> Result<Vec<OutboxEntry>> {
+        outbox_where(self.0, "incident_id = ?1 ORDER BY id", [incident_id])
+    }
+    /// Deliverable notifications (see [`due_outbox`] for the order rule).
+    pub fn due_outbox(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxEntry>> {
+        due_outbox(self.0, now_ms, limit)
+    }
+    /// Earliest next attempt of a pending notification.
+    pub fn next_outbox_due(&self) -> Result<Option<i64>> {
+        Ok(self.0.query_row(
+            "SELECT min(next_attempt_ms) FROM outbox WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+    /// Records a successful delivery.
+    pub fn delivered(&self, id: i64, at_ms: i64) -> Result<bool> {
+        let ok = outbox_delivered(self.0, id, at_ms)?;
+        self.log_attempt(id, at_ms, true, None)?;
+        Ok(ok)
+    }
+    /// Records a failed attempt and when to retry.
+    pub fn failed(&self, id: i64, error: &str, at_ms: i64, next_attempt_ms: i64) -> Result<bool> {
+        let ok = outbox_failed(self.0, id, error, next_attempt_ms)?;
+        self.log_attempt(id, at_ms, false, Some(error))?;
+        Ok(ok)
+    }
+    /// Records a failed attempt after which delivery is given up.
+    pub fn gave_up(&self, id: i64, error: &str, at_ms: i64) -> Result<bool> {
+        let ok = outbox_gave_up(self.0, id, error, at_ms)?;
+        self.log_attempt(id, at_ms, false, Some(error))?;
+        Ok(ok)
+    }
+    fn log_attempt(&self, id: i64, at_ms: i64, ok: bool, error: Option<&str>) -> Result<()> {
+        self.0.execute(
+            "INSERT INTO delivery_attempts(outbox_id, at_ms, ok, error) VALUES (?1, ?2, ?3, ?4)",
+            params![id, at_ms, ok, error],
+        )?;
+        Ok(())
+    }
+    /// Delivery attempts of an outbox entry, oldest first.
+    pub fn attempts(&self, outbox_id: i64) -> Result<Vec<Attempt>> {
+        let mut q = self.0.prepare_cached(
+            "SELECT at_ms, ok, error FROM delivery_attempts WHERE outbox_id = ?1 ORDER BY id",
+        )?;
+        Ok(q.query_map([outbox_id], |r| {
+            Ok(Attempt {
+                at_ms: r.get(0)?,
+                ok: r.get(1)?,
+                error: r.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?)
+    }
+    /// Appends to an incident's history.
+    pub fn add_event(&self, incident_id: i64, at_ms: i64, kind: &str, detail: &str) -> Result<()> {
+        self.0.execute(
+            "INSERT INTO incident_events(incident_id, at_ms, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![incident_id, at_ms, kind, detail],
+        )?;
+        Ok(())
+    }
+    /// An incident's history, oldest first.
+    pub fn events(&self, incident_id: i64) -> Result<Vec<IncidentEvent>> {
+        let mut q = self.0.prepare_cached(
+            "SELECT at_ms, kind, detail FROM incident_events WHERE incident_id = ?1 ORDER BY id",
+        )?;
+        Ok(q.query_map([incident_id], |r| {
+            Ok(IncidentEvent {
+                at_ms: r.get(0)?,
+                kind: r.get(1)?,
+                detail: r.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?)
+    }
+    /// Adds a silence; returns its id.
+    pub fn add_silence(&self, s: &Silence) -> Result<i64> {
+        if s.until_ms <= s.from_ms {
+            return Err(StoreError::Invalid("a silence must end after it starts".into()));
+        }
+        Ok(self.0.query_row(
+            "INSERT INTO silences(target, from_ms, until_ms, reason, created_by) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            params![s.target, s.from_ms, s.until_ms, s.reason, s.created_by],
+            |r| r.get(0),
+        )?)
+    }
+    /// Silences in force at `now_ms` (or later, with `upcoming`).
+    pub fn silences(&self, now_ms: i64, upcoming: bool) -> Result<Vec<Silence>> {
+        let sql = if upcoming {
+            "SELECT id, target, from_ms, until_ms, reason, created_by FROM silences WHERE until_ms > ?1 ORDER BY id"
+        } else {
+            "SELECT id, target, from_ms, until_ms, reason, created_by FROM silences WHERE until_ms > ?1 AND from_ms <= ?1 ORDER BY id"
+        };
+        let mut q = self.0.prepare_cached(sql)?;
+        Ok(q.query_map([now_ms], |r| {
+            Ok(Silence {
+                id: r.get(0)?,
+                target: r.get(1)?,
+                from_ms: r.get(2)?,
+                until_ms: r.get(3)?,
+                reason: r.get(4)?,
+                created_by: r.get(5)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?)
+    }
+    /// Ends a silence now; false if there is none with that id in force.
+    pub fn end_silence(&self, id: i64, now_ms: i64) -> Result<bool> {
+        Ok(self.0.execute(
+            "UPDATE silences SET until_ms = max(from_ms + 1, ?2) WHERE id = ?1 AND until_ms > ?2",
+            params![id, now_ms],
+        )? == 1)
+    }
+}
+
+pub(crate) fn run_tx<T>(c: &Connection, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+    let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
+    let out = f(&Tx(&tx))?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// The escalation tables alone, for processes other than the agent (the
+/// `outpost ack` and `outpost silence` commands): no history writer, one
+/// connection with `synchronous=FULL`.
+pub struct EscalationDb {
+    conn: std::sync::Mutex<Connection>,
+}
+
+impl EscalationDb {
+    /// Opens an existing database (created and migrated by the agent).
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<EscalationDb> {
+        Ok(EscalationDb {
+            conn: std::sync::Mutex::new(crate::schema::open_side(path.as_ref())?),
+        })
+    }
+    /// Runs `f` in one immediate transaction.
+    pub fn tx<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let c = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        run_tx(&c, f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +713,7 @@ mod tests {
             opened_at_ms: 1000,
             level: 0,
             token_hash: token.map(Into::into),
+            ..Default::default()
         }
     }
 

@@ -125,7 +125,10 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use calendar::{DAY_MS, HOUR_MS, civil_from_days, next_period, period_start, utc_ms};
 pub use error::{Result, StoreError};
-pub use escalation::{Incident, IncidentState, NewIncident, NewOutbox, OutboxEntry, Timer};
+pub use escalation::{
+    Attempt, EscalationDb, Incident, IncidentEvent, IncidentState, NewIncident, NewOutbox, OutboxEntry,
+    Silence, Timer, Tx,
+};
 pub use query::Reader;
 pub use types::{
     CheckRecord, CheckRow, CurrentState, Granularity, LatencyStats, Maintenance, Period,
@@ -277,12 +280,12 @@ impl Store {
         })
     }
 
-    fn tx(&self) -> &mpsc::Sender<Msg> {
+    fn sender(&self) -> &mpsc::Sender<Msg> {
         self.inner.tx.as_ref().expect("sender lives until drop")
     }
 
     fn try_send(&self, m: Msg) -> Result<()> {
-        match self.tx().try_send(m) {
+        match self.sender().try_send(m) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(StoreError::QueueFull {
                 capacity: self.inner.capacity,
@@ -292,11 +295,11 @@ impl Store {
     }
 
     fn blocking_send(&self, m: Msg) -> Result<()> {
-        self.tx().blocking_send(m).map_err(|_| StoreError::Closed)
+        self.sender().blocking_send(m).map_err(|_| StoreError::Closed)
     }
 
     async fn send(&self, m: Msg) -> Result<()> {
-        self.tx().send(m).await.map_err(|_| StoreError::Closed)
+        self.sender().send(m).await.map_err(|_| StoreError::Closed)
     }
 
     fn validate(rec: &CheckRecord) -> Result<()> {
@@ -456,7 +459,7 @@ impl Store {
             rejected: c.rejected.load(Ordering::Relaxed),
             lost: c.lost.load(Ordering::Relaxed),
             transactions: c.transactions.load(Ordering::Relaxed),
-            queue_len: self.inner.capacity - self.tx().capacity(),
+            queue_len: self.inner.capacity - self.sender().capacity(),
         }
     }
 
@@ -519,6 +522,11 @@ impl Store {
         let guard = self.inner.side.lock().unwrap_or_else(|e| e.into_inner());
         let conn = guard.as_ref().ok_or(StoreError::Closed)?;
         f(conn)
+    }
+
+    /// Runs `f` on the escalation tables in one immediate transaction.
+    pub fn tx<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.side(|c| escalation::run_tx(c, f))
     }
 
     /// Opens an incident.

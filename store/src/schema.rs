@@ -17,7 +17,7 @@ use crate::error::{Result, StoreError};
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// All migrations, oldest first.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1: history, rollups, states, maintenance, escalation tables.
 ///
@@ -179,6 +179,55 @@ CREATE TABLE outbox(
 );
 CREATE INDEX outbox_pending ON outbox(next_attempt_ms) WHERE delivered_at_ms IS NULL;
 CREATE INDEX outbox_incident ON outbox(incident_id);
+"#;
+
+/// Version 2: what the escalation engine needs to explain and replay an
+/// incident: its kind, policy, message, down-since time, parent (an
+/// incident suppressed because a dependency is down links to the parent's),
+/// the nonce its acknowledgement token is derived from; an event log per
+/// incident; delivery attempts; notifications given up on; silences.
+const V2: &str = r#"
+ALTER TABLE incidents ADD COLUMN kind          TEXT NOT NULL DEFAULT 'sensor';
+ALTER TABLE incidents ADD COLUMN policy        TEXT NOT NULL DEFAULT '';
+ALTER TABLE incidents ADD COLUMN message       TEXT NOT NULL DEFAULT '';
+ALTER TABLE incidents ADD COLUMN down_since_ms INTEGER;
+ALTER TABLE incidents ADD COLUMN parent_id     INTEGER REFERENCES incidents(id);
+ALTER TABLE incidents ADD COLUMN ack_nonce     TEXT;
+ALTER TABLE incidents ADD COLUMN suppressed    INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE incident_events(
+    id          INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+    at_ms       INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    detail      TEXT NOT NULL
+);
+CREATE INDEX incident_events_incident ON incident_events(incident_id);
+
+ALTER TABLE outbox ADD COLUMN gave_up_at_ms INTEGER;
+ALTER TABLE outbox ADD COLUMN created_ms    INTEGER NOT NULL DEFAULT 0;
+DROP INDEX outbox_pending;
+CREATE INDEX outbox_pending ON outbox(next_attempt_ms) WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL;
+
+CREATE TABLE delivery_attempts(
+    id        INTEGER PRIMARY KEY,
+    outbox_id INTEGER NOT NULL REFERENCES outbox(id) ON DELETE CASCADE,
+    at_ms     INTEGER NOT NULL,
+    ok        INTEGER NOT NULL,
+    error     TEXT
+);
+CREATE INDEX delivery_attempts_outbox ON delivery_attempts(outbox_id);
+
+CREATE TABLE silences(
+    id         INTEGER PRIMARY KEY,
+    target     TEXT NOT NULL,             -- a selector: name, category:x, label:k=v or *
+    from_ms    INTEGER NOT NULL,
+    until_ms   INTEGER NOT NULL,
+    reason     TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    CHECK (until_ms > from_ms)
+);
+CREATE INDEX silences_until ON silences(until_ms);
 "#;
 
 /// How long a connection waits for SQLite's write lock (held by another

@@ -936,6 +936,7 @@ fn escalation_through_the_store() {
             opened_at_ms: 10,
             level: 0,
             token_hash: Some("t".into()),
+            ..Default::default()
         })
         .unwrap();
     let t = store.add_timer(inc.id, "escalate", 100).unwrap();

@@ -5,6 +5,9 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+mod receiver;
+pub use receiver::Receiver;
+
 /// Path of the `outpost` binary under test.
 pub fn outpost_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_outpost"))
@@ -204,6 +207,29 @@ fn serve_one(mut s: TcpStream, mode: &AtomicU8, hits: &AtomicUsize, times: &Mute
 
 /// A plain HTTP GET (HTTP/1.0, no keep-alive): (status, headers, body).
 pub fn http_get(url: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    http_exchange("GET", url, "", b"", headers)
+}
+
+/// A POST of `body`: (status, body).
+pub fn http_post(url: &str, content_type: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, String) {
+    let (code, _, body) = http_exchange("POST", url, content_type, body, headers);
+    (code, body)
+}
+
+/// Any method: (status, body).
+pub fn http_request(method: &str, url: &str, content_type: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, String) {
+    let (code, _, body) = http_exchange(method, url, content_type, body, headers);
+    (code, body)
+}
+
+/// One HTTP/1.0 exchange: (status, head, body).
+pub fn http_exchange(
+    method: &str,
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     let rest = url.strip_prefix("http://").expect("http URL");
     let (authority, path) = rest
         .split_once('/')
@@ -211,12 +237,19 @@ pub fn http_get(url: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
         .unwrap_or((rest, "/".into()));
     let mut s = TcpStream::connect(authority).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!("GET {path} HTTP/1.0\r\nhost: {authority}\r\n");
+    let mut req = format!("{method} {path} HTTP/1.0\r\nhost: {authority}\r\n");
+    if !content_type.is_empty() {
+        req.push_str(&format!("content-type: {content_type}\r\n"));
+    }
+    if method != "GET" {
+        req.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
     let mut out = Vec::new();
     s.read_to_end(&mut out).unwrap();
     let text = String::from_utf8_lossy(&out).into_owned();

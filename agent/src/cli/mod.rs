@@ -3,6 +3,7 @@
 //! 1 a check or delivery did not succeed, 2 usage, config or load errors.
 
 mod agent;
+mod alerting;
 mod plugin;
 
 use clap::{Parser, Subcommand};
@@ -42,6 +43,14 @@ pub enum Command {
     History(agent::HistoryArgs),
     /// Uptime, downtime, outages and MTTR per day, week or month (UTC).
     Sla(agent::SlaArgs),
+    /// Acknowledge an incident with the token of its notification (stops
+    /// the escalation).
+    Ack(alerting::AckArgs),
+    /// Hold notifications for a target for a while (results are still
+    /// recorded); `--list` and `--end ID` manage silences.
+    Silence(alerting::SilenceArgs),
+    /// Recent incidents, with their history (`-v`).
+    Incidents(alerting::IncidentsArgs),
     /// Run, inspect and test plugins by hand.
     #[command(subcommand)]
     Plugin(plugin::PluginCmd),
@@ -78,6 +87,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(a) => agent::status(a).await,
         Command::History(a) => agent::history(a).await,
         Command::Sla(a) => agent::sla(a).await,
+        Command::Ack(a) => alerting::ack(a).await,
+        Command::Silence(a) => alerting::silence(a).await,
+        Command::Incidents(a) => alerting::incidents(a).await,
     }
 }
 

@@ -7,7 +7,10 @@
 //! Plugin configurations are checked by the plugin's own `validate`, so the
 //! plugins are loaded here; they are handed on with the config.
 
+mod alerting;
 mod raw;
+
+pub use alerting::{EscalationPolicy, Level, Maintenance, NotifierConfig, Selector, Window};
 
 use crate::plugin_host::{Endpoint, Limits, Plugin, PluginHost, PluginSource};
 use raw::{RawFile, RawIncluded, RawSensor};
@@ -71,6 +74,11 @@ pub struct AgentConfig {
     pub concurrency: u32,
     /// Keep plugin instances warm between runs of the same sensor.
     pub reuse_instances: bool,
+    /// Base URL of this agent as people reach it (for acknowledgement
+    /// links); default `http://<listen>`.
+    pub public_url: String,
+    /// File holding the admin token (state-changing API calls).
+    pub admin_token_file: PathBuf,
 }
 
 /// A metric rule that can turn an ok check into warn or fail.
@@ -123,6 +131,16 @@ pub struct SensorConfig {
     pub thresholds: Vec<Threshold>,
     /// Where it is defined (`file:line`), for messages.
     pub origin: String,
+    /// Maintenance windows covering this sensor (results recorded inside
+    /// one are excluded from SLA).
+    pub maintenance: Vec<Window>,
+}
+
+impl SensorConfig {
+    /// Whether a maintenance window covers this sensor at `now_ms`.
+    pub fn in_maintenance(&self, now_ms: i64) -> bool {
+        self.maintenance.iter().any(|w| w.active(now_ms))
+    }
 }
 
 /// A whole, valid configuration.
@@ -134,6 +152,12 @@ pub struct Config {
     pub agent: AgentConfig,
     /// Enabled sensors, in file order.
     pub sensors: Vec<SensorConfig>,
+    /// Notifiers.
+    pub notifiers: Vec<NotifierConfig>,
+    /// Escalation policies.
+    pub escalations: Vec<EscalationPolicy>,
+    /// Maintenance windows.
+    pub maintenance: Vec<Maintenance>,
     /// Directories that `include` patterns read (watched for changes).
     pub include_dirs: Vec<PathBuf>,
 }
@@ -284,62 +308,122 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
         }
         seen.insert(s.name.clone(), s.origin.clone());
         // Load each distinct plugin once, then let it judge the config.
-        let plugin = match plugins.get(&s.plugin) {
-            Some(p) => p.clone(),
-            None => {
-                let source = PluginSource::parse(&s.plugin)
-                    .map_err(|e| src.err(config_span.0, "plugin", e.to_string()))?;
-                let p = host
-                    .load(&source)
-                    .await
-                    .map_err(|e| src.err(config_span.0, "plugin", e.to_string()))?;
-                plugins.insert(s.plugin.clone(), p.clone());
-                p
-            }
-        };
-        if plugin.kind() != crate::plugin_host::PluginKind::Sensor {
-            return Err(src.err(
-                config_span.0,
-                "plugin",
-                format!("{} is a {}, not a sensor", plugin.label(), plugin.kind()),
+        let plugin = load_plugin(host, &mut plugins, &s.plugin, crate::plugin_host::PluginKind::Sensor)
+            .await
+            .map_err(|m| src.err(config_span.0, "plugin", m))?;
+        validate_plugin_config(&plugin, src, config_span.1, &s.config, &format!("sensor `{}`", s.name), &s.plugin).await?;
+        sensors.push(s);
+    }
+
+    // Alerting: notifiers (each plugin validates its config), then the
+    // policies and windows that refer to them and to the targets.
+    let main = &sources[0];
+    let mut notifiers: Vec<NotifierConfig> = Vec::new();
+    for (i, n) in file.notifier.into_iter().enumerate() {
+        let start = n.span().start;
+        let (n, plugin_at, config_at) = alerting::check_notifier(main, i, n.into_inner())?;
+        if notifiers.iter().any(|o| o.name == n.name) {
+            return Err(main.err(
+                start,
+                "name",
+                format!("a notifier named `{}` is already defined; names must be unique", n.name),
             ));
         }
-        let mut probe =
-            plugin.instance(Arc::new(crate::plugin_host::NetPolicy::deny_all()), &s.name);
-        match probe.validate(&s.config.to_string()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                let offset = field_offset(&src.text, config_span.1, &e.field);
-                let key = if e.field.is_empty() {
-                    "config".to_string()
-                } else {
-                    format!("config.{}", e.field)
-                };
-                return Err(src.err(
-                    offset,
-                    key,
-                    format!("{} (sensor `{}`, plugin {})", e.message, s.name, s.plugin),
-                ));
-            }
-            Err(e) => {
-                return Err(src.err(
-                    config_span.1,
-                    "config",
-                    format!("the plugin failed while validating: {e}"),
-                ));
-            }
+        let plugin = load_plugin(host, &mut plugins, &n.plugin, crate::plugin_host::PluginKind::Notifier)
+            .await
+            .map_err(|m| main.err(plugin_at, "plugin", m))?;
+        validate_plugin_config(&plugin, main, config_at, &n.config, &format!("notifier `{}`", n.name), &n.plugin).await?;
+        notifiers.push(n);
+    }
+    let names: std::collections::HashSet<&str> = sensors.iter().map(|s| s.name.as_str()).collect();
+    let known = |n: &str| names.contains(n);
+    let mut escalations: Vec<EscalationPolicy> = Vec::new();
+    for (i, e) in file.escalation.into_iter().enumerate() {
+        let start = e.span().start;
+        let e = alerting::check_escalation(main, i, e, &notifiers, &known)?;
+        if escalations.iter().any(|o| o.name == e.name) {
+            return Err(main.err(
+                start,
+                "name",
+                format!("an escalation named `{}` is already defined; names must be unique", e.name),
+            ));
         }
-        sensors.push(s);
+        escalations.push(e);
+    }
+    let mut maintenance = Vec::new();
+    for m in file.maintenance {
+        maintenance.push(alerting::check_maintenance(main, m, &known)?);
+    }
+    for s in &mut sensors {
+        s.maintenance = maintenance
+            .iter()
+            .filter(|m| m.targets.iter().any(|t| t.matches(&s.name, s.category.as_deref(), &s.labels)))
+            .map(|m| m.window.clone())
+            .collect();
     }
     Ok(Loaded {
         config: Config {
             path: path.to_path_buf(),
             agent,
             sensors,
+            notifiers,
+            escalations,
+            maintenance,
             include_dirs,
         },
         plugins,
     })
+}
+
+/// Loads a plugin once per spec and checks its kind.
+async fn load_plugin(
+    host: &PluginHost,
+    plugins: &mut HashMap<String, Arc<Plugin>>,
+    spec: &str,
+    kind: crate::plugin_host::PluginKind,
+) -> Result<Arc<Plugin>, String> {
+    let plugin = match plugins.get(spec) {
+        Some(p) => p.clone(),
+        None => {
+            let source = PluginSource::parse(spec).map_err(|e| e.to_string())?;
+            let p = host.load(&source).await.map_err(|e| e.to_string())?;
+            plugins.insert(spec.to_string(), p.clone());
+            p
+        }
+    };
+    if plugin.kind() != kind {
+        return Err(format!("{} is a {}, not a {kind}", plugin.label(), plugin.kind()));
+    }
+    Ok(plugin)
+}
+
+/// Lets a plugin judge its configuration; errors point at the field.
+async fn validate_plugin_config(
+    plugin: &Arc<Plugin>,
+    src: &Source,
+    config_at: usize,
+    config: &serde_json::Value,
+    who: &str,
+    spec: &str,
+) -> Result<(), ConfigError> {
+    let mut probe = plugin.instance(Arc::new(crate::plugin_host::NetPolicy::deny_all()), who);
+    match probe.validate(&config.to_string()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            let offset = field_offset(&src.text, config_at, &e.field);
+            let key = if e.field.is_empty() {
+                "config".to_string()
+            } else {
+                format!("config.{}", e.field)
+            };
+            Err(src.err(offset, key, format!("{} ({who}, plugin {spec})", e.message)))
+        }
+        Err(e) => Err(src.err(
+            config_at,
+            "config",
+            format!("the plugin failed while validating: {e}"),
+        )),
+    }
 }
 
 /// The offset of `field`'s first segment inside the config table starting
@@ -420,7 +504,6 @@ fn check_agent(
     }
     Ok(AgentConfig {
         name,
-        data_dir,
         listen,
         raw_retention: a
             .raw_retention
@@ -439,6 +522,18 @@ fn check_agent(
         },
         concurrency,
         reuse_instances: p.reuse_instances.unwrap_or(true),
+        public_url: match &a.public_url {
+            Some(u) if u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://") => {
+                u.get_ref().trim_end_matches('/').to_string()
+            }
+            Some(u) => return Err(src.err(u.span().start, "agent.public_url", "must start with http:// or https://")),
+            None => format!("http://{listen}"),
+        },
+        admin_token_file: match &a.admin_token_file {
+            Some(f) => base.join(f),
+            None => data_dir.join("admin.token"),
+        },
+        data_dir,
     })
 }
 
@@ -645,6 +740,7 @@ fn check_sensor(
             config,
             thresholds,
             origin: format!("{}:{line}", src.path.display()),
+            maintenance: Vec::new(),
         },
         (plugin_span, config_at),
     )))

@@ -58,6 +58,12 @@ pub struct RawFile {
     pub defaults: RawDefaults,
     #[serde(default)]
     pub sensor: Vec<Spanned<RawSensor>>,
+    #[serde(default)]
+    pub notifier: Vec<Spanned<RawNotifier>>,
+    #[serde(default)]
+    pub escalation: Vec<Spanned<RawEscalation>>,
+    #[serde(default)]
+    pub maintenance: Vec<Spanned<RawMaintenance>>,
 }
 
 /// A file pulled in by `include`: only sensors.
@@ -75,6 +81,8 @@ pub struct RawAgent {
     pub name: Option<Spanned<String>>,
     pub data_dir: Option<String>,
     pub listen: Option<Spanned<String>>,
+    pub public_url: Option<Spanned<String>>,
+    pub admin_token_file: Option<String>,
     pub raw_retention: Option<Dur>,
     pub rollup_retention: Option<Dur>,
     #[serde(default)]
@@ -136,4 +144,49 @@ pub struct RawThreshold {
     pub fail_below: Option<f64>,
     #[serde(rename = "for")]
     pub for_: Option<Dur>,
+}
+
+/// `[[notifier]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotifier {
+    pub name: Spanned<String>,
+    pub plugin: Spanned<String>,
+    pub timeout: Option<Dur>,
+    pub allow: Option<Vec<Spanned<String>>>,
+    pub config: Option<Spanned<toml::Table>>,
+}
+
+/// `[[escalation]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEscalation {
+    pub name: Spanned<String>,
+    pub targets: Vec<Spanned<String>>,
+    pub alert_after: Option<Dur>,
+    pub repeat_every: Option<Dur>,
+    pub notify_on_resolve: Option<bool>,
+    #[serde(default)]
+    pub level: Vec<Spanned<RawLevel>>,
+}
+
+/// `[[escalation.level]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLevel {
+    pub notify: Vec<Spanned<String>>,
+    pub ack_within: Option<Dur>,
+}
+
+/// `[[maintenance]]`: a one-off window (`from`/`to`) or a weekly one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaintenance {
+    pub targets: Vec<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub to: Option<Spanned<String>>,
+    pub days: Option<Vec<Spanned<String>>>,
+    pub start: Option<Spanned<String>>,
+    pub duration: Option<Dur>,
+    pub reason: Option<String>,
 }

@@ -1,0 +1,443 @@
+//! The incident engine: turns target health into incidents, escalations,
+//! reminders and resolutions.
+//!
+//! Rules (one policy per target: the first `[[escalation]]` covering it):
+//! * a target down for `alert_after` (measured from when it went down)
+//!   opens **one** incident; level 1 is notified with the incident's
+//!   acknowledgement link;
+//! * a target that is down *because* a dependency is down (its
+//!   `caused_by`) does not page anyone: its incident is linked to the
+//!   dependency's and suppressed; it waits while the dependency is down but
+//!   has no incident yet, so a dependent's alert never races ahead of its
+//!   cause. When the parent resolves and the child is still down, the child
+//!   alerts on its own;
+//! * no acknowledgement within the level's `ack_within`: the next level is
+//!   notified; `repeat_every` reminds the current level;
+//! * while a target is in a maintenance window or silenced, no incident
+//!   opens and due escalations wait for the end of the window;
+//! * a target that is up again (and not flapping) resolves the incident;
+//!   everybody told is told (`notify_on_resolve`).
+//!
+//! Timers and notifications are rows written in the same transaction as
+//! the decision that implies them, so after a crash or restart a pending
+//! escalation fires at its original time (at once if it became due while
+//! the agent was down), exactly once (a timer is claimed by a conditional
+//! update). What is kept in memory (the last observation per target) is
+//! rebuilt from the next evaluation round.
+//!
+//! This module owns incident decisions; it does not deliver (see
+//! [`super::outbox`]) and never calls back into evaluation.
+
+use super::actions::{announce_to_told, silenced_until};
+use super::{AlertingConfig, alert_payload, idempotency_key};
+use crate::config::EscalationPolicy;
+use crate::plugin_host::AlertEvent;
+use crate::targets::{Health, TargetEvent};
+use outpost_store::{Incident, IncidentState, NewIncident, NewOutbox, Silence, Store, Tx};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, watch};
+
+/// How often due timers and alerting windows are looked at. A quarter
+/// second keeps escalations within ~0.25 s of their due time for the cost
+/// of one indexed query per tick.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// How long the list of silences is cached (silences are added by other
+/// processes too, so it is re-read; once a second is prompt enough).
+const SILENCE_CACHE: i64 = 1_000;
+
+/// Timer kinds stored in `timers.kind`.
+const ESCALATE: &str = "escalate";
+const REMIND: &str = "remind";
+
+/// What the engine remembers about a target.
+#[derive(Debug, Clone)]
+struct Seen {
+    ev: TargetEvent,
+    /// When the current down period began (kept across `Recovering`).
+    down_since: Option<i64>,
+}
+
+/// The incident engine.
+pub struct Engine {
+    store: Store,
+    cfg: Arc<AlertingConfig>,
+    seen: HashMap<String, Seen>,
+    /// Unresolved incidents by target (the database is the truth; this is
+    /// its cache, refreshed after every change).
+    open: HashMap<String, Incident>,
+    silences: Vec<Silence>,
+    silences_read_ms: i64,
+    /// Wakes the outbox when notifications were enqueued.
+    wake: Arc<Notify>,
+}
+
+fn now_ms() -> i64 {
+    crate::scheduler::now_ms()
+}
+
+impl Engine {
+    /// An engine over `store`, resuming the unresolved incidents in it.
+    pub fn new(store: Store, cfg: Arc<AlertingConfig>, wake: Arc<Notify>) -> outpost_store::Result<Self> {
+        let open = store
+            .tx(|t| t.unresolved_incidents())?
+            .into_iter()
+            .map(|i| (i.target.clone(), i))
+            .collect();
+        Ok(Engine {
+            store,
+            cfg,
+            seen: HashMap::new(),
+            open,
+            silences: Vec::new(),
+            silences_read_ms: i64::MIN,
+            wake,
+        })
+    }
+
+    /// Runs until the event channel closes.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<TargetEvent>,
+        mut config: watch::Receiver<Arc<AlertingConfig>>,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => {
+                        let now = now_ms();
+                        tokio::task::block_in_place(|| self.observe(ev, now));
+                    }
+                    None => break,
+                },
+                changed = config.changed() => {
+                    if changed.is_ok() {
+                        self.cfg = config.borrow_and_update().clone();
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = now_ms();
+                    tokio::task::block_in_place(|| self.tick(now));
+                }
+            }
+        }
+    }
+
+    /// Takes in one observation.
+    pub fn observe(&mut self, ev: TargetEvent, now: i64) {
+        let prev_down = self
+            .seen
+            .get(&ev.target)
+            .filter(|s| s.ev.health == Health::Down)
+            .and_then(|s| s.down_since);
+        let down_since = match ev.health {
+            Health::Down => Some(prev_down.unwrap_or(ev.since_ms)),
+            _ => None,
+        };
+        let target = ev.target.clone();
+        let health = ev.health;
+        self.seen.insert(target.clone(), Seen { ev, down_since });
+        let r = match health {
+            Health::Down => self.maybe_open(&target, now),
+            Health::Up => self.maybe_resolve(&target, now),
+            Health::Unknown => Ok(()),
+        };
+        if let Err(e) = r {
+            tracing::error!(target = %target, "incident bookkeeping failed: {e}");
+        }
+    }
+
+    /// Periodic work: alerting windows that have passed, due timers,
+    /// incidents whose flapping ended.
+    pub fn tick(&mut self, now: i64) {
+        let waiting: Vec<String> = self
+            .seen
+            .iter()
+            .filter(|(t, s)| {
+                (s.ev.health == Health::Down && !self.open.contains_key(*t))
+                    || (s.ev.health == Health::Up && self.open.contains_key(*t))
+                    || self.open.get(*t).is_some_and(|i| i.suppressed)
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in waiting {
+            let r = match self.seen[&t].ev.health {
+                Health::Down => self.maybe_open(&t, now),
+                _ => self.maybe_resolve(&t, now),
+            };
+            if let Err(e) = r {
+                tracing::error!(target = %t, "incident bookkeeping failed: {e}");
+            }
+        }
+        if let Err(e) = self.fire_timers(now) {
+            tracing::error!("escalation timers failed: {e}");
+        }
+    }
+
+    fn refresh_silences(&mut self, now: i64) {
+        if now - self.silences_read_ms >= SILENCE_CACHE {
+            match self.store.tx(|t| t.silences(now, true)) {
+                Ok(s) => {
+                    self.silences = s;
+                    self.silences_read_ms = now;
+                }
+                Err(e) => tracing::warn!("cannot read silences: {e}"),
+            }
+        }
+    }
+
+    /// End of the quiet time (maintenance or silence) of a target, if any.
+    fn quiet_until(&mut self, ev: &TargetEvent, now: i64) -> Option<i64> {
+        self.refresh_silences(now);
+        let m = self.cfg.maintenance_end(ev, now);
+        let s = silenced_until(&self.silences, &ev.target, ev.category.as_deref(), &ev.labels, now);
+        m.max(s)
+    }
+
+    fn maybe_open(&mut self, target: &str, now: i64) -> outpost_store::Result<()> {
+        if let Some(inc) = self.open.get(target) {
+            // Still down. A suppressed child whose parent has gone away (resolved
+            // or unknown) is handled by `resolve` of the parent.
+            let _ = inc;
+            return Ok(());
+        }
+        let Some(seen) = self.seen.get(target).cloned() else { return Ok(()) };
+        let Some(policy) = self.cfg.policy_for(&seen.ev).cloned() else { return Ok(()) };
+        let since = seen.down_since.unwrap_or(seen.ev.since_ms);
+        if now < since.saturating_add(policy.alert_after.as_millis() as i64) {
+            return Ok(());
+        }
+        if self.quiet_until(&seen.ev, now).is_some() {
+            return Ok(());
+        }
+        // Dependency-aware: link to a cause's incident, or wait for it.
+        let parent = seen
+            .ev
+            .caused_by
+            .iter()
+            .find_map(|c| self.open.get(c).map(|i| (c.clone(), i.id)));
+        if parent.is_none()
+            && seen.ev.caused_by.iter().any(|c| {
+                self.seen
+                    .get(c)
+                    .is_some_and(|p| p.ev.health == Health::Down && self.cfg.policy_for(&p.ev).is_some())
+            })
+        {
+            return Ok(());
+        }
+        let cfg = self.cfg.clone();
+        let nonce = super::token::AckKey::new_nonce();
+        let token_hash = cfg.key.token(&nonce).map(|t| super::token::hash(&t));
+        let inc = self.store.tx(|tx| {
+            let inc = tx.open_incident(&NewIncident {
+                target: target.to_string(),
+                opened_at_ms: now,
+                level: if parent.is_some() { 0 } else { 1 },
+                token_hash: token_hash.clone(),
+                kind: seen.ev.kind.as_str().to_string(),
+                policy: policy.name.clone(),
+                message: seen.ev.reason.clone(),
+                down_since_ms: Some(since),
+                parent_id: parent.as_ref().map(|p| p.1),
+                ack_nonce: Some(nonce.clone()),
+                suppressed: parent.is_some(),
+            })?;
+            tx.add_event(inc.id, now, "opened", &seen.ev.reason)?;
+            match &parent {
+                Some((p, pid)) => tx.add_event(
+                    inc.id,
+                    now,
+                    "suppressed",
+                    &format!("{target} is down because {p} is down; linked to incident #{pid}, nobody is notified for it"),
+                )?,
+                None => start_level(tx, &cfg, &inc, &policy, 1, AlertEvent::Opened, "1", &inc.message, now)?,
+            }
+            Ok(inc)
+        })?;
+        match &parent {
+            Some((p, pid)) => tracing::info!(target = %target, incident = inc.id, parent = pid, "incident opened, suppressed: {p} is down"),
+            None => tracing::warn!(target = %target, incident = inc.id, policy = %policy.name, "incident opened: {}", inc.message),
+        }
+        self.open.insert(target.to_string(), inc);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn maybe_resolve(&mut self, target: &str, now: i64) -> outpost_store::Result<()> {
+        let Some(inc) = self.open.get(target).cloned() else { return Ok(()) };
+        let Some(seen) = self.seen.get(target) else { return Ok(()) };
+        if seen.ev.health != Health::Up || seen.ev.flapping {
+            return Ok(());
+        }
+        let reason = seen.ev.reason.clone();
+        let cfg = self.cfg.clone();
+        let notify = cfg.policy(&inc.policy).is_none_or(|p| p.notify_on_resolve);
+        let mut reopened_children = Vec::new();
+        let mut resolved_children = Vec::new();
+        self.store.tx(|tx| {
+            if !tx.resolve(inc.id, now)? {
+                return Ok(());
+            }
+            tx.cancel_timers(inc.id)?;
+            let took = now - inc.down_since_ms.unwrap_or(inc.opened_at_ms);
+            tx.add_event(inc.id, now, "resolved", &format!("{target} is up again after {}s: {reason}", took / 1000))?;
+            let inc = tx.incident(inc.id)?.unwrap_or(inc.clone());
+            if notify && !inc.suppressed {
+                announce_to_told(tx, &cfg.agent, &inc, AlertEvent::Resolved, &format!("{target} is up again: {reason}"), now)?;
+            }
+            // Children that were down because of this target.
+            for child in tx.children(inc.id)? {
+                let still_down = self.seen.get(&child.target).is_some_and(|s| s.ev.health == Health::Down);
+                if child.suppressed && still_down {
+                    let msg = format!("{} is still down after {target} recovered: {}", child.target, child.message);
+                    if tx.unsuppress(child.id, 1, &msg)? {
+                        tx.add_event(child.id, now, "unsuppressed", &msg)?;
+                        let child = tx.incident(child.id)?.unwrap_or(child);
+                        if let Some(p) = cfg.policy(&child.policy).cloned() {
+                            start_level(tx, &cfg, &child, &p, 1, AlertEvent::Opened, "1", &msg, now)?;
+                        }
+                        reopened_children.push(child);
+                    }
+                } else if child.suppressed && tx.resolve(child.id, now)? {
+                    tx.add_event(child.id, now, "resolved", &format!("resolved with its cause {target}"))?;
+                    resolved_children.push(child.target.clone());
+                }
+            }
+            Ok(())
+        })?;
+        tracing::info!(target = %target, incident = inc.id, "incident resolved");
+        self.open.remove(target);
+        for t in resolved_children {
+            self.open.remove(&t);
+        }
+        for c in reopened_children {
+            tracing::warn!(target = %c.target, incident = c.id, "incident no longer suppressed: {}", c.message);
+            self.open.insert(c.target.clone(), c);
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn fire_timers(&mut self, now: i64) -> outpost_store::Result<()> {
+        let due = self.store.tx(|t| t.due_timers(now, 64))?;
+        if due.is_empty() {
+            return Ok(());
+        }
+        let cfg = self.cfg.clone();
+        for timer in due {
+            let quiet = self
+                .open
+                .values()
+                .find(|i| i.id == timer.incident_id)
+                .and_then(|i| self.seen.get(&i.target).map(|s| s.ev.clone()))
+                .and_then(|ev| self.quiet_until(&ev, now));
+            let changed = self.store.tx(|tx| {
+                if !tx.fire_timer(timer.id)? {
+                    return Ok(None); // claimed by someone else
+                }
+                let Some(inc) = tx.incident(timer.incident_id)? else { return Ok(None) };
+                if inc.state != IncidentState::Open || inc.suppressed {
+                    return Ok(None); // acknowledged or resolved: escalation is over
+                }
+                let Some(policy) = cfg.policy(&inc.policy).cloned() else {
+                    tx.add_event(inc.id, now, "escalation_stopped", &format!("policy `{}` is no longer configured", inc.policy))?;
+                    return Ok(None);
+                };
+                if let Some(until) = quiet {
+                    // In maintenance or silenced: the escalation waits.
+                    tx.add_timer(inc.id, &timer.kind, until)?;
+                    tx.add_event(inc.id, now, "postponed", &format!("{} postponed: target is silenced or in maintenance", timer.kind))?;
+                    return Ok(None);
+                }
+                match timer.kind.as_str() {
+                    ESCALATE => {
+                        let next = inc.level + 1;
+                        if next as usize > policy.levels.len() {
+                            return Ok(None);
+                        }
+                        tx.set_level(inc.id, next)?;
+                        let waited = policy.levels[inc.level.max(1) as usize - 1].ack_within;
+                        let msg = format!(
+                            "not acknowledged within {}s: {}",
+                            waited.as_secs(),
+                            inc.message
+                        );
+                        tx.add_event(inc.id, now, "escalated", &format!("level {next} notified: {msg}"))?;
+                        let inc = tx.incident(inc.id)?.unwrap_or(inc);
+                        start_level(tx, &cfg, &inc, &policy, next, AlertEvent::Escalated, &next.to_string(), &msg, now)?;
+                        Ok(Some(inc))
+                    }
+                    REMIND => {
+                        let Some(every) = policy.repeat_every else { return Ok(None) };
+                        let level = &policy.levels[(inc.level.max(1) as usize - 1).min(policy.levels.len() - 1)];
+                        let payload = alert_payload(&cfg.agent, &inc, AlertEvent::Reminder, inc.level, &format!("still down, not acknowledged: {}", inc.message), now);
+                        for n in &level.notify {
+                            tx.enqueue(&NewOutbox {
+                                incident_id: Some(inc.id),
+                                notifier: n.clone(),
+                                idempotency_key: idempotency_key(&cfg.agent, inc.id, AlertEvent::Reminder, inc.level, &timer.id.to_string(), n),
+                                payload: payload.clone(),
+                                next_attempt_ms: now,
+                            })?;
+                        }
+                        tx.add_event(inc.id, now, "reminded", &format!("level {} reminded", inc.level))?;
+                        tx.add_timer(inc.id, REMIND, now + every.as_millis() as i64)?;
+                        Ok(Some(inc))
+                    }
+                    other => {
+                        tx.add_event(inc.id, now, "unknown_timer", other)?;
+                        Ok(None)
+                    }
+                }
+            })?;
+            if let Some(inc) = changed {
+                tracing::warn!(target = %inc.target, incident = inc.id, level = inc.level, "{} due: notifications queued", timer.kind);
+                self.open.insert(inc.target.clone(), inc);
+                self.wake.notify_one();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Notifies `level` and schedules what follows it (the next escalation,
+/// reminders), all inside the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+fn start_level(
+    tx: &Tx<'_>,
+    cfg: &AlertingConfig,
+    inc: &Incident,
+    policy: &EscalationPolicy,
+    level: u32,
+    event: AlertEvent,
+    seq: &str,
+    message: &str,
+    now: i64,
+) -> outpost_store::Result<()> {
+    let Some(l) = policy.levels.get(level as usize - 1) else { return Ok(()) };
+    let payload = alert_payload(&cfg.agent, inc, event, level, message, now);
+    for n in &l.notify {
+        tx.enqueue(&NewOutbox {
+            incident_id: Some(inc.id),
+            notifier: n.clone(),
+            idempotency_key: idempotency_key(&cfg.agent, inc.id, event, level, seq, n),
+            payload: payload.clone(),
+            next_attempt_ms: now,
+        })?;
+    }
+    tx.add_event(inc.id, now, "notified", &format!("level {level}: {}", l.notify.join(", ")))?;
+    if (level as usize) < policy.levels.len() {
+        tx.add_timer(inc.id, ESCALATE, now + l.ack_within.as_millis() as i64)?;
+    }
+    if let Some(every) = policy.repeat_every {
+        // One reminder chain per incident: drop the previous level's.
+        if !tx.timers(inc.id)?.iter().any(|t| t.kind == REMIND) {
+            tx.add_timer(inc.id, REMIND, now + every.as_millis() as i64)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,353 @@
+//! Incidents and escalation end to end: the real binary, a real HTTP target
+//! whose health the test switches, real receivers for the webhook notifier,
+//! the ack page and API, the CLI, and `kill -9`. Durations are seconds.
+
+use crate::util::{Agent, Mode, Receiver, Target, http_get, http_post};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// A sensor on `target` that is hard down after 2 failures 150 ms apart and
+/// up after 1 success; escalation `l1` then `l2`; each level a webhook to
+/// its own path of `rx`.
+fn config(target: &Target, rx: &Receiver, alert_after: &str, ack_within: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[sensor]]
+name = "web"
+plugin = "http"
+interval = "200ms"
+retry_interval = "150ms"
+timeout = "150ms"
+fail_after = 2
+recover_after = 1
+category = "frontend"
+config = {{ url = "{url}" }}
+
+[[notifier]]
+name = "l1"
+plugin = "webhook"
+timeout = "2s"
+config = {{ url = "{rx}/l1" }}
+
+[[notifier]]
+name = "l2"
+plugin = "webhook"
+timeout = "2s"
+config = {{ url = "{rx}/l2" }}
+
+[[escalation]]
+name = "oncall"
+targets = ["web"]
+alert_after = "{alert_after}"
+notify_on_resolve = true
+[[escalation.level]]
+notify = ["l1"]
+ack_within = "{ack_within}"
+[[escalation.level]]
+notify = ["l2"]
+ack_within = "1h"
+{extra}
+"#,
+        url = target.url(),
+        rx = rx.url()
+    )
+}
+
+fn events(rx: &Receiver, path: &str) -> Vec<String> {
+    rx.requests(path)
+        .iter()
+        .map(|r| r.json["event"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+fn token_of(ack_url: &str) -> String {
+    ack_url.rsplit('/').next().unwrap().to_string()
+}
+
+fn incidents(agent: &Agent) -> Vec<Value> {
+    let out = agent.cli(&["incidents", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+}
+
+#[test]
+fn no_ack_escalates_to_level_2_then_ack_stops_it_and_recovery_resolves() {
+    let target = Target::start(Mode::Up);
+    let rx = Receiver::start();
+    let agent = Agent::start(&config(&target, &rx, "1s", "2s", ""));
+    agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
+    let down_at = Instant::now();
+    target.set(Mode::Error);
+
+    let opened = rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
+    let first = &opened[0];
+    let waited = down_at.elapsed();
+    assert_eq!(first.json["event"], "opened", "{:?}", first.json);
+    assert_eq!(first.json["target"], "web");
+    assert_eq!(first.json["level"], 1);
+    // Two failures (~0.35 s) plus the 1 s window: not before.
+    assert!(waited >= Duration::from_millis(1200), "opened after {waited:?}");
+    let ack_url = first.json["ack_url"].as_str().expect("an ack link").to_string();
+    assert!(ack_url.starts_with(&format!("http://127.0.0.1:{}/ack/", agent.port)), "{ack_url}");
+    let token = token_of(&ack_url);
+    assert!(token.len() >= 22, "token has ≥ 128 bits: {token}");
+    assert!(rx.requests("/l2").is_empty(), "level 2 not yet");
+
+    // Nobody acknowledges: level 2 after ack_within (2 s).
+    let l2 = rx.wait_for("/l2", 1, Duration::from_secs(10), &agent);
+    let gap = l2[0].at.duration_since(first.at);
+    assert!(gap >= Duration::from_millis(1900) && gap < Duration::from_secs(5), "level 2 after {gap:?}");
+    assert_eq!(l2[0].json["event"], "escalated");
+    assert_eq!(l2[0].json["level"], 2);
+    assert_eq!(token_of(l2[0].json["ack_url"].as_str().unwrap()), token, "same incident, same link");
+
+    // Acknowledge by POST (what the page's button does).
+    let (code, body) = http_post(&ack_url, "application/x-www-form-urlencoded", b"by=alice", &[("accept", "application/json")]);
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["outcome"], "acknowledged");
+    assert_eq!(v["incident"]["acked_by"], "alice");
+    assert!(v["incident"].get("token_hash").is_none(), "the hash stays private");
+    // Both levels hear of the acknowledgement; nothing else follows.
+    rx.wait_for("/l1", 2, Duration::from_secs(10), &agent);
+    rx.wait_for("/l2", 2, Duration::from_secs(10), &agent);
+    assert_eq!(events(&rx, "/l1"), ["opened", "acknowledged"]);
+    assert_eq!(events(&rx, "/l2"), ["escalated", "acknowledged"]);
+    // A second acknowledgement changes nothing.
+    let (code, _) = http_post(&ack_url, "application/x-www-form-urlencoded", b"by=bob", &[]);
+    assert_eq!(code, 409);
+
+    target.set(Mode::Up);
+    rx.wait_for("/l1", 3, Duration::from_secs(10), &agent);
+    rx.wait_for("/l2", 3, Duration::from_secs(10), &agent);
+    assert_eq!(events(&rx, "/l1"), ["opened", "acknowledged", "resolved"]);
+    assert_eq!(events(&rx, "/l2"), ["escalated", "acknowledged", "resolved"]);
+    let all = rx.requests("/l1");
+    assert!(all[2].json["ack_url"].is_null(), "no link once resolved");
+    let inc = &incidents(&agent)[0];
+    assert_eq!(inc["state"], "resolved");
+    assert_eq!(inc["acked_by"], "alice");
+    assert!(inc["acked_at_ms"].as_i64().unwrap() >= inc["opened_at_ms"].as_i64().unwrap());
+    // Idempotency keys are unique per notification.
+    let mut keys: Vec<String> = all.iter().chain(rx.requests("/l2").iter()).map(|r| r.json["idempotency_key"].as_str().unwrap().to_string()).collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 6);
+}
+
+#[test]
+fn level_1_acknowledging_in_time_means_level_2_is_never_called() {
+    let target = Target::start(Mode::Up);
+    let rx = Receiver::start();
+    let agent = Agent::start(&config(&target, &rx, "500ms", "2s", ""));
+    agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
+    target.set(Mode::Error);
+    let opened = rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
+    let url = opened[0].json["ack_url"].as_str().unwrap().to_string();
+
+    // GET shows a page and never acknowledges (link scanners).
+    for _ in 0..3 {
+        let (code, _, page) = http_get(&url, &[]);
+        assert_eq!(code, 200);
+        assert!(page.contains("<form method=post"), "{page}");
+        assert!(page.contains("web"));
+    }
+    assert_eq!(incidents(&agent)[0]["state"], "open", "GET acknowledged");
+
+    // The CLI acknowledges with the link.
+    let out = agent.cli(&["ack", &url, "--by", "bob"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("acknowledged incident #1 (web) as bob"));
+    // Well past ack_within: level 2 never hears.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(rx.requests("/l2").is_empty(), "level 2 was called: {:?}", events(&rx, "/l2"));
+    assert_eq!(events(&rx, "/l1"), ["opened", "acknowledged"]);
+    let (code, _, page) = http_get(&url, &[]);
+    assert_eq!(code, 200);
+    assert!(page.contains("Already acknowledged") && page.contains("bob"), "{page}");
+}
+
+#[test]
+fn kill_9_before_level_2_is_due_fires_it_once_on_time_after_restart() {
+    let target = Target::start(Mode::Up);
+    let rx = Receiver::start();
+    let mut agent = Agent::start(&config(&target, &rx, "500ms", "4s", ""));
+    agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
+    target.set(Mode::Error);
+    let opened = rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
+    agent.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    agent.spawn();
+    let l2 = rx.wait_for("/l2", 1, Duration::from_secs(15), &agent);
+    let gap = l2[0].at.duration_since(opened[0].at);
+    // Due 4 s after the first notification, whatever the restart did.
+    assert!(gap >= Duration::from_millis(3800) && gap < Duration::from_millis(6500), "level 2 after {gap:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(events(&rx, "/l2"), ["escalated"], "exactly once");
+    assert_eq!(events(&rx, "/l1"), ["opened"], "level 1 not told twice");
+    let incs = incidents(&agent);
+    assert_eq!(incs.len(), 1, "one incident across the restart: {incs:?}");
+    assert_eq!(incs[0]["level"], 2);
+}
+
+#[test]
+fn a_receiver_that_refuses_then_fails_then_rate_limits_gets_each_notification_once_in_order() {
+    let target = Target::start(Mode::Up);
+    // Nothing listens on the receiver's port at first.
+    let port = crate::util::free_port();
+    let mut agent = Agent::start(&config(&target, &Receiver::unstarted(port), "300ms", "1h", ""));
+    agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
+    target.set(Mode::Error);
+    // The incident opens while the receiver is down; the agent keeps trying.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let i = incidents(&agent);
+        if i.first().and_then(|i| i["notifications"][0]["attempts"].as_u64()).unwrap_or(0) >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed attempts recorded: {i:?}\n{}", agent.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Recovery while "opened" is still undelivered: "resolved" queues behind it.
+    target.set(Mode::Up);
+    agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
+    std::thread::sleep(Duration::from_millis(500));
+    // Back, but answering 500, 500, then 429 Retry-After: 1, then fine.
+    let rx = Receiver::start_on(port);
+    rx.script("/l1", &[(500, None), (500, None), (429, Some(1))]);
+    let got = rx.wait_for("/l1", 5, Duration::from_secs(40), &agent);
+    let delivered: Vec<&str> = got.iter().filter(|r| r.status == 200).map(|r| r.json["event"].as_str().unwrap()).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let all = rx.requests("/l1");
+    let ok: Vec<&str> = all.iter().filter(|r| r.status == 200).map(|r| r.json["event"].as_str().unwrap()).collect();
+    assert_eq!(ok, ["opened", "resolved"], "each once, in order; all requests: {:?}", all.iter().map(|r| (r.status, r.json["event"].clone())).collect::<Vec<_>>());
+    assert_eq!(delivered, ["opened", "resolved"]);
+    // The 429's Retry-After was honoured.
+    let i429 = all.iter().position(|r| r.status == 429).unwrap();
+    let gap = all[i429 + 1].at.duration_since(all[i429].at);
+    assert!(gap >= Duration::from_millis(950), "retried {gap:?} after a 429 with Retry-After: 1");
+    // Same idempotency key on every attempt of "opened".
+    let keys: std::collections::HashSet<_> = all.iter().filter(|r| r.json["event"] == "opened").map(|r| r.json["idempotency_key"].clone()).collect();
+    assert_eq!(keys.len(), 1);
+    let inc = &incidents(&agent)[0];
+    let n = &inc["notifications"][0];
+    assert!(n["attempts"].as_u64().unwrap() >= 5, "{inc}");
+    assert!(n["delivered_at_ms"].is_i64());
+    assert!(inc["events"].as_array().unwrap().iter().any(|e| e["kind"] == "delivery_failed"));
+    agent.stop();
+}
+
+#[test]
+fn tokens_wrong_truncated_random_or_resolved_are_refused_and_change_nothing() {
+    let target = Target::start(Mode::Up);
+    let rx = Receiver::start();
+    let agent = Agent::start(&config(&target, &rx, "300ms", "1h", ""));
+    agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
+    target.set(Mode::Error);
+    let opened = rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
+    let url = opened[0].json["ack_url"].as_str().unwrap().to_string();
+    let token = token_of(&url);
+    let base = agent.api("/ack/");
+    let mut flipped = token.clone().into_bytes();
+    flipped[5] = if flipped[5] == b'A' { b'B' } else { b'A' };
+    let random = "q".repeat(token.len());
+    for bad in [
+        String::from_utf8(flipped).unwrap(),
+        token[..token.len() - 1].to_string(),
+        format!("{token}x"),
+        random,
+        "..%2F..%2Fetc".to_string(),
+    ] {
+        let (code, body) = http_post(&format!("{base}{bad}"), "application/x-www-form-urlencoded", b"by=mallory", &[("accept", "application/json")]);
+        assert_eq!(code, 404, "{bad}: {body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["outcome"], "unknown");
+        let (code, _, _) = http_get(&format!("{base}{bad}"), &[]);
+        assert_eq!(code, 404);
+    }
+    assert_eq!(incidents(&agent)[0]["state"], "open");
+    let out = agent.cli(&["ack", "nonsense"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no incident has this token"));
+
+    target.set(Mode::Up);
+    rx.wait_for("/l1", 2, Duration::from_secs(10), &agent);
+    let (code, body) = http_post(&url, "application/x-www-form-urlencoded", b"", &[("accept", "application/json")]);
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["outcome"], "resolved");
+    assert_eq!(incidents(&agent)[0]["acked_by"], Value::Null);
+}
+
+#[test]
+fn a_silence_holds_notifications_but_results_are_recorded() {
+    let target = Target::start(Mode::Up);
+    let rx = Receiver::start();
+    let agent = Agent::start(&config(&target, &rx, "300ms", "1h", ""));
+    agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
+    // Without the admin token, the API refuses.
+    let (code, _) = http_post(&agent.api("/api/v1/silences"), "application/json", br#"{"target":"web","for":"1h"}"#, &[]);
+    assert_eq!(code, 401);
+    let out = agent.cli(&["silence", "web", "--for", "1h", "--reason", "deploy"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listing = String::from_utf8_lossy(&agent.cli(&["silence", "--list"]).stdout).into_owned();
+    assert!(listing.contains("web") && listing.contains("deploy"), "{listing}");
+    target.set(Mode::Error);
+    agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "down");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(rx.requests("/l1").is_empty(), "silenced, yet notified");
+    let history = agent.history("web");
+    assert!(history["results"].as_array().unwrap().iter().any(|r| r["status"] == "fail"), "results still recorded");
+    // Ending the silence through the API (admin token) lets the alert out.
+    let admin = std::fs::read_to_string(agent.dir.path().join("data/admin.token")).unwrap();
+    let (code, body) = crate::util::http_request("DELETE", &agent.api("/api/v1/silences/1"), "", b"", &[("authorization", &format!("Bearer {}", admin.trim()))]);
+    assert_eq!(code, 204, "{body}");
+    let got = rx.wait_for("/l1", 1, Duration::from_secs(10), &agent);
+    assert_eq!(got[0].json["event"], "opened");
+}
+
+#[test]
+fn a_notifier_that_times_out_is_retried_and_reported_without_blocking_others() {
+    let target = Target::start(Mode::Up);
+    let slow = Target::start(Mode::Slow); // answers after 1.5 s
+    let rx = Receiver::start();
+    let extra = format!(
+        r#"
+[[notifier]]
+name = "stuck"
+plugin = "webhook"
+timeout = "300ms"
+config = {{ url = "{}" }}
+
+[[escalation]]
+name = "slow"
+targets = ["other"]
+alert_after = "0s"
+[[escalation.level]]
+notify = ["stuck"]
+"#,
+        slow.url()
+    );
+    let mut body = config(&target, &rx, "300ms", "1h", &extra);
+    body.push_str(&format!(
+        "\n[[sensor]]\nname = \"other\"\nplugin = \"http\"\ninterval = \"200ms\"\nretry_interval = \"150ms\"\ntimeout = \"150ms\"\nfail_after = 1\nconfig = {{ url = \"{}\" }}\n",
+        target.url()
+    ));
+    let agent = Agent::start(&body);
+    agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
+    target.set(Mode::Error);
+    // The good receiver gets its alert promptly although `stuck` hangs.
+    rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let incs = incidents(&agent);
+        let other = incs.iter().find(|i| i["target"] == "other");
+        let failed = other.map(|o| o["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "delivery_failed").count()).unwrap_or(0);
+        if failed >= 2 {
+            let text = other.unwrap()["events"].to_string();
+            assert!(text.contains("timed out") || text.contains("timeout"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no retried failures: {incs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(agent.logs().contains("not delivered"), "failures are logged");
+}
