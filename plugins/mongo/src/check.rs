@@ -100,10 +100,10 @@ pub fn evaluate(settings: &Settings, outcomes: &[Outcome]) -> CheckResult {
     let mut named: Vec<HostPort> = Vec::new();
     for rep in outcomes.iter().filter_map(|(_, r)| r.as_ref().ok()) {
         for m in rep.members.iter().chain(rep.primary.iter()) {
-            if let Ok(hp) = HostPort::parse(m) {
-                if !named.contains(&hp) {
-                    named.push(hp);
-                }
+            if let Ok(hp) = HostPort::parse(m)
+                && !named.contains(&hp)
+            {
+                named.push(hp);
             }
         }
     }

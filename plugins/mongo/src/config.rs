@@ -100,17 +100,17 @@ impl Settings {
         let timeout = duration("timeout", &config.timeout)?;
         let warn_latency = duration("warn_latency", &config.warn_latency)?;
         let fail_latency = duration("fail_latency", &config.fail_latency)?;
-        if let (Some(w), Some(f)) = (warn_latency, fail_latency) {
-            if w > f {
-                return Err(ConfigError::new(
-                    "warn_latency",
-                    format!(
-                        "{} ms is above fail_latency ({} ms); the warning must come first",
-                        w.as_millis(),
-                        f.as_millis()
-                    ),
-                ));
-            }
+        if let (Some(w), Some(f)) = (warn_latency, fail_latency)
+            && w > f
+        {
+            return Err(ConfigError::new(
+                "warn_latency",
+                format!(
+                    "{} ms is above fail_latency ({} ms); the warning must come first",
+                    w.as_millis(),
+                    f.as_millis()
+                ),
+            ));
         }
         if let Some(rs) = &config.replica_set {
             if rs.is_empty() {
@@ -119,13 +119,13 @@ impl Settings {
                     "is empty; remove it or name the set",
                 ));
             }
-            if let Some(u) = &conn.replica_set {
-                if u != rs {
-                    return Err(ConfigError::new(
-                        "replica_set",
-                        format!("`{rs}` contradicts `replicaSet={u}` in `uri`"),
-                    ));
-                }
+            if let Some(u) = &conn.replica_set
+                && u != rs
+            {
+                return Err(ConfigError::new(
+                    "replica_set",
+                    format!("`{rs}` contradicts `replicaSet={u}` in `uri`"),
+                ));
             }
         }
         let replica_set = config

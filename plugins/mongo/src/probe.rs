@@ -214,10 +214,10 @@ fn hello_command(opts: &ProbeOptions<'_>, name: &str) -> Document {
         client.insert("application", doc! {"name": app});
     }
     cmd.insert("client", client);
-    if let Some(c) = opts.credential {
-        if c.mechanism == AuthMechanism::Negotiate {
-            cmd.insert("saslSupportedMechs", format!("{}.{}", c.source, c.username));
-        }
+    if let Some(c) = opts.credential
+        && c.mechanism == AuthMechanism::Negotiate
+    {
+        cmd.insert("saslSupportedMechs", format!("{}.{}", c.source, c.username));
     }
     cmd
 }
