@@ -462,3 +462,35 @@ fn runs_under_the_agent_and_lands_in_the_status_api() {
     assert_eq!(s["plugin"], "mongo");
     assert!(s["last_latency_ms"].as_f64().is_some(), "{s}");
 }
+
+#[test]
+fn info_lists_the_configuration_keys() {
+    let out = util::outpost()
+        .args(["plugin", "info", "mongo", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "sensor");
+    let names: Vec<&str> = v["config"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "uri",
+            "timeout",
+            "role",
+            "warn_latency",
+            "fail_latency",
+            "replica_set"
+        ]
+    );
+}
