@@ -117,6 +117,20 @@ impl Connection {
             }
             match TcpStream::connect_timeout(&addr, left) {
                 Ok(stream) => {
+                    // On wasm32-wasip2, `connect_timeout` can return a
+                    // socket whose connect actually failed (the error is not
+                    // surfaced through SO_ERROR); such a socket has no peer.
+                    if let Ok(Some(e)) = stream.take_error() {
+                        last = Some(io_error("connect", &e));
+                        continue;
+                    }
+                    if let Err(e) = stream.peer_addr() {
+                        last = Some(match e.kind() {
+                            ErrorKind::NotConnected => ProbeError::Refused,
+                            _ => io_error("connect", &e),
+                        });
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     let took = started.elapsed();
                     return Ok((
