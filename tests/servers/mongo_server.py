@@ -3,8 +3,9 @@
 
 Built on MockupDB (MongoDB's wire-protocol test server for driver authors).
 It binds 127.0.0.1 on a port chosen by the OS, prints that port on the first
-line of stdout, and answers as the server named by MODE until killed (or
-until its stdin closes, so it never outlives the test that started it):
+line of stdout, and answers as the server named by MODE until killed (or,
+when stdin is a pipe, until it closes, so it never outlives the test that
+started it):
 
   primary      MongoDB 7 replica-set primary (maxWireVersion 21)
   secondary    MongoDB 7 replica-set secondary (--primary names the primary)
@@ -40,6 +41,7 @@ import hashlib
 import hmac
 import itertools
 import os
+import stat
 import sys
 import threading
 
@@ -214,7 +216,10 @@ def main():
         sys.stdin.read()
         os._exit(0)
 
-    threading.Thread(target=watch_stdin, daemon=True).start()
+    # Only when stdin is a pipe (a test harness); with /dev/null or a
+    # terminal, run until killed.
+    if stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):
+        threading.Thread(target=watch_stdin, daemon=True).start()
     threading.Event().wait()
 
 
