@@ -20,3 +20,5 @@ mod config_errors;
 
 #[path = "e2e/escalation.rs"]
 mod escalation;
+#[path = "e2e/mongo.rs"]
+mod mongo;
