@@ -107,7 +107,9 @@ impl Config {
 
     /// The subject prefix ("" allowed).
     pub fn subject_prefix(&self) -> &str {
-        self.subject_prefix.as_deref().unwrap_or(DEFAULT_SUBJECT_PREFIX)
+        self.subject_prefix
+            .as_deref()
+            .unwrap_or(DEFAULT_SUBJECT_PREFIX)
     }
 
     /// Semantic checks; returns the server to connect to. No network.
@@ -122,19 +124,35 @@ impl Config {
         let server = parse_server(&self.smtp).map_err(|m| ConfigError::new("smtp", m))?;
         address(&self.from).map_err(|m| ConfigError::new("from", m))?;
         if self.to.is_empty() {
-            return Err(ConfigError::new("to", "no recipients; write to = [\"oncall@example.com\"]"));
+            return Err(ConfigError::new(
+                "to",
+                "no recipients; write to = [\"oncall@example.com\"]",
+            ));
         }
         for (i, t) in self.to.iter().enumerate() {
             address(t).map_err(|m| ConfigError::new(format!("to[{i}]"), m))?;
         }
         match (&self.username, &self.password) {
-            (Some(_), None) => return Err(ConfigError::new("password", "`username` is set but `password` is missing")),
-            (None, Some(_)) => return Err(ConfigError::new("username", "`password` is set but `username` is missing")),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "password",
+                    "`username` is set but `password` is missing",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "username",
+                    "`password` is set but `username` is missing",
+                ));
+            }
             _ => {}
         }
         let helo = self.helo();
         if helo.is_empty() || helo.contains(|c: char| c.is_whitespace() || c.is_control()) {
-            return Err(ConfigError::new("helo_name", format!("`{helo}` is not a host name")));
+            return Err(ConfigError::new(
+                "helo_name",
+                format!("`{helo}` is not a host name"),
+            ));
         }
         if self.subject_prefix().contains(['\r', '\n']) {
             return Err(ConfigError::new("subject_prefix", "contains a line break"));
@@ -155,17 +173,26 @@ pub fn parse_server(url: &str) -> Result<Server, String> {
         "submission" => 587,
         "smtps" => {
             return Err(
-                "smtps (implicit TLS) is not supported: there is no TLS stack inside the component".into(),
+                "smtps (implicit TLS) is not supported: there is no TLS stack inside the component"
+                    .into(),
             );
         }
-        other => return Err(format!("scheme `{other}` is not supported; use smtp:// or submission://")),
+        other => {
+            return Err(format!(
+                "scheme `{other}` is not supported; use smtp:// or submission://"
+            ));
+        }
     };
     let authority = rest.trim_end_matches('/');
     if authority.contains('@') {
-        return Err("credentials in the URL are not supported; use `username` and `password`".into());
+        return Err(
+            "credentials in the URL are not supported; use `username` and `password`".into(),
+        );
     }
     if authority.contains(['/', '?', '#']) {
-        return Err(format!("`{url}`: write only smtp://host[:port], without a path"));
+        return Err(format!(
+            "`{url}`: write only smtp://host[:port], without a path"
+        ));
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, after) = v6
@@ -177,7 +204,10 @@ pub fn parse_server(url: &str) -> Result<Server, String> {
         };
         (h.to_string(), port)
     } else if let Some((h, p)) = authority.rsplit_once(':') {
-        (h.to_string(), p.parse().map_err(|_| format!("`{url}`: bad port `{p}`"))?)
+        (
+            h.to_string(),
+            p.parse().map_err(|_| format!("`{url}`: bad port `{p}`"))?,
+        )
     } else {
         (authority.to_string(), default_port)
     };
@@ -200,7 +230,11 @@ pub fn address(text: &str) -> Result<&str, String> {
     let addr = match (t.rfind('<'), t.ends_with('>')) {
         (Some(i), true) => &t[i + 1..t.len() - 1],
         (None, false) => t,
-        _ => return Err(format!("`{text}`: write addr@example.com or Name <addr@example.com>")),
+        _ => {
+            return Err(format!(
+                "`{text}`: write addr@example.com or Name <addr@example.com>"
+            ));
+        }
     };
     if t.contains(['\r', '\n']) {
         return Err(format!("`{}` contains a line break", text.escape_debug()));
@@ -209,7 +243,8 @@ pub fn address(text: &str) -> Result<&str, String> {
         Some((local, domain)) => {
             !local.is_empty()
                 && !domain.is_empty()
-                && !addr.contains(|c: char| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
+                && !addr
+                    .contains(|c: char| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c))
                 && domain.contains(|c: char| c.is_ascii_alphanumeric() || c == '[')
         }
         None => false,
@@ -228,20 +263,36 @@ mod tests {
 
     fn cfg(extra: serde_json::Value) -> Result<Server, ConfigError> {
         let mut v = json!({"smtp": "smtp://mail.example.com", "from": "Outpost <o@example.com>", "to": ["a@example.com"]});
-        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         let c: Config = outpost_plugin_sdk::parse_config(&v.to_string())?;
         c.check()
     }
 
     #[test]
     fn servers() {
-        assert_eq!(cfg(json!({})).unwrap(), Server { host: "mail.example.com".into(), port: 25 });
+        assert_eq!(
+            cfg(json!({})).unwrap(),
+            Server {
+                host: "mail.example.com".into(),
+                port: 25
+            }
+        );
         assert_eq!(parse_server("submission://m").unwrap().port, 587);
         assert_eq!(parse_server("smtp://127.0.0.1:2525/").unwrap().port, 2525);
         assert_eq!(parse_server("smtp://[::1]:26").unwrap().host, "::1");
-        assert!(parse_server("mail.example.com:25").unwrap_err().contains("smtp://"));
+        assert!(
+            parse_server("mail.example.com:25")
+                .unwrap_err()
+                .contains("smtp://")
+        );
         assert!(parse_server("smtps://m").unwrap_err().contains("TLS"));
-        assert!(parse_server("smtp://u:p@m").unwrap_err().contains("username"));
+        assert!(
+            parse_server("smtp://u:p@m")
+                .unwrap_err()
+                .contains("username")
+        );
         assert!(parse_server("http://m").is_err());
     }
 
@@ -261,10 +312,16 @@ mod tests {
         assert!(address("a b@example.com").is_err());
         assert!(address("Ops <ops@example.com").is_err());
         assert_eq!(cfg(json!({"to": []})).unwrap_err().field, "to");
-        assert_eq!(cfg(json!({"to": ["ok@x.org", "bad"]})).unwrap_err().field, "to[1]");
+        assert_eq!(
+            cfg(json!({"to": ["ok@x.org", "bad"]})).unwrap_err().field,
+            "to[1]"
+        );
         assert_eq!(cfg(json!({"username": "u"})).unwrap_err().field, "password");
         assert_eq!(cfg(json!({"password": "p"})).unwrap_err().field, "username");
-        assert_eq!(cfg(json!({"helo_name": "a b"})).unwrap_err().field, "helo_name");
+        assert_eq!(
+            cfg(json!({"helo_name": "a b"})).unwrap_err().field,
+            "helo_name"
+        );
         assert!(cfg(json!({"username": "u", "password": "p"})).is_ok());
     }
 }

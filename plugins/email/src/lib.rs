@@ -61,8 +61,13 @@ impl Notifier for Email {
         let left = ctx.remaining();
         let deadline = Instant::now() + left.saturating_sub(DEADLINE_MARGIN).max(left / 2);
         let mail = message::build(&config, &alert);
-        let conn = net::connect(&server.host, server.port, deadline)
-            .map_err(|e| smtp::Failure::Net { stage: "connect", error: e }.into_delivery(&server))?;
+        let conn = net::connect(&server.host, server.port, deadline).map_err(|e| {
+            smtp::Failure::Net {
+                stage: "connect",
+                error: e,
+            }
+            .into_delivery(&server)
+        })?;
         smtp::send(conn, &config, &mail).map_err(|f| f.into_delivery(&server))
     }
 }

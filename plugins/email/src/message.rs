@@ -48,18 +48,25 @@ pub fn subject(prefix: &str, alert: &Alert) -> String {
     } else {
         format!("{prefix} {core}")
     };
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Builds the mail for `alert`.
 pub fn build(config: &Config, alert: &Alert) -> Mail {
-    let from_addr = config::address(&config.from).unwrap_or(&config.from).to_string();
+    let from_addr = config::address(&config.from)
+        .unwrap_or(&config.from)
+        .to_string();
     let recipients: Vec<String> = config
         .to
         .iter()
         .map(|t| config::address(t).unwrap_or(t).to_string())
         .collect();
-    let domain = from_addr.rsplit_once('@').map(|(_, d)| d).unwrap_or("outpost.invalid");
+    let domain = from_addr
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("outpost.invalid");
     let text = text_body(alert);
     let html = html_body(alert);
     let key_hash = hex::encode(Sha256::digest(alert.idempotency_key.as_bytes()));
@@ -76,10 +83,21 @@ pub fn build(config: &Config, alert: &Alert) -> Mail {
     header("From", &mailbox(&config.from));
     header(
         "To",
-        &config.to.iter().map(|t| mailbox(t)).collect::<Vec<_>>().join(",\r\n "),
+        &config
+            .to
+            .iter()
+            .map(|t| mailbox(t))
+            .collect::<Vec<_>>()
+            .join(",\r\n "),
     );
-    header("Subject", &encode_header(&subject(config.subject_prefix(), alert)));
-    header("Message-ID", &format!("<{}@{domain}>", msg_id_part(&alert.idempotency_key)));
+    header(
+        "Subject",
+        &encode_header(&subject(config.subject_prefix(), alert)),
+    );
+    header(
+        "Message-ID",
+        &format!("<{}@{domain}>", msg_id_part(&alert.idempotency_key)),
+    );
     let thread = format!("<incident.{}@{domain}>", msg_id_part(&alert.incident_id));
     header("References", &thread);
     header("In-Reply-To", &thread);
@@ -127,18 +145,25 @@ fn wants_ack(alert: &Alert) -> bool {
 
 /// The text/plain part (LF line ends; CRLF is applied when encoding).
 pub fn text_body(alert: &Alert) -> String {
-    let mut s = format!(
-        "{}\n\n",
-        subject("", alert)
-    );
+    let mut s = format!("{}\n\n", subject("", alert));
     if !alert.message.trim().is_empty() {
         s.push_str(alert.message.trim());
         s.push_str("\n\n");
     }
-    s.push_str(&format!("State:    {} -> {}\n", alert.old_state, alert.new_state));
-    s.push_str(&format!("Target:   {} {}\n", alert.target_kind, alert.target));
+    s.push_str(&format!(
+        "State:    {} -> {}\n",
+        alert.old_state, alert.new_state
+    ));
+    s.push_str(&format!(
+        "Target:   {} {}\n",
+        alert.target_kind, alert.target
+    ));
     s.push_str(&format!("Since:    {}\n", utc_text(alert.started_at_ms)));
-    s.push_str(&format!("Event:    {} at {}\n", event_name(alert.event), utc_text(alert.event_at_ms)));
+    s.push_str(&format!(
+        "Event:    {} at {}\n",
+        event_name(alert.event),
+        utc_text(alert.event_at_ms)
+    ));
     s.push_str(&format!("Level:    {}\n", alert.level));
     s.push_str(&format!("Agent:    {}\n", alert.agent));
     s.push_str(&format!("Incident: {}\n", alert.incident_id));
@@ -168,14 +193,22 @@ pub fn html_body(alert: &Alert) -> String {
     }
     s.push_str("<table cellpadding=\"4\">\n");
     for (k, v) in [
-        ("State", format!("{} &rarr; {}", e(&alert.old_state), e(&alert.new_state))),
-        ("Target", format!("{} <b>{}</b>", e(&alert.target_kind), e(&alert.target))),
+        (
+            "State",
+            format!("{} &rarr; {}", e(&alert.old_state), e(&alert.new_state)),
+        ),
+        (
+            "Target",
+            format!("{} <b>{}</b>", e(&alert.target_kind), e(&alert.target)),
+        ),
         ("Since", e(&utc_text(alert.started_at_ms))),
         ("Level", alert.level.to_string()),
         ("Agent", e(&alert.agent)),
         ("Incident", e(&alert.incident_id)),
     ] {
-        s.push_str(&format!("<tr><th align=\"left\">{k}</th><td>{v}</td></tr>\n"));
+        s.push_str(&format!(
+            "<tr><th align=\"left\">{k}</th><td>{v}</td></tr>\n"
+        ));
     }
     s.push_str("</table>\n");
     if let Some(url) = alert.ack_url.as_deref().filter(|_| wants_ack(alert)) {
@@ -226,7 +259,8 @@ pub fn quoted_printable(body: &str) -> String {
         let mut col = 0;
         for (i, &b) in bytes.iter().enumerate() {
             let last = i + 1 == bytes.len();
-            let literal = (b == b' ' || b == b'\t') && !last || (33..=126).contains(&b) && b != b'=';
+            let literal =
+                (b == b' ' || b == b'\t') && !last || (33..=126).contains(&b) && b != b'=';
             let piece = if literal {
                 (b as char).to_string()
             } else {
@@ -296,7 +330,9 @@ fn mailbox(text: &str) -> String {
 /// Control characters (line breaks above all) replaced by spaces so a
 /// value cannot start a new header.
 fn header_safe(v: &str) -> String {
-    v.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+    v.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// The left-hand side of a Message-ID: dot-atom text only.
@@ -409,7 +445,10 @@ mod tests {
 
     #[test]
     fn subject_reads_like_the_brief() {
-        assert_eq!(subject("[Outpost]", &alert(AlertEvent::Opened)), "[Outpost] DOWN web (level 1)");
+        assert_eq!(
+            subject("[Outpost]", &alert(AlertEvent::Opened)),
+            "[Outpost] DOWN web (level 1)"
+        );
         let mut a = alert(AlertEvent::Resolved);
         a.new_state = "up".into();
         assert_eq!(subject("[Outpost]", &a), "[Outpost] Resolved: UP web");
@@ -423,13 +462,30 @@ mod tests {
         assert_eq!(m.from, "alerts@example.com");
         assert_eq!(m.recipients, vec!["a@example.com", "b@example.org"]);
         let d = &m.data;
-        assert!(d.contains("\r\nSubject: [Outpost] DOWN web (level 1)\r\n"), "{d}");
-        assert!(d.starts_with("Date: Tue, 01 Dec 2026 19:05:18 +0000\r\n"), "{d}");
-        assert!(d.contains("\r\nMessage-ID: <inc-7/1/opened@example.com>\r\n"), "{d}");
-        assert!(d.contains("\r\nFrom: \"Outpost\" <alerts@example.com>\r\n"), "{d}");
-        assert!(d.contains("To: a@example.com,\r\n \"Bob\" <b@example.org>\r\n"), "{d}");
+        assert!(
+            d.contains("\r\nSubject: [Outpost] DOWN web (level 1)\r\n"),
+            "{d}"
+        );
+        assert!(
+            d.starts_with("Date: Tue, 01 Dec 2026 19:05:18 +0000\r\n"),
+            "{d}"
+        );
+        assert!(
+            d.contains("\r\nMessage-ID: <inc-7/1/opened@example.com>\r\n"),
+            "{d}"
+        );
+        assert!(
+            d.contains("\r\nFrom: \"Outpost\" <alerts@example.com>\r\n"),
+            "{d}"
+        );
+        assert!(
+            d.contains("To: a@example.com,\r\n \"Bob\" <b@example.org>\r\n"),
+            "{d}"
+        );
         assert!(d.contains("multipart/alternative; boundary=\"=_outpost_"));
-        assert!(d.contains("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit"));
+        assert!(d.contains(
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit"
+        ));
         assert!(d.contains("Content-Type: text/html; charset=utf-8"));
         assert!(d.contains("Acknowledge: http://127.0.0.1:9/ack/tok\r\n"));
         assert!(d.contains("<a href=\"http://127.0.0.1:9/ack/tok\""));
@@ -440,7 +496,11 @@ mod tests {
         assert_eq!(build(&config(), &alert(AlertEvent::Opened)).data, m.data);
         let mut other = alert(AlertEvent::Escalated);
         other.idempotency_key = "inc-7/2/escalated".into();
-        assert!(build(&config(), &other).data.contains("Message-ID: <inc-7/2/escalated@example.com>"));
+        assert!(
+            build(&config(), &other)
+                .data
+                .contains("Message-ID: <inc-7/2/escalated@example.com>")
+        );
     }
 
     #[test]
@@ -456,19 +516,32 @@ mod tests {
         a.message = "Störung".into();
         let m = build(&config(), &a);
         let subject_line = m.data.lines().find(|l| l.starts_with("Subject:")).unwrap();
-        assert!(subject_line.starts_with("Subject: =?UTF-8?B?"), "{subject_line}");
+        assert!(
+            subject_line.starts_with("Subject: =?UTF-8?B?"),
+            "{subject_line}"
+        );
         // Decoding the encoded words gives the subject back.
         let mut decoded = Vec::new();
         let mut words = 0;
         for w in m.data.split("=?UTF-8?B?").skip(1) {
             let b64 = w.split("?=").next().unwrap();
             assert!(b64.len() + 12 <= 75);
-            decoded.extend(base64::engine::general_purpose::STANDARD.decode(b64).unwrap());
+            decoded.extend(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
+            );
             words += 1;
         }
         assert!(words >= 2);
-        assert_eq!(String::from_utf8(decoded).unwrap(), subject("[Outpost]", &a));
-        assert!(m.data.contains("Content-Transfer-Encoding: quoted-printable"));
+        assert_eq!(
+            String::from_utf8(decoded).unwrap(),
+            subject("[Outpost]", &a)
+        );
+        assert!(
+            m.data
+                .contains("Content-Transfer-Encoding: quoted-printable")
+        );
         assert!(m.data.contains("St=C3=B6rung"));
     }
 
@@ -483,11 +556,20 @@ mod tests {
 
     #[test]
     fn dot_stuffing() {
-        assert_eq!(dot_stuff("a\r\n.b\r\n..c\r\n"), b"a\r\n..b\r\n...c\r\n.\r\n");
+        assert_eq!(
+            dot_stuff("a\r\n.b\r\n..c\r\n"),
+            b"a\r\n..b\r\n...c\r\n.\r\n"
+        );
         assert_eq!(dot_stuff("x\n.\ny"), b"x\r\n..\r\ny\r\n.\r\n");
         assert_eq!(dot_stuff(""), b"\r\n.\r\n");
         // A lone dot line inside the message never ends DATA early.
-        let m = build(&config(), &Alert { message: "line\n.\nafter".into(), ..alert(AlertEvent::Opened) });
+        let m = build(
+            &config(),
+            &Alert {
+                message: "line\n.\nafter".into(),
+                ..alert(AlertEvent::Opened)
+            },
+        );
         let stuffed = String::from_utf8(dot_stuff(&m.data)).unwrap();
         assert_eq!(stuffed.matches("\r\n.\r\n").count(), 1);
         assert!(stuffed.ends_with("\r\n.\r\n"));

@@ -31,7 +31,9 @@ impl std::fmt::Display for NetError {
                 f,
                 "{s} is not in this notifier's network allow-list (the allow-list holds the hosts the config names, or its explicit `allow` list)"
             ),
-            NetError::Refused(s) => write!(f, "connection to {s} refused (is the SMTP server running?)"),
+            NetError::Refused(s) => {
+                write!(f, "connection to {s} refused (is the SMTP server running?)")
+            }
             NetError::Timeout => write!(f, "timed out"),
             NetError::Dns(m) => write!(f, "name lookup failed: {m}"),
             NetError::Closed => write!(f, "the server closed the connection"),
@@ -68,20 +70,30 @@ mod imp {
 
     fn left(deadline: Instant) -> Result<std::time::Duration, NetError> {
         let d = deadline.saturating_duration_since(Instant::now());
-        if d.is_zero() { Err(NetError::Timeout) } else { Ok(d) }
+        if d.is_zero() {
+            Err(NetError::Timeout)
+        } else {
+            Ok(d)
+        }
     }
 
     fn io(e: std::io::Error) -> NetError {
         match e.kind() {
             ErrorKind::WouldBlock | ErrorKind::TimedOut => NetError::Timeout,
-            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => NetError::Closed,
+            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => {
+                NetError::Closed
+            }
             _ => NetError::Io(e.to_string()),
         }
     }
 
     /// Connects to `host:port` before `deadline`.
     pub fn connect(host: &str, port: u16, deadline: Instant) -> Result<Conn, NetError> {
-        let name = crate::config::Server { host: host.into(), port }.to_string();
+        let name = crate::config::Server {
+            host: host.into(),
+            port,
+        }
+        .to_string();
         let addrs: Vec<_> = (host, port)
             .to_socket_addrs()
             .map_err(|e| NetError::Dns(format!("{host}: {e}")))?
@@ -90,7 +102,9 @@ mod imp {
         for a in addrs {
             match TcpStream::connect_timeout(&a, left(deadline)?) {
                 Ok(stream) => return Ok(Conn { stream, deadline }),
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => last = NetError::Refused(name.clone()),
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                    last = NetError::Refused(name.clone())
+                }
                 Err(e) => last = io(e),
             }
         }
@@ -99,11 +113,15 @@ mod imp {
 
     impl Transport for Conn {
         fn send(&mut self, data: &[u8]) -> Result<(), NetError> {
-            self.stream.set_write_timeout(Some(left(self.deadline)?)).map_err(io)?;
+            self.stream
+                .set_write_timeout(Some(left(self.deadline)?))
+                .map_err(io)?;
             self.stream.write_all(data).map_err(io)
         }
         fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), NetError> {
-            self.stream.set_read_timeout(Some(left(self.deadline)?)).map_err(io)?;
+            self.stream
+                .set_read_timeout(Some(left(self.deadline)?))
+                .map_err(io)?;
             let mut chunk = [0u8; READ_CHUNK as usize];
             match self.stream.read(&mut chunk).map_err(io)? {
                 0 => Err(NetError::Closed),
@@ -169,7 +187,8 @@ mod imp {
                 }
             }]);
         }
-        let stream = resolve_addresses(net, host).map_err(|e| NetError::Dns(format!("{host}: {e:?}")))?;
+        let stream =
+            resolve_addresses(net, host).map_err(|e| NetError::Dns(format!("{host}: {e:?}")))?;
         let mut out = Vec::new();
         loop {
             match stream.resolve_next_address() {
@@ -201,7 +220,11 @@ mod imp {
 
     /// Connects to `host:port` before `deadline`, trying each address.
     pub fn connect(host: &str, port: u16, deadline: Instant) -> Result<Conn, NetError> {
-        let name = crate::config::Server { host: host.into(), port }.to_string();
+        let name = crate::config::Server {
+            host: host.into(),
+            port,
+        }
+        .to_string();
         let net = instance_network();
         let mut last = NetError::Dns(format!("{host}: no addresses"));
         for ip in resolve(&net, host, deadline)? {
@@ -212,10 +235,16 @@ mod imp {
                 ),
                 IpAddress::Ipv6(address) => (
                     IpAddressFamily::Ipv6,
-                    IpSocketAddress::Ipv6(Ipv6SocketAddress { port, address, flow_info: 0, scope_id: 0 }),
+                    IpSocketAddress::Ipv6(Ipv6SocketAddress {
+                        port,
+                        address,
+                        flow_info: 0,
+                        scope_id: 0,
+                    }),
                 ),
             };
-            let socket = create_tcp_socket(family).map_err(|e| NetError::Io(format!("socket: {e:?}")))?;
+            let socket =
+                create_tcp_socket(family).map_err(|e| NetError::Io(format!("socket: {e:?}")))?;
             if let Err(e) = socket.start_connect(&net, addr) {
                 last = map_connect(e, &name);
                 if matches!(last, NetError::Denied(_)) {
@@ -235,7 +264,12 @@ mod imp {
             };
             match result {
                 Ok((input, output)) => {
-                    return Ok(Conn { input, output, _socket: socket, deadline });
+                    return Ok(Conn {
+                        input,
+                        output,
+                        _socket: socket,
+                        deadline,
+                    });
                 }
                 Err(e @ (NetError::Denied(_) | NetError::Timeout)) => return Err(e),
                 Err(e) => last = e,

@@ -57,7 +57,9 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, BadReply> {
     loop {
         let Some(nl) = buf[pos..].iter().position(|&b| b == b'\n') else {
             if buf.len() > MAX_REPLY_BYTES {
-                return Err(BadReply(format!("reply longer than {MAX_REPLY_BYTES} bytes")));
+                return Err(BadReply(format!(
+                    "reply longer than {MAX_REPLY_BYTES} bytes"
+                )));
             }
             return Ok(None);
         };
@@ -67,7 +69,10 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, BadReply> {
         let text = String::from_utf8_lossy(line);
         let bytes = text.as_bytes();
         if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
-            return Err(BadReply(format!("not an SMTP reply line: `{}`", cut(&text))));
+            return Err(BadReply(format!(
+                "not an SMTP reply line: `{}`",
+                cut(&text)
+            )));
         }
         let this: u16 = text[..3].parse().expect("three digits");
         if !(200..=599).contains(&this) {
@@ -83,7 +88,12 @@ pub fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, BadReply> {
             None => (true, ""),
             Some(b' ') => (true, &text[4..]),
             Some(b'-') => (false, &text[4..]),
-            Some(_) => return Err(BadReply(format!("not an SMTP reply line: `{}`", cut(&text)))),
+            Some(_) => {
+                return Err(BadReply(format!(
+                    "not an SMTP reply line: `{}`",
+                    cut(&text)
+                )));
+            }
         };
         lines.push(rest.to_string());
         if last {
@@ -174,7 +184,9 @@ impl Failure {
                         format!("cannot send mail via {server}: {error}")
                     }
                     (NetError::Timeout, _) => {
-                        format!("SMTP server {server} did not answer in time (waiting for: {stage})")
+                        format!(
+                            "SMTP server {server} did not answer in time (waiting for: {stage})"
+                        )
                     }
                     _ => format!("SMTP with {server} failed during {stage}: {error}"),
                 };
@@ -205,8 +217,12 @@ impl Failure {
                     DeliveryError::permanent(msg)
                 }
             }
-            Failure::Protocol(m) => DeliveryError::retry(format!("SMTP server {server} broke the protocol: {m}")),
-            Failure::Unsupported(m) => DeliveryError::permanent(format!("SMTP server {server}: {m}")),
+            Failure::Protocol(m) => {
+                DeliveryError::retry(format!("SMTP server {server} broke the protocol: {m}"))
+            }
+            Failure::Unsupported(m) => {
+                DeliveryError::permanent(format!("SMTP server {server}: {m}"))
+            }
         }
     }
 }
@@ -261,7 +277,10 @@ impl<T: Transport> Session<T> {
         if ok.contains(&r.code) {
             Ok(r)
         } else {
-            Err(Failure::Rejected { stage: stage.to_string(), reply: r })
+            Err(Failure::Rejected {
+                stage: stage.to_string(),
+                reply: r,
+            })
         }
     }
 }
@@ -272,10 +291,16 @@ fn b64(data: &[u8]) -> String {
 
 /// Runs one mail transaction for `mail` over `conn`.
 pub fn send<T: Transport>(conn: T, config: &Config, mail: &Mail) -> Result<(), Failure> {
-    let mut s = Session { conn, buf: Vec::new() };
+    let mut s = Session {
+        conn,
+        buf: Vec::new(),
+    };
     let greeting = s.read("the greeting")?;
     if greeting.code != 220 {
-        return Err(Failure::Rejected { stage: "the connection (greeting)".into(), reply: greeting });
+        return Err(Failure::Rejected {
+            stage: "the connection (greeting)".into(),
+            reply: greeting,
+        });
     }
     let helo = config.helo();
     let ehlo = s.command(&format!("EHLO {helo}"), "EHLO")?;
@@ -286,7 +311,12 @@ pub fn send<T: Transport>(conn: T, config: &Config, mail: &Mail) -> Result<(), F
             s.expect(&format!("HELO {helo}"), "HELO", &[250])?;
             Capabilities::default()
         }
-        _ => return Err(Failure::Rejected { stage: "EHLO".into(), reply: ehlo }),
+        _ => {
+            return Err(Failure::Rejected {
+                stage: "EHLO".into(),
+                reply: ehlo,
+            });
+        }
     };
 
     if let (Some(user), Some(pass)) = (&config.username, &config.password) {
@@ -307,12 +337,16 @@ pub fn send<T: Transport>(conn: T, config: &Config, mail: &Mail) -> Result<(), F
     }
     s.expect("DATA", "DATA", &[354])?;
     let body = message::dot_stuff(&mail.data);
-    s.conn
-        .send(&body)
-        .map_err(|error| Failure::Net { stage: "sending the message", error })?;
+    s.conn.send(&body).map_err(|error| Failure::Net {
+        stage: "sending the message",
+        error,
+    })?;
     let r = s.read("the end of DATA")?;
     if r.code != 250 {
-        return Err(Failure::Rejected { stage: "the message (end of DATA)".into(), reply: r });
+        return Err(Failure::Rejected {
+            stage: "the message (end of DATA)".into(),
+            reply: r,
+        });
     }
     // The mail is accepted; a failing QUIT changes nothing about that.
     let _ = s.command("QUIT", "QUIT");
@@ -340,7 +374,10 @@ fn authenticate<T: Transport>(
         if r.code == 235 {
             Ok(())
         } else {
-            Err(Failure::Rejected { stage: format!("{stage} (authentication failed for `{user}`)"), reply: r })
+            Err(Failure::Rejected {
+                stage: format!("{stage} (authentication failed for `{user}`)"),
+                reply: r,
+            })
         }
     };
     if mech == "PLAIN" {
@@ -370,8 +407,13 @@ mod tests {
 
     #[test]
     fn single_and_multi_line_replies() {
-        let (r, used) = parse("220 mail.example.com ESMTP ready\r\n").unwrap().unwrap();
-        assert_eq!((r.code, r.lines.as_slice(), used), (220, &["mail.example.com ESMTP ready".to_string()][..], 34));
+        let (r, used) = parse("220 mail.example.com ESMTP ready\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (r.code, r.lines.as_slice(), used),
+            (220, &["mail.example.com ESMTP ready".to_string()][..], 34)
+        );
         let text = "250-mail.example.com\r\n250-PIPELINING\r\n250-AUTH PLAIN LOGIN\r\n250 8BITMIME\r\nEXTRA";
         let (r, used) = parse(text).unwrap().unwrap();
         assert_eq!(r.code, 250);
@@ -393,7 +435,12 @@ mod tests {
     #[test]
     fn malformed_replies_are_errors() {
         assert!(parse("hello\r\n").is_err());
-        assert!(parse("250-a\r\n251 b\r\n").unwrap_err().0.contains("changed"));
+        assert!(
+            parse("250-a\r\n251 b\r\n")
+                .unwrap_err()
+                .0
+                .contains("changed")
+        );
         assert!(parse("250x\r\n").is_err());
         assert!(parse("100 x\r\n").is_err());
         assert!(parse_reply(&vec![b'2'; MAX_REPLY_BYTES + 1]).is_err());
@@ -401,42 +448,99 @@ mod tests {
 
     #[test]
     fn capabilities_and_auth_choice() {
-        let (r, _) = parse("250-mx\r\n250-SIZE 100\r\n250-AUTH LOGIN PLAIN\r\n250 HELP\r\n").unwrap().unwrap();
+        let (r, _) = parse("250-mx\r\n250-SIZE 100\r\n250-AUTH LOGIN PLAIN\r\n250 HELP\r\n")
+            .unwrap()
+            .unwrap();
         let c = Capabilities::from_ehlo(&r);
         assert_eq!(c.keywords, vec!["SIZE", "AUTH", "HELP"]);
         assert_eq!(c.choose_auth(), Some("PLAIN"));
-        let (r, _) = parse("250-mx\r\n250 AUTH=LOGIN CRAM-MD5\r\n").unwrap().unwrap();
+        let (r, _) = parse("250-mx\r\n250 AUTH=LOGIN CRAM-MD5\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(Capabilities::from_ehlo(&r).choose_auth(), Some("LOGIN"));
         let (r, _) = parse("250-mx\r\n250 AUTH CRAM-MD5\r\n").unwrap().unwrap();
         assert_eq!(Capabilities::from_ehlo(&r).choose_auth(), None);
     }
 
     fn server() -> Server {
-        Server { host: "mx".into(), port: 25 }
+        Server {
+            host: "mx".into(),
+            port: 25,
+        }
     }
 
     fn reply(code: u16, text: &str) -> Reply {
-        Reply { code, lines: vec![text.into()] }
+        Reply {
+            code,
+            lines: vec![text.into()],
+        }
     }
 
     #[test]
     fn retry_classification() {
-        let e = Failure::Rejected { stage: "RCPT TO".into(), reply: reply(451, "4.3.0 try later") }.into_delivery(&server());
-        assert!(!e.permanent && e.message.contains("451 4.3.0 try later"), "{}", e.message);
-        let e = Failure::Rejected { stage: "AUTH PLAIN".into(), reply: reply(535, "5.7.8 bad credentials") }
-            .into_delivery(&server());
-        assert!(e.permanent && e.message.contains("535 5.7.8 bad credentials"), "{}", e.message);
-        let e = Failure::Recipients(vec![("a@x".into(), reply(550, "no such user")), ("b@x".into(), reply(450, "busy"))])
-            .into_delivery(&server());
-        assert!(!e.permanent && e.message.contains("<a@x>: 550 no such user"), "{}", e.message);
-        let e = Failure::Recipients(vec![("a@x".into(), reply(550, "no"))]).into_delivery(&server());
+        let e = Failure::Rejected {
+            stage: "RCPT TO".into(),
+            reply: reply(451, "4.3.0 try later"),
+        }
+        .into_delivery(&server());
+        assert!(
+            !e.permanent && e.message.contains("451 4.3.0 try later"),
+            "{}",
+            e.message
+        );
+        let e = Failure::Rejected {
+            stage: "AUTH PLAIN".into(),
+            reply: reply(535, "5.7.8 bad credentials"),
+        }
+        .into_delivery(&server());
+        assert!(
+            e.permanent && e.message.contains("535 5.7.8 bad credentials"),
+            "{}",
+            e.message
+        );
+        let e = Failure::Recipients(vec![
+            ("a@x".into(), reply(550, "no such user")),
+            ("b@x".into(), reply(450, "busy")),
+        ])
+        .into_delivery(&server());
+        assert!(
+            !e.permanent && e.message.contains("<a@x>: 550 no such user"),
+            "{}",
+            e.message
+        );
+        let e =
+            Failure::Recipients(vec![("a@x".into(), reply(550, "no"))]).into_delivery(&server());
         assert!(e.permanent);
-        let e = Failure::Net { stage: "connect", error: NetError::Refused("mx:25".into()) }.into_delivery(&server());
-        assert!(!e.permanent && e.message.contains("refused"), "{}", e.message);
-        let e = Failure::Net { stage: "connect", error: NetError::Denied("mx:25".into()) }.into_delivery(&server());
-        assert!(e.permanent && e.message.contains("allow-list"), "{}", e.message);
-        let e = Failure::Net { stage: "the end of DATA", error: NetError::Timeout }.into_delivery(&server());
-        assert!(!e.permanent && e.message.contains("end of DATA"), "{}", e.message);
+        let e = Failure::Net {
+            stage: "connect",
+            error: NetError::Refused("mx:25".into()),
+        }
+        .into_delivery(&server());
+        assert!(
+            !e.permanent && e.message.contains("refused"),
+            "{}",
+            e.message
+        );
+        let e = Failure::Net {
+            stage: "connect",
+            error: NetError::Denied("mx:25".into()),
+        }
+        .into_delivery(&server());
+        assert!(
+            e.permanent && e.message.contains("allow-list"),
+            "{}",
+            e.message
+        );
+        let e = Failure::Net {
+            stage: "the end of DATA",
+            error: NetError::Timeout,
+        }
+        .into_delivery(&server());
+        assert!(
+            !e.permanent && e.message.contains("end of DATA"),
+            "{}",
+            e.message
+        );
     }
 
     /// A transport that plays back canned server output and records what
@@ -472,24 +576,29 @@ mod tests {
     }
 
     fn mail() -> Mail {
-        Mail { from: "o@example.com".into(), recipients: vec!["a@example.com".into()], data: ".x\r\n".into() }
+        Mail {
+            from: "o@example.com".into(),
+            recipients: vec!["a@example.com".into()],
+            data: ".x\r\n".into(),
+        }
     }
 
     #[test]
     fn helo_fallback_and_auth_login_dialogue() {
         let mut script = Script {
-            replies: [
-                "220 mx\r\n",
-                "502 no EHLO\r\n",
-                "250 mx\r\n",
-            ]
-            .into(),
+            replies: ["220 mx\r\n", "502 no EHLO\r\n", "250 mx\r\n"].into(),
             sent: vec![],
         };
         // HELO gives no capabilities, so AUTH is impossible and said so.
         let err = send(&mut script, &config(true), &mail()).unwrap_err();
-        assert!(matches!(err, Failure::Unsupported(ref m) if m.contains("STARTTLS")), "{err:?}");
-        assert_eq!(script.sent, vec!["EHLO localhost\r\n", "HELO localhost\r\n"]);
+        assert!(
+            matches!(err, Failure::Unsupported(ref m) if m.contains("STARTTLS")),
+            "{err:?}"
+        );
+        assert_eq!(
+            script.sent,
+            vec!["EHLO localhost\r\n", "HELO localhost\r\n"]
+        );
 
         let mut script = Script {
             replies: [
@@ -527,11 +636,21 @@ mod tests {
     #[test]
     fn refused_recipient_stops_before_data() {
         let mut script = Script {
-            replies: ["220 mx\r\n", "250 mx\r\n", "250 ok\r\n", "451 4.7.1 later\r\n", "221 bye\r\n"].into(),
+            replies: [
+                "220 mx\r\n",
+                "250 mx\r\n",
+                "250 ok\r\n",
+                "451 4.7.1 later\r\n",
+                "221 bye\r\n",
+            ]
+            .into(),
             sent: vec![],
         };
         let err = send(&mut script, &config(false), &mail()).unwrap_err();
-        assert!(matches!(err, Failure::Recipients(ref r) if r[0].1.code == 451), "{err:?}");
+        assert!(
+            matches!(err, Failure::Recipients(ref r) if r[0].1.code == 451),
+            "{err:?}"
+        );
         assert!(!script.sent.iter().any(|s| s.starts_with("DATA")));
     }
 }

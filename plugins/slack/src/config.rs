@@ -65,25 +65,30 @@ pub fn info() -> PluginInfo {
 impl Config {
     /// Semantic checks beyond deserialization; no network.
     pub fn check(&self) -> Result<(), ConfigError> {
-        Url::parse(&self.webhook_url).map_err(|e| ConfigError::new("webhook_url", e.to_string()))?;
+        Url::parse(&self.webhook_url)
+            .map_err(|e| ConfigError::new("webhook_url", e.to_string()))?;
         if let Some(icon) = &self.icon_emoji {
             let ok = icon.len() > 2 && icon.starts_with(':') && icon.ends_with(':');
             if !ok {
                 return Err(ConfigError::new(
                     "icon_emoji",
-                    format!("`{icon}` is not an emoji name; write it with colons, e.g. `:rotating_light:`"),
-                ));
-            }
-        }
-        if let Some(m) = &self.mention {
-            if !(m.starts_with('<') && m.ends_with('>')) {
-                return Err(ConfigError::new(
-                    "mention",
                     format!(
-                        "`{m}` would not notify anyone; Slack needs the escaped form, e.g. `<!here>`, `<!channel>`, `<@U012AB3CD>` or `<!subteam^S012AB3CD>`"
+                        "`{icon}` is not an emoji name; write it with colons, e.g. `:rotating_light:`"
                     ),
                 ));
             }
+        }
+        if let Some(m) = self
+            .mention
+            .as_ref()
+            .filter(|m| !(m.starts_with('<') && m.ends_with('>')))
+        {
+            return Err(ConfigError::new(
+                "mention",
+                format!(
+                    "`{m}` would not notify anyone; Slack needs the escaped form, e.g. `<!here>`, `<!channel>`, `<@U012AB3CD>` or `<!subteam^S012AB3CD>`"
+                ),
+            ));
         }
         Ok(())
     }

@@ -163,9 +163,15 @@ mod tests {
     fn client_errors_are_permanent_with_slacks_text() {
         let e = classify(400, None, "invalid_payload", now()).unwrap_err();
         assert!(e.permanent);
-        assert!(e.message.contains("HTTP 400: invalid_payload"), "{}", e.message);
+        assert!(
+            e.message.contains("HTTP 400: invalid_payload"),
+            "{}",
+            e.message
+        );
         let e = classify(404, None, "no_service", now()).unwrap_err();
-        assert!(e.permanent && e.message.contains("no_service") && e.message.contains("webhook_url"));
+        assert!(
+            e.permanent && e.message.contains("no_service") && e.message.contains("webhook_url")
+        );
         let e = classify(403, None, "action_prohibited", now()).unwrap_err();
         assert!(e.permanent && e.message.contains("action_prohibited"));
         let e = classify(410, None, "channel_is_archived", now()).unwrap_err();
@@ -175,7 +181,11 @@ mod tests {
     #[test]
     fn long_bodies_are_cut() {
         let e = classify(400, None, &"x".repeat(10_000), now()).unwrap_err();
-        assert!(e.message.len() < MAX_ERROR_TEXT + 200, "{}", e.message.len());
+        assert!(
+            e.message.len() < MAX_ERROR_TEXT + 200,
+            "{}",
+            e.message.len()
+        );
     }
 
     #[test]

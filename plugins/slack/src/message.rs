@@ -71,10 +71,7 @@ fn wants_mention(alert: &Alert) -> bool {
 /// The whole webhook payload.
 pub fn build(config: &Config, alert: &Alert) -> Value {
     let title = title(alert);
-    let mention = config
-        .mention
-        .as_deref()
-        .filter(|_| wants_mention(alert));
+    let mention = config.mention.as_deref().filter(|_| wants_mention(alert));
     let mut fields = vec![
         field(
             "State",
@@ -92,10 +89,7 @@ pub fn build(config: &Config, alert: &Alert) -> Value {
         field("Level", &alert.level.to_string()),
         field("Agent", &escape(&alert.agent)),
     ];
-    if matches!(
-        alert.event,
-        AlertEvent::Acknowledged | AlertEvent::Resolved
-    ) {
+    if matches!(alert.event, AlertEvent::Acknowledged | AlertEvent::Resolved) {
         let label = if alert.event == AlertEvent::Resolved {
             "Lasted"
         } else {
@@ -120,9 +114,15 @@ pub fn build(config: &Config, alert: &Alert) -> Value {
         (None, msg) => escape(msg),
     };
     if !body.is_empty() {
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(&body, SECTION_MAX)}}));
+        blocks.push(
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(&body, SECTION_MAX)}}),
+        );
     }
-    if let Some(url) = alert.ack_url.as_deref().filter(|u| wants_ack(alert) && u.len() <= URL_MAX) {
+    if let Some(url) = alert
+        .ack_url
+        .as_deref()
+        .filter(|u| wants_ack(alert) && u.len() <= URL_MAX)
+    {
         blocks.push(json!({
             "type": "actions",
             "elements": [{
@@ -279,7 +279,11 @@ mod tests {
     }
 
     fn block<'a>(p: &'a Value, ty: &str) -> Option<&'a Value> {
-        p["blocks"].as_array().unwrap().iter().find(|b| b["type"] == ty)
+        p["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == ty)
     }
 
     #[test]
@@ -306,7 +310,10 @@ mod tests {
         let msg = p["blocks"][2]["text"]["text"].as_str().unwrap();
         assert_eq!(msg, "<!here> HTTP 503 &lt;expected 200&gt;");
         let text = p["text"].as_str().unwrap();
-        assert!(text.starts_with("<!here> :red_circle: web is DOWN: HTTP 503 &lt;"), "{text}");
+        assert!(
+            text.starts_with("<!here> :red_circle: web is DOWN: HTTP 503 &lt;"),
+            "{text}"
+        );
         assert!(text.contains("http://127.0.0.1:9/ack/tok"), "{text}");
         assert_eq!(p["channel"], "#ops");
         assert!(p.get("username").is_none());
@@ -347,10 +354,12 @@ mod tests {
         let mut a = alert(AlertEvent::Escalated);
         a.level = 2;
         let p = build(&config(), &a);
-        assert!(block(&p, "header").unwrap()["text"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("escalated to level 2"));
+        assert!(
+            block(&p, "header").unwrap()["text"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("escalated to level 2")
+        );
         let p = build(&config(), &alert(AlertEvent::Reminder));
         assert!(block(&p, "actions").is_some());
         assert!(!p["text"].as_str().unwrap().contains("<!here>"));
@@ -380,9 +389,18 @@ mod tests {
         a.target = "t".repeat(500);
         a.message = "m".repeat(10_000);
         let p = build(&config(), &a);
-        let header = block(&p, "header").unwrap()["text"]["text"].as_str().unwrap();
+        let header = block(&p, "header").unwrap()["text"]["text"]
+            .as_str()
+            .unwrap();
         assert_eq!(header.chars().count(), HEADER_MAX);
-        assert!(p["blocks"][2]["text"]["text"].as_str().unwrap().chars().count() <= SECTION_MAX);
+        assert!(
+            p["blocks"][2]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count()
+                <= SECTION_MAX
+        );
         assert!(p["text"].as_str().unwrap().chars().count() <= FALLBACK_MAX);
     }
 

@@ -145,7 +145,11 @@ impl Config {
         }
         match self.format {
             Format::Pagerduty => {
-                if self.routing_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
+                if self
+                    .routing_key
+                    .as_deref()
+                    .is_none_or(|k| k.trim().is_empty())
+                {
                     return Err(ConfigError::new(
                         "routing_key",
                         "format pagerduty needs the integration key of an Events API v2 integration",
@@ -154,7 +158,11 @@ impl Config {
                 if !SEVERITIES.contains(&self.severity()) {
                     return Err(ConfigError::new(
                         "severity",
-                        format!("`{}` is not one of {}", self.severity(), SEVERITIES.join(", ")),
+                        format!(
+                            "`{}` is not one of {}",
+                            self.severity(),
+                            SEVERITIES.join(", ")
+                        ),
                     ));
                 }
             }
@@ -218,14 +226,20 @@ mod tests {
         assert_eq!(cfg(json!({})).unwrap_err().field, "url");
         let c = cfg(json!({"format": "pagerduty", "routing_key": "k"})).unwrap();
         assert_eq!(c.url(), PAGERDUTY_URL);
-        let c = cfg(json!({"url": "http://127.0.0.1:1/x", "format": "pagerduty", "routing_key": "k"})).unwrap();
+        let c =
+            cfg(json!({"url": "http://127.0.0.1:1/x", "format": "pagerduty", "routing_key": "k"}))
+                .unwrap();
         assert_eq!(c.url(), "http://127.0.0.1:1/x");
     }
 
     #[test]
     fn pagerduty_keys_are_checked() {
-        assert_eq!(cfg(json!({"format": "pagerduty"})).unwrap_err().field, "routing_key");
-        let e = cfg(json!({"format": "pagerduty", "routing_key": "k", "severity": "high"})).unwrap_err();
+        assert_eq!(
+            cfg(json!({"format": "pagerduty"})).unwrap_err().field,
+            "routing_key"
+        );
+        let e = cfg(json!({"format": "pagerduty", "routing_key": "k", "severity": "high"}))
+            .unwrap_err();
         assert_eq!(e.field, "severity");
         let e = cfg(json!({"url": "http://h/", "routing_key": "k"})).unwrap_err();
         assert_eq!(e.field, "routing_key");
@@ -236,12 +250,18 @@ mod tests {
     #[test]
     fn headers_are_checked() {
         assert!(cfg(json!({"url": "http://h/", "headers": {"Authorization": "Bearer x"}})).is_ok());
-        let e = cfg(json!({"url": "http://h/", "headers": {"Content-Type": "text/plain"}})).unwrap_err();
+        let e = cfg(json!({"url": "http://h/", "headers": {"Content-Type": "text/plain"}}))
+            .unwrap_err();
         assert_eq!(e.field, "headers.Content-Type");
         let e = cfg(json!({"url": "http://h/", "headers": {"bad name": "x"}})).unwrap_err();
         assert!(e.message.contains("header name"));
         let e = cfg(json!({"url": "http://h/", "headers": {"X-A": "a\r\nX-B: b"}})).unwrap_err();
         assert!(e.message.contains("line break"));
-        assert_eq!(cfg(json!({"url": "http://h/", "secret": ""})).unwrap_err().field, "secret");
+        assert_eq!(
+            cfg(json!({"url": "http://h/", "secret": ""}))
+                .unwrap_err()
+                .field,
+            "secret"
+        );
     }
 }

@@ -135,7 +135,11 @@ mod tests {
         let e = classify(R, 429, Some("2"), "slow down", now()).unwrap_err();
         assert!(!e.permanent);
         assert_eq!(e.retry_after, Some(Duration::from_secs(2)));
-        assert!(e.message.contains("429") && e.message.contains("slow down"), "{}", e.message);
+        assert!(
+            e.message.contains("429") && e.message.contains("slow down"),
+            "{}",
+            e.message
+        );
         let e = classify(R, 429, Some("Tue, 01 Dec 2026 19:01:00 GMT"), "", now()).unwrap_err();
         assert_eq!(e.retry_after, Some(Duration::from_secs(60)));
         let e = classify(R, 429, Some("Tue, 01 Dec 2026 18:00:00 GMT"), "", now()).unwrap_err();
@@ -147,23 +151,39 @@ mod tests {
     #[test]
     fn server_errors_are_retryable_client_errors_permanent() {
         for s in [500, 502, 503, 408] {
-            assert!(!classify(R, s, None, "", now()).unwrap_err().permanent, "{s}");
+            assert!(
+                !classify(R, s, None, "", now()).unwrap_err().permanent,
+                "{s}"
+            );
         }
         let e = classify(R, 503, Some("5"), "", now()).unwrap_err();
         assert_eq!(e.retry_after, Some(Duration::from_secs(5)));
         for s in [400, 401, 403, 404, 410, 422] {
             let e = classify(R, s, None, "{\"error\":\"nope\"}", now()).unwrap_err();
             assert!(e.permanent, "{s}");
-            assert!(e.message.contains("nope") && e.message.contains(&s.to_string()), "{}", e.message);
+            assert!(
+                e.message.contains("nope") && e.message.contains(&s.to_string()),
+                "{}",
+                e.message
+            );
         }
         assert!(classify(R, 301, None, "", now()).unwrap_err().permanent);
     }
 
     #[test]
     fn denial_of_the_default_url_says_what_to_write() {
-        let e = transport_error("PagerDuty", &HttpError::Denied("events.pagerduty.com:443".into()), true);
+        let e = transport_error(
+            "PagerDuty",
+            &HttpError::Denied("events.pagerduty.com:443".into()),
+            true,
+        );
         assert!(e.permanent);
-        assert!(e.message.contains("url = \"https://events.pagerduty.com/v2/enqueue\""), "{}", e.message);
+        assert!(
+            e.message
+                .contains("url = \"https://events.pagerduty.com/v2/enqueue\""),
+            "{}",
+            e.message
+        );
         assert!(!transport_error(R, &HttpError::ConnectionRefused("h:1".into()), false).permanent);
         assert!(transport_error(R, &HttpError::Denied("h:1".into()), false).permanent);
     }

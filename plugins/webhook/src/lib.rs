@@ -62,7 +62,11 @@ impl Notifier for Webhook {
                 &resp.text(),
                 std::time::SystemTime::now(),
             ),
-            Err(e) => Err(delivery::transport_error(receiver, &e, config.url.is_none())),
+            Err(e) => Err(delivery::transport_error(
+                receiver,
+                &e,
+                config.url.is_none(),
+            )),
         }
     }
 }

@@ -34,7 +34,10 @@ pub fn headers(config: &Config, alert: &Alert, body: &[u8]) -> Vec<(String, Stri
             concat!("outpost-webhook/", env!("CARGO_PKG_VERSION")).to_string(),
         ),
         ("Idempotency-Key".to_string(), alert.idempotency_key.clone()),
-        ("X-Outpost-Event".to_string(), event_name(alert.event).to_string()),
+        (
+            "X-Outpost-Event".to_string(),
+            event_name(alert.event).to_string(),
+        ),
     ];
     if let Some(secret) = &config.secret {
         h.push((signature::HEADER.to_string(), signature::sign(secret, body)));
@@ -220,17 +223,26 @@ mod tests {
 
     #[test]
     fn headers_carry_idempotency_key_signature_and_extras() {
-        let c = cfg(json!({"url": "http://h/", "secret": "s3", "headers": {"Authorization": "Bearer t"}}));
+        let c = cfg(
+            json!({"url": "http://h/", "secret": "s3", "headers": {"Authorization": "Bearer t"}}),
+        );
         let a = alert(AlertEvent::Opened);
         let h = headers(&c, &a, b"{}");
         let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
         assert_eq!(get("Idempotency-Key"), Some("inc-7/2/opened"));
         assert_eq!(get("Content-Type"), Some("application/json"));
         assert_eq!(get("X-Outpost-Event"), Some("opened"));
-        assert_eq!(get("X-Outpost-Signature"), Some(signature::sign("s3", b"{}").as_str()));
+        assert_eq!(
+            get("X-Outpost-Signature"),
+            Some(signature::sign("s3", b"{}").as_str())
+        );
         assert_eq!(get("Authorization"), Some("Bearer t"));
         let c = cfg(json!({"url": "http://h/"}));
-        assert!(headers(&c, &a, b"{}").iter().all(|(k, _)| k != "X-Outpost-Signature"));
+        assert!(
+            headers(&c, &a, b"{}")
+                .iter()
+                .all(|(k, _)| k != "X-Outpost-Signature")
+        );
     }
 
     #[test]
@@ -240,7 +252,10 @@ mod tests {
         assert_eq!(p["routing_key"], "R0UT1NG");
         assert_eq!(p["event_action"], "trigger");
         assert_eq!(p["dedup_key"], "inc-7");
-        assert_eq!(p["payload"]["summary"], "[Outpost] DOWN web (level 2): HTTP 503");
+        assert_eq!(
+            p["payload"]["summary"],
+            "[Outpost] DOWN web (level 2): HTTP 503"
+        );
         assert_eq!(p["payload"]["source"], "edge-1");
         assert_eq!(p["payload"]["severity"], "error");
         assert_eq!(p["payload"]["timestamp"], "2026-12-01T19:06:18.000Z");
