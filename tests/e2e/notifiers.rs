@@ -603,3 +603,29 @@ fn email_starttls_is_refused_at_validation() {
     );
     assert!(smtp.messages().is_empty());
 }
+
+#[test]
+fn email_silent_server_times_out_as_retryable_naming_the_stage() {
+    // Accepts the connection and never sends a greeting.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = l.incoming().take(4).collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(held);
+    });
+    let cfg = json!({"smtp": format!("smtp://127.0.0.1:{port}"), "from": "a@example.com", "to": ["b@example.com"]});
+    let started = std::time::Instant::now();
+    let (permanent, _, error) = failed(&notify(
+        "email",
+        &cfg,
+        &alert("opened"),
+        &["--timeout", "1500ms"],
+    ));
+    assert!(!permanent, "{error}");
+    assert!(
+        error.contains("did not answer in time (waiting for: the greeting)"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
