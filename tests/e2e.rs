@@ -22,3 +22,5 @@ mod config_errors;
 mod escalation;
 #[path = "e2e/mongo.rs"]
 mod mongo;
+#[path = "e2e/notifiers.rs"]
+mod notifiers;

@@ -49,14 +49,14 @@ ack_within = "1h"
 {extra}
 "#,
         url = target.url(),
-        rx = rx.url()
+        rx = rx.url("")
     )
 }
 
 fn events(rx: &Receiver, path: &str) -> Vec<String> {
-    rx.requests(path)
+    rx.requests_to(path)
         .iter()
-        .map(|r| r.json["event"].as_str().unwrap_or("?").to_string())
+        .map(|r| r.json()["event"].as_str().unwrap_or("?").to_string())
         .collect()
 }
 
@@ -82,24 +82,24 @@ fn no_ack_escalates_to_level_2_then_ack_stops_it_and_recovery_resolves() {
     let opened = rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
     let first = &opened[0];
     let waited = down_at.elapsed();
-    assert_eq!(first.json["event"], "opened", "{:?}", first.json);
-    assert_eq!(first.json["target"], "web");
-    assert_eq!(first.json["level"], 1);
+    assert_eq!(first.json()["event"], "opened", "{:?}", first.json);
+    assert_eq!(first.json()["target"], "web");
+    assert_eq!(first.json()["level"], 1);
     // Two failures (~0.35 s) plus the 1 s window: not before.
     assert!(waited >= Duration::from_millis(1200), "opened after {waited:?}");
-    let ack_url = first.json["ack_url"].as_str().expect("an ack link").to_string();
+    let ack_url = first.json()["ack_url"].as_str().expect("an ack link").to_string();
     assert!(ack_url.starts_with(&format!("http://127.0.0.1:{}/ack/", agent.port)), "{ack_url}");
     let token = token_of(&ack_url);
     assert!(token.len() >= 22, "token has ≥ 128 bits: {token}");
-    assert!(rx.requests("/l2").is_empty(), "level 2 not yet");
+    assert!(rx.requests_to("/l2").is_empty(), "level 2 not yet");
 
     // Nobody acknowledges: level 2 after ack_within (2 s).
     let l2 = rx.wait_for("/l2", 1, Duration::from_secs(10), &agent);
     let gap = l2[0].at.duration_since(first.at);
     assert!(gap >= Duration::from_millis(1900) && gap < Duration::from_secs(5), "level 2 after {gap:?}");
-    assert_eq!(l2[0].json["event"], "escalated");
-    assert_eq!(l2[0].json["level"], 2);
-    assert_eq!(token_of(l2[0].json["ack_url"].as_str().unwrap()), token, "same incident, same link");
+    assert_eq!(l2[0].json()["event"], "escalated");
+    assert_eq!(l2[0].json()["level"], 2);
+    assert_eq!(token_of(l2[0].json()["ack_url"].as_str().unwrap()), token, "same incident, same link");
 
     // Acknowledge by POST (what the page's button does).
     let (code, body) = http_post(&ack_url, "application/x-www-form-urlencoded", b"by=alice", &[("accept", "application/json")]);
@@ -122,14 +122,14 @@ fn no_ack_escalates_to_level_2_then_ack_stops_it_and_recovery_resolves() {
     rx.wait_for("/l2", 3, Duration::from_secs(10), &agent);
     assert_eq!(events(&rx, "/l1"), ["opened", "acknowledged", "resolved"]);
     assert_eq!(events(&rx, "/l2"), ["escalated", "acknowledged", "resolved"]);
-    let all = rx.requests("/l1");
-    assert!(all[2].json["ack_url"].is_null(), "no link once resolved");
+    let all = rx.requests_to("/l1");
+    assert!(all[2].json()["ack_url"].is_null(), "no link once resolved");
     let inc = &incidents(&agent)[0];
     assert_eq!(inc["state"], "resolved");
     assert_eq!(inc["acked_by"], "alice");
     assert!(inc["acked_at_ms"].as_i64().unwrap() >= inc["opened_at_ms"].as_i64().unwrap());
     // Idempotency keys are unique per notification.
-    let mut keys: Vec<String> = all.iter().chain(rx.requests("/l2").iter()).map(|r| r.json["idempotency_key"].as_str().unwrap().to_string()).collect();
+    let mut keys: Vec<String> = all.iter().chain(rx.requests_to("/l2").iter()).map(|r| r.json()["idempotency_key"].as_str().unwrap().to_string()).collect();
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), 6);
@@ -143,7 +143,7 @@ fn level_1_acknowledging_in_time_means_level_2_is_never_called() {
     agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
     target.set(Mode::Error);
     let opened = rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
-    let url = opened[0].json["ack_url"].as_str().unwrap().to_string();
+    let url = opened[0].json()["ack_url"].as_str().unwrap().to_string();
 
     // GET shows a page and never acknowledges (link scanners).
     for _ in 0..3 {
@@ -160,7 +160,7 @@ fn level_1_acknowledging_in_time_means_level_2_is_never_called() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("acknowledged incident #1 (web) as bob"));
     // Well past ack_within: level 2 never hears.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(rx.requests("/l2").is_empty(), "level 2 was called: {:?}", events(&rx, "/l2"));
+    assert!(rx.requests_to("/l2").is_empty(), "level 2 was called: {:?}", events(&rx, "/l2"));
     assert_eq!(events(&rx, "/l1"), ["opened", "acknowledged"]);
     let (code, _, page) = http_get(&url, &[]);
     assert_eq!(code, 200);
@@ -216,18 +216,18 @@ fn a_receiver_that_refuses_then_fails_then_rate_limits_gets_each_notification_on
     let rx = Receiver::start_on(port);
     rx.script("/l1", &[(500, None), (500, None), (429, Some(1))]);
     let got = rx.wait_for("/l1", 5, Duration::from_secs(40), &agent);
-    let delivered: Vec<&str> = got.iter().filter(|r| r.status == 200).map(|r| r.json["event"].as_str().unwrap()).collect();
+    let delivered: Vec<&str> = got.iter().filter(|r| r.status == 200).map(|r| r.json()["event"].as_str().unwrap()).collect();
     std::thread::sleep(Duration::from_secs(1));
-    let all = rx.requests("/l1");
-    let ok: Vec<&str> = all.iter().filter(|r| r.status == 200).map(|r| r.json["event"].as_str().unwrap()).collect();
-    assert_eq!(ok, ["opened", "resolved"], "each once, in order; all requests: {:?}", all.iter().map(|r| (r.status, r.json["event"].clone())).collect::<Vec<_>>());
+    let all = rx.requests_to("/l1");
+    let ok: Vec<&str> = all.iter().filter(|r| r.status == 200).map(|r| r.json()["event"].as_str().unwrap()).collect();
+    assert_eq!(ok, ["opened", "resolved"], "each once, in order; all requests: {:?}", all.iter().map(|r| (r.status, r.json()["event"].clone())).collect::<Vec<_>>());
     assert_eq!(delivered, ["opened", "resolved"]);
     // The 429's Retry-After was honoured.
     let i429 = all.iter().position(|r| r.status == 429).unwrap();
     let gap = all[i429 + 1].at.duration_since(all[i429].at);
     assert!(gap >= Duration::from_millis(950), "retried {gap:?} after a 429 with Retry-After: 1");
     // Same idempotency key on every attempt of "opened".
-    let keys: std::collections::HashSet<_> = all.iter().filter(|r| r.json["event"] == "opened").map(|r| r.json["idempotency_key"].clone()).collect();
+    let keys: std::collections::HashSet<_> = all.iter().filter(|r| r.json()["event"] == "opened").map(|r| r.json()["idempotency_key"].clone()).collect();
     assert_eq!(keys.len(), 1);
     let inc = &incidents(&agent)[0];
     let n = &inc["notifications"][0];
@@ -245,7 +245,7 @@ fn tokens_wrong_truncated_random_or_resolved_are_refused_and_change_nothing() {
     agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
     target.set(Mode::Error);
     let opened = rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
-    let url = opened[0].json["ack_url"].as_str().unwrap().to_string();
+    let url = opened[0].json()["ack_url"].as_str().unwrap().to_string();
     let token = token_of(&url);
     let base = agent.api("/ack/");
     let mut flipped = token.clone().into_bytes();
@@ -293,7 +293,7 @@ fn a_silence_holds_notifications_but_results_are_recorded() {
     target.set(Mode::Error);
     agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "down");
     std::thread::sleep(Duration::from_secs(2));
-    assert!(rx.requests("/l1").is_empty(), "silenced, yet notified");
+    assert!(rx.requests_to("/l1").is_empty(), "silenced, yet notified");
     let history = agent.history("web");
     assert!(history["results"].as_array().unwrap().iter().any(|r| r["status"] == "fail"), "results still recorded");
     // Ending the silence through the API (admin token) lets the alert out.
@@ -301,7 +301,7 @@ fn a_silence_holds_notifications_but_results_are_recorded() {
     let (code, body) = crate::util::http_request("DELETE", &agent.api("/api/v1/silences/1"), "", b"", &[("authorization", &format!("Bearer {}", admin.trim()))]);
     assert_eq!(code, 204, "{body}");
     let got = rx.wait_for("/l1", 1, Duration::from_secs(10), &agent);
-    assert_eq!(got[0].json["event"], "opened");
+    assert_eq!(got[0].json()["event"], "opened");
 }
 
 #[test]

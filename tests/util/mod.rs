@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-mod receiver;
+pub mod receiver;
 pub use receiver::Receiver;
 
 /// Path of the `outpost` binary under test.

@@ -1,122 +1,154 @@
-//! A real HTTP receiver on loopback that records every request (for
-//! notifier tests) and answers as scripted per path.
+//! Real receivers for the notifier tests: an HTTP/1.1 server on loopback
+//! that records every request and answers what the test tells it, and the
+//! aiosmtpd SMTP server of `tests/servers/smtp_server.py`.
+#![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// One recorded request.
+/// One request as the receiver read it.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub struct Recorded {
     pub method: String,
     pub path: String,
-    /// Header names lower-case.
+    /// Header names lower-case, in arrival order.
     pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
     pub body: Vec<u8>,
-    /// The body parsed as JSON (Null if it is not JSON).
-    pub json: serde_json::Value,
     /// When it arrived.
     pub at: Instant,
-    /// What the receiver answered.
+    /// The status the receiver answered.
     pub status: u16,
 }
 
-impl Request {
+impl Recorded {
+    /// First value of a header (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// The body parsed as JSON (panics with the body when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
 
-type Script = HashMap<String, VecDeque<(u16, Option<u64>)>>;
+/// What the receiver answers.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
 
-/// The receiver.
+impl Answer {
+    pub fn new(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            headers: vec![],
+            body: body.into(),
+        }
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Answer {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// Answers queued per path, used before the default answer.
+type Scripts = HashMap<String, VecDeque<Answer>>;
+
+/// A recording HTTP server on `127.0.0.1:<port chosen by the OS>`.
 pub struct Receiver {
     pub port: u16,
-    log: Arc<Mutex<Vec<Request>>>,
-    script: Arc<Mutex<Script>>,
+    answer: Arc<Mutex<Answer>>,
+    scripts: Arc<Mutex<Scripts>>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
 }
 
 impl Receiver {
-    /// Listens on a free port.
+    /// Starts answering `200 ok`.
     pub fn start() -> Receiver {
-        Self::serve(TcpListener::bind("127.0.0.1:0").unwrap())
+        Self::serve_on(TcpListener::bind("127.0.0.1:0").unwrap())
     }
 
-    /// Listens on `port` (e.g. one that refused connections before).
+    /// Starts on `port` (one that refused connections before, say).
     pub fn start_on(port: u16) -> Receiver {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             match TcpListener::bind(("127.0.0.1", port)) {
-                Ok(l) => return Self::serve(l),
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("cannot listen on {port}: {e}"),
+                Ok(l) => return Self::serve_on(l),
+                Err(e) if Instant::now() > deadline => panic!("cannot listen on {port}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
             }
         }
     }
 
-    /// A receiver that does not listen yet (only its URL is used).
+    /// A receiver that does not listen (yet): only its URL is of use.
     pub fn unstarted(port: u16) -> Receiver {
         Receiver {
             port,
-            log: Arc::default(),
-            script: Arc::default(),
+            answer: Arc::new(Mutex::new(Answer::new(200, "ok"))),
+            scripts: Arc::default(),
+            requests: Arc::default(),
         }
     }
 
-    fn serve(l: TcpListener) -> Receiver {
+    fn serve_on(l: TcpListener) -> Receiver {
         let r = Receiver {
             port: l.local_addr().unwrap().port(),
-            log: Arc::default(),
-            script: Arc::default(),
+            ..Self::unstarted(0)
         };
-        let (log, script) = (r.log.clone(), r.script.clone());
+        let (answer, scripts, requests) = (r.answer.clone(), r.scripts.clone(), r.requests.clone());
         std::thread::spawn(move || {
             for s in l.incoming() {
                 let Ok(s) = s else { continue };
-                let (log, script) = (log.clone(), script.clone());
-                std::thread::spawn(move || serve_one(s, &log, &script));
+                let (answer, scripts, requests) = (answer.clone(), scripts.clone(), requests.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(s, &answer, &scripts, &requests);
+                });
             }
         });
         r
     }
 
-    /// `http://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The next answers for `path`: (status, Retry-After seconds); 200
-    /// once the script is used up.
+    /// Queues answers for requests to `path`: (status, Retry-After
+    /// seconds); later requests get the default answer.
     pub fn script(&self, path: &str, answers: &[(u16, Option<u64>)]) {
-        self.script
-            .lock()
-            .unwrap()
-            .entry(path.to_string())
-            .or_default()
-            .extend(answers.iter().copied());
+        let mut s = self.scripts.lock().unwrap();
+        let q = s.entry(path.to_string()).or_default();
+        for (status, retry_after) in answers {
+            let mut a = Answer::new(*status, "scripted");
+            if let Some(r) = retry_after {
+                a = a.header("retry-after", &r.to_string());
+            }
+            q.push_back(a);
+        }
     }
 
     /// Requests to `path`, in arrival order.
-    pub fn requests(&self, path: &str) -> Vec<Request> {
-        self.log.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
+    pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
+        self.requests().into_iter().filter(|r| r.path == path).collect()
     }
 
-    /// All requests.
-    pub fn all(&self) -> Vec<Request> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until `path` has seen `n` requests; panics with the agent's
-    /// logs after `timeout`.
-    pub fn wait_for(&self, path: &str, n: usize, timeout: Duration, agent: &super::Agent) -> Vec<Request> {
+    /// Waits until `path` has had `n` requests; panics with the agent's log
+    /// after `timeout`.
+    pub fn wait_for(&self, path: &str, n: usize, timeout: Duration, agent: &super::Agent) -> Vec<Recorded> {
         let deadline = Instant::now() + timeout;
         loop {
-            let got = self.requests(path);
+            let got = self.requests_to(path);
             if got.len() >= n {
                 return got;
             }
@@ -124,69 +156,184 @@ impl Receiver {
                 Instant::now() < deadline,
                 "{path}: {} of {n} requests after {timeout:?}: {:?}\nlogs:\n{}",
                 got.len(),
-                got.iter().map(|r| r.json.clone()).collect::<Vec<_>>(),
+                got.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect::<Vec<_>>(),
                 agent.logs()
             );
             std::thread::sleep(Duration::from_millis(25));
         }
     }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Changes what later requests get.
+    pub fn answer(&self, a: Answer) {
+        *self.answer.lock().unwrap() = a;
+    }
+
+    /// Everything received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// The only request received (panics otherwise).
+    pub fn single(&self) -> Recorded {
+        let r = self.requests();
+        assert_eq!(r.len(), 1, "expected exactly one request, got {r:?}");
+        r.into_iter().next().unwrap()
+    }
 }
 
-fn serve_one(mut s: TcpStream, log: &Mutex<Vec<Request>>, script: &Mutex<Script>) {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
+fn serve(
+    s: TcpStream,
+    answer: &Mutex<Answer>,
+    scripts: &Mutex<Scripts>,
+    requests: &Mutex<Vec<Recorded>>,
+) -> std::io::Result<()> {
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let path = parts.next().unwrap_or_default().to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
         }
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or("").split_whitespace();
-    let method = first.next().unwrap_or("").to_string();
-    let path = first.next().unwrap_or("").to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < len {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        if let Some((n, v)) = h.split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    let (status, retry_after) = script
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        r.read_exact(&mut body)?;
+    }
+    let a = scripts
         .lock()
         .unwrap()
         .get_mut(&path)
         .and_then(|q| q.pop_front())
-        .unwrap_or((200, None));
-    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-    log.lock().unwrap().push(Request {
+        .unwrap_or_else(|| answer.lock().unwrap().clone());
+    requests.lock().unwrap().push(Recorded {
         method,
         path,
         headers,
         body,
-        json,
         at: Instant::now(),
-        status,
+        status: a.status,
     });
-    let extra = retry_after.map(|s| format!("retry-after: {s}\r\n")).unwrap_or_default();
-    let text = if status == 200 { "ok" } else { "not now" };
-    let _ = write!(
-        s,
-        "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{extra}connection: close\r\n\r\n{text}",
-        text.len()
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
+        a.status,
+        a.body.len()
     );
+    for (n, v) in &a.headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    w.write_all(head.as_bytes())?;
+    w.write_all(a.body.as_bytes())?;
+    w.flush()
+}
+
+/// The aiosmtpd server of `tests/servers/smtp_server.py`, writing each
+/// received message as a JSON file into its own temporary directory.
+pub struct SmtpServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl SmtpServer {
+    /// Starts the server with extra arguments (`--auth u:p`,
+    /// `--mechanisms LOGIN`, `--rcpt-reply "451 ..."`).
+    pub fn start(args: &[&str]) -> SmtpServer {
+        let dir = tempfile::tempdir().unwrap();
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/servers/smtp_server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(dir.path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start python3 (run scripts/install-test-deps)");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let port = first.trim().parse().unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("smtp_server.py did not print its port (is aiosmtpd installed? run scripts/install-test-deps); got `{first}`")
+        });
+        SmtpServer { port, dir, child }
+    }
+
+    /// `smtp://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// The messages received so far, in order.
+    pub fn messages(&self) -> Vec<serde_json::Value> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort_by_key(|p| {
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.strip_prefix("msg-"))
+                .and_then(|n| n.parse::<u32>().ok())
+        });
+        files
+            .iter()
+            .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Waits (bounded) until `n` messages were received.
+    pub fn wait_messages(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.messages();
+            if m.len() >= n || Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -44,6 +44,14 @@ pub struct RunArgs {
     /// (repeatable).
     #[arg(long = "allow", value_name = "HOST:PORT")]
     pub allow: Vec<String>,
+    /// Allow exactly these host:port endpoints instead of those the config
+    /// names (repeatable), as an `allow` list in the agent's config does.
+    #[arg(
+        long = "allow-only",
+        value_name = "HOST:PORT",
+        conflicts_with = "allow"
+    )]
+    pub allow_only: Vec<String>,
     /// For a notifier: the alert as JSON (field names as in the WIT
     /// `alert` record, snake_case); missing fields get sample values.
     #[arg(long)]
@@ -125,15 +133,21 @@ async fn run_once(a: RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<Exit
     if !config.is_object() {
         bail!("--config must be a JSON object, like '{{\"url\": \"http://127.0.0.1:8080/\"}}'");
     }
-    let extra: Vec<Endpoint> = a
-        .allow
-        .iter()
-        .map(|s| Endpoint::parse(s))
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("--allow {e}"))?;
+    let parse_endpoints = |list: &[String], flag: &str| -> anyhow::Result<Vec<Endpoint>> {
+        list.iter()
+            .map(|s| Endpoint::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("{flag} {e}"))
+    };
+    let extra = parse_endpoints(&a.allow, "--allow")?;
+    let only = parse_endpoints(&a.allow_only, "--allow-only")?;
     let host = host(cache_dir, a.memory_mb)?;
     let plugin = host.load_spec(&a.plugin).await?;
-    let policy = Arc::new(NetPolicy::from_config(&config, &extra));
+    let policy = Arc::new(if only.is_empty() {
+        NetPolicy::from_config(&config, &extra)
+    } else {
+        NetPolicy::new(only)
+    });
     let mut inst = plugin.instance(policy, "cli");
     let json = config.to_string();
     if let Err(e) = inst
