@@ -17,3 +17,12 @@ mod agent;
 
 #[path = "e2e/config_errors.rs"]
 mod config_errors;
+
+#[path = "e2e/federation.rs"]
+mod federation;
+
+#[path = "e2e/status_api.rs"]
+mod status_api;
+
+#[path = "e2e/status_page.rs"]
+mod status_page;

@@ -8,6 +8,7 @@
 //! plugins are loaded here; they are handed on with the config.
 
 mod raw;
+pub mod topology;
 
 use crate::plugin_host::{Endpoint, Limits, Plugin, PluginHost, PluginSource};
 use raw::{RawFile, RawIncluded, RawSensor};
@@ -136,6 +137,8 @@ pub struct Config {
     pub sensors: Vec<SensorConfig>,
     /// Directories that `include` patterns read (watched for changes).
     pub include_dirs: Vec<PathBuf>,
+    /// Systems, services, peers, push targets and API access.
+    pub topology: topology::Topology,
 }
 
 /// A configuration with its plugins loaded.
@@ -242,6 +245,13 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
     };
 
     let agent = check_agent(&main, file.agent.as_ref(), &base)?;
+    let raw_topology = topology::RawTopology {
+        system: file.system,
+        service: file.service,
+        peer: file.peer,
+        push: file.push,
+        api: file.api,
+    };
 
     // Sensors from the main file, then from included files in name order.
     let mut sources = vec![];
@@ -331,12 +341,15 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
         }
         sensors.push(s);
     }
+    let names: Vec<String> = sensors.iter().map(|s| s.name.clone()).collect();
+    let topology = topology::check(&sources[0], &raw_topology, &names, &agent.name, &base)?;
     Ok(Loaded {
         config: Config {
             path: path.to_path_buf(),
             agent,
             sensors,
             include_dirs,
+            topology,
         },
         plugins,
     })
