@@ -112,9 +112,10 @@ fn render_bar(out: &mut String, bar: &Bar) {
         "no data".to_string()
     } else {
         format!(
-            "{:.2}% over {} days",
+            "{:.2}% over {} day{}",
             known.iter().sum::<f64>() / known.len() as f64,
-            known.len()
+            known.len(),
+            if known.len() == 1 { "" } else { "s" }
         )
     };
     let _ = write!(
