@@ -15,7 +15,15 @@
 //! parse of the same documents.
 //!
 //! `cargo bench -p outpost --bench federation` (OUTPOST_BENCH_SECS sets the
-//! aggregation run, default 20).
+//! aggregation run, default 20). Without a release build: `cargo test -p
+//! outpost --bench federation --no-run --config
+//! 'profile.dev.package.outpost.opt-level=3'` and run the printed binary
+//! (dependencies are already optimised in dev builds).
+//!
+//! Measured 2026-12-01 on the shared 2-core machine (load ≈ 10), outpost at
+//! opt-level 3: render 0.81 ms (327 KiB); HTTP 200 3.3 ms vs 304 0.20 ms;
+//! aggregation 1.83 % of one core; serving side 0.18 s vs aggregator 0.37 s
+//! (ratio 2.1); bare parse of a round's changed documents 1.9 ms.
 
 use outpost::config::topology::{Member, NodeConfig, NodeKind, PeerConfig, Rule};
 use outpost::evaluation::{self, Setup, Stage};
