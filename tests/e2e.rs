@@ -24,3 +24,11 @@ mod escalation;
 mod mongo;
 #[path = "e2e/notifiers.rs"]
 mod notifiers;
+#[path = "e2e/federation.rs"]
+mod federation;
+
+#[path = "e2e/status_api.rs"]
+mod status_api;
+
+#[path = "e2e/status_page.rs"]
+mod status_page;

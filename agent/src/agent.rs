@@ -2,9 +2,12 @@
 //!
 //! schedule → run plugin → result → store → evaluate → incidents → notify / serve:
 //! [`Scheduler`] tasks send [`CheckEvent`]s to the [`recorder`], which
-//! stores them and updates the [`Board`] that the [`api`] serves; it passes
-//! them on as [`TargetEvent`]s to the incident [`Engine`], whose
-//! notifications the [`escalation::outbox`] delivers.
+//! stores them and updates the [`Board`] that the [`api`] serves, then
+//! forwards them to the [`evaluation`] stage (systems, services, peers),
+//! which sends [`TargetEvent`]s on to the incident [`Engine`], whose
+//! notifications the [`escalation::outbox`] delivers. Peer pollers
+//! ([`federation`]) and pushes received by the API feed the evaluation
+//! stage too.
 //! This module owns start-up (resuming sensor states from the database),
 //! reloads (SIGHUP, or a change in an `include` directory: an invalid new
 //! config is rejected and the old one keeps running) and graceful shutdown
@@ -14,13 +17,16 @@
 use crate::api;
 use crate::config::{self, Config};
 use crate::escalation::{self, AlertingConfig, engine::Engine, token};
-use crate::targets::TargetEvent;
+use crate::evaluation;
+use crate::federation::{self, Identity, PeerUpdate};
 use crate::metrics::Metrics;
 use crate::plugin_host::{HostConfig, PluginHost};
 use crate::recorder;
 use crate::scheduler::{CheckEvent, Scheduler};
 use crate::state::{Machine, Policy, State};
 use crate::status::{Board, SensorView};
+use crate::targets::TargetEvent;
+use crate::topology::Graph;
 use anyhow::Context;
 use outpost_store::{Store, StoreOptions};
 use std::collections::HashMap;
@@ -38,6 +44,50 @@ const INCLUDE_POLL: Duration = Duration::from_secs(2);
 /// at 1,000 checks/s; beyond that, checks wait (backpressure) rather than
 /// results being dropped.
 const EVENT_QUEUE: usize = 4096;
+
+/// Capacity of the federation → evaluation channel: one message per poll
+/// or push; 1,024 covers a burst from a large fleet.
+const PEER_QUEUE: usize = 1024;
+
+/// The evaluation stage's view of a configuration.
+fn eval_setup(cfg: &Config) -> evaluation::Setup {
+    evaluation::Setup {
+        graph: Graph::new(cfg.topology.nodes.clone()),
+        peers: cfg.topology.peers.clone(),
+        sensors: cfg.sensors.clone(),
+    }
+}
+
+/// Starts a poller per polled peer and a pusher per `[[push]]`.
+fn federation_tasks(
+    cfg: &Config,
+    peer_tx: &mpsc::Sender<PeerUpdate>,
+    api_state: &api::AppState,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![];
+    for p in cfg.topology.peers.iter().filter(|p| p.url.is_some()) {
+        tasks.push(tokio::spawn(federation::poll_peer(
+            p.clone(),
+            peer_tx.clone(),
+        )));
+    }
+    for p in &cfg.topology.push {
+        let st = api_state.clone();
+        tasks.push(tokio::spawn(federation::push_to(p.clone(), move || {
+            st.status_json().1
+        })));
+    }
+    tasks
+}
+
+fn push_peers(cfg: &Config) -> Vec<String> {
+    cfg.topology
+        .peers
+        .iter()
+        .filter(|p| p.url.is_none())
+        .map(|p| p.name.clone())
+        .collect()
+}
 
 /// The database file inside the data directory.
 pub fn db_path(data_dir: &Path) -> PathBuf {
@@ -179,8 +229,6 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let wake = Arc::new(Notify::new());
     let engine = Engine::new(store.clone(), alerting_rx.borrow().clone(), wake.clone())
         .context("cannot read the incidents from the database")?;
-    let (target_tx, target_rx) = mpsc::channel::<TargetEvent>(EVENT_QUEUE);
-    let engine_task = tokio::spawn(engine.run(target_rx, alerting_tx.subscribe()));
     let (stop_outbox, outbox_stop_rx) = watch::channel(false);
     let outbox_task = tokio::spawn(escalation::outbox::run(
         store.clone(),
@@ -188,18 +236,16 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         wake.clone(),
         outbox_stop_rx,
     ));
-    // Evaluation of sensors into target events (systems and services join
-    // here).
-    let (eval_tx, mut eval_rx) = mpsc::channel::<CheckEvent>(EVENT_QUEUE);
-    let evaluator = tokio::spawn(async move {
-        while let Some(ev) = eval_rx.recv().await {
-            if target_tx.send(TargetEvent::from_check(&ev)).await.is_err() {
-                break;
-            }
-        }
-    });
 
+    let me = Identity {
+        name: cfg.agent.name.clone(),
+        id: federation::agent_id(&cfg.agent.data_dir)
+            .context("cannot read or create the agent id in the data directory")?,
+    };
+
+    // scheduler → recorder → evaluation → (target events) → incidents.
     let (tx, rx) = mpsc::channel::<CheckEvent>(EVENT_QUEUE);
+    let (eval_tx, eval_rx) = mpsc::channel::<CheckEvent>(EVENT_QUEUE);
     let recorder = tokio::spawn(recorder::run(
         rx,
         store.clone(),
@@ -207,15 +253,26 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         metrics.clone(),
         Some(eval_tx),
     ));
+    let (peer_tx, peer_rx) = mpsc::channel::<PeerUpdate>(PEER_QUEUE);
+    let (setup_tx, setup_rx) = mpsc::channel::<evaluation::Setup>(4);
+    let (target_tx, target_rx) = mpsc::channel::<TargetEvent>(EVENT_QUEUE);
+    let stage = evaluation::Stage::new(
+        me.clone(),
+        board.clone(),
+        metrics.clone(),
+        target_tx,
+        eval_setup(&cfg),
+    );
+    let evaluator = tokio::spawn(evaluation::run(stage, eval_rx, peer_rx, setup_rx));
+    // The incident stage consumes the target events.
+    let engine_task = tokio::spawn(engine.run(target_rx, alerting_tx.subscribe()));
     let mut scheduler = Scheduler::new(cfg.agent.concurrency, tx, metrics.clone());
     scheduler.apply(&cfg.sensors, &plugins, resume).await;
 
-    let api_state = api::AppState::new(
-        cfg.agent.name.clone(),
-        board.clone(),
-        metrics.clone(),
-        db.clone(),
-    );
+    let api_state = api::AppState::new(me, board.clone(), metrics.clone(), db.clone())
+        .with_tokens(&cfg.topology.api)
+        .with_push(push_peers(&cfg), peer_tx.clone());
+    let mut fed_tasks = federation_tasks(&cfg, &peer_tx, &api_state);
     let listener = tokio::net::TcpListener::bind(cfg.agent.listen)
         .await
         .with_context(|| format!("cannot listen on {} (agent.listen)", cfg.agent.listen))?;
@@ -226,7 +283,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         admin_token: Arc::new(admin_token),
         wake: wake.clone(),
     });
-    let server = tokio::spawn(api::serve(listener, api_state, extra));
+    let server = tokio::spawn(api::serve(listener, api_state.clone(), extra));
     tracing::info!(
         agent = %cfg.agent.name,
         sensors = cfg.sensors.len(),
@@ -283,9 +340,23 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                         ..new.config.clone()
                     },
                 );
+                let _ = setup_tx.send(eval_setup(&new.config)).await;
+                if new.config.topology.peers != cfg.topology.peers
+                    || new.config.topology.push != cfg.topology.push
+                {
+                    for t in fed_tasks.drain(..) {
+                        t.abort();
+                    }
+                    fed_tasks = federation_tasks(&new.config, &peer_tx, &api_state);
+                }
+                if new.config.topology.api != cfg.topology.api {
+                    tracing::warn!("changes to [api] take effect at the next restart");
+                }
                 tracing::info!(
                     sensors = new.config.sensors.len(),
                     removed = removed.len(),
+                    nodes = new.config.topology.nodes.len(),
+                    peers = new.config.topology.peers.len(),
                     "configuration reloaded"
                 );
                 let _ = alerting_tx.send(Arc::new(AlertingConfig::new(
@@ -312,6 +383,9 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         .unwrap_or_default()
         + Duration::from_secs(1);
     scheduler.shutdown(grace).await;
+    for t in fed_tasks {
+        t.abort();
+    }
     let _ = recorder.await;
     let _ = evaluator.await;
     let _ = engine_task.await;

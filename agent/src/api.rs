@@ -1,55 +1,294 @@
-//! The agent's HTTP API (axum): health, status JSON, Prometheus metrics and
-//! history. It only reads: the board, the metrics and the database (through
-//! its own read connection). It listens on loopback unless configured.
+//! The agent's HTTP API (axum): health, the status JSON (schema in
+//! `docs/status.schema.json`), the status page, Prometheus metrics,
+//! history, SLA, incidents, and the push endpoint for peers that cannot be
+//! polled.
+//!
+//! It reads the board, the metrics and the database (through its own
+//! read-only connections); the only thing it writes is a pushed peer
+//! status, which it hands to the evaluation stage as a message. It listens
+//! on loopback unless configured.
+//!
+//! Security: with `[api] read_token_file`, every endpoint but `/healthz`
+//! needs `Authorization: Bearer <token>`; `POST /api/v1/push` needs the push
+//! token. Tokens are compared in constant time (SHA-256 of both sides, then
+//! a branch-free comparison). Request bodies are limited
+//! ([`MAX_BODY_BYTES`], and [`crate::federation::MAX_STATUS_BYTES`] for
+//! pushes).
+//!
+//! Extending: [`router`] returns a stateless `Router`; other stages add
+//! their routes with `.merge()` (e.g. the incident stage's ack/silence
+//! routes).
 
+use crate::federation::{Identity, MAX_STATUS_BYTES, PeerUpdate};
 use crate::metrics::Metrics;
-use crate::status::Board;
-use axum::extract::{Path, Query, State};
+use crate::status::{Board, PeerView, Snapshot};
+use crate::topology::{MemberView, NodeState};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use std::sync::Arc;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
 
 /// Version of the status JSON schema (`docs/status.schema.json`).
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Largest request body accepted by any endpoint but the push endpoint:
+/// no read endpoint takes a body; 64 KiB leaves room for small admin
+/// requests merged in later.
+pub const MAX_BODY_BYTES: usize = 64 << 10;
+
 /// Shared, read-only state of the API.
 #[derive(Clone)]
 pub struct AppState {
-    agent: String,
+    me: Identity,
     started_ms: i64,
     board: Arc<Board>,
     metrics: Arc<Metrics>,
     db: std::path::PathBuf,
+    read_token: Option<Arc<str>>,
+    push_token: Option<Arc<str>>,
+    /// Peers allowed to push (configured `[[peer]]`s without a url).
+    push_peers: Arc<Vec<String>>,
+    /// To the evaluation stage (pushed statuses).
+    peer_tx: Option<mpsc::Sender<PeerUpdate>>,
+    /// The last rendered status JSON and the board version it shows: a
+    /// poll of an unchanged board costs a copy of an `Arc`.
+    cache: Arc<Mutex<Option<(u64, Bytes)>>>,
 }
 
 impl AppState {
-    /// State for an agent called `agent`.
+    /// State for agent `me`.
     pub fn new(
-        agent: String,
+        me: Identity,
         board: Arc<Board>,
         metrics: Arc<Metrics>,
         db: std::path::PathBuf,
     ) -> Self {
         Self {
-            agent,
+            me,
             started_ms: crate::scheduler::now_ms(),
             board,
             metrics,
             db,
+            read_token: None,
+            push_token: None,
+            push_peers: Arc::new(vec![]),
+            peer_tx: None,
+            cache: Arc::default(),
         }
+    }
+
+    /// Requires tokens as `[api]` says.
+    pub fn with_tokens(mut self, api: &crate::config::topology::ApiConfig) -> Self {
+        self.read_token = api.read_token.as_deref().map(Arc::from);
+        self.push_token = api.push_token.as_deref().map(Arc::from);
+        self
+    }
+
+    /// Accepts pushes from `peers`, forwarded to `tx`.
+    pub fn with_push(mut self, peers: Vec<String>, tx: mpsc::Sender<PeerUpdate>) -> Self {
+        self.push_peers = Arc::new(peers);
+        self.peer_tx = Some(tx);
+        self
+    }
+
+    /// The board.
+    pub fn board(&self) -> &Arc<Board> {
+        &self.board
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> &std::path::Path {
+        &self.db
+    }
+
+    /// This agent.
+    pub fn identity(&self) -> &Identity {
+        &self.me
+    }
+
+    /// The ETag of board version `v`.
+    fn etag(&self, v: u64) -> String {
+        format!(
+            "\"{}-{}-{v}\"",
+            &self.me.id[..self.me.id.len().min(8)],
+            self.started_ms
+        )
+    }
+
+    /// The status JSON for the current board, rendered at most once per
+    /// board version.
+    pub fn status_json(&self) -> (u64, Bytes) {
+        let snap = self.board.full();
+        {
+            let c = self.cache.lock().unwrap();
+            if let Some((v, b)) = c.as_ref() {
+                if *v == snap.version {
+                    return (*v, b.clone());
+                }
+            }
+        }
+        let body = Bytes::from(render_status(&self.me, self.started_ms, &snap));
+        *self.cache.lock().unwrap() = Some((snap.version, body.clone()));
+        (snap.version, body)
     }
 }
 
-/// The router.
+// ---------------------------------------------------------------------------
+// The status document (docs/status.schema.json).
+// ---------------------------------------------------------------------------
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    schema_version: u32,
+    agent: AgentDoc<'a>,
+    generated_at_ms: i64,
+    sensors: Vec<SensorDoc<'a>>,
+    systems: Vec<NodeDoc<'a>>,
+    services: Vec<NodeDoc<'a>>,
+    peers: &'a [PeerView],
+}
+
+#[derive(Serialize)]
+struct AgentDoc<'a> {
+    name: &'a str,
+    id: &'a str,
+    version: &'static str,
+    started_at_ms: i64,
+}
+
+#[derive(Serialize)]
+struct SensorDoc<'a> {
+    name: &'a str,
+    plugin: &'a str,
+    category: &'a Option<String>,
+    description: &'a Option<String>,
+    labels: &'a BTreeMap<String, String>,
+    state: crate::state::State,
+    since_ms: i64,
+    reason: &'a str,
+    flapping: bool,
+    last_check_ms: Option<i64>,
+    last_status: Option<crate::plugin_host::Status>,
+    last_message: &'a str,
+    last_latency_ms: Option<f64>,
+    interval_ms: u64,
+    incident: Option<&'a serde_json::Value>,
+}
+
+#[derive(Serialize)]
+struct NodeDoc<'a> {
+    name: &'a str,
+    state: NodeState,
+    since_ms: i64,
+    reason: &'a str,
+    caused_by: &'a [String],
+    rule: &'a str,
+    members: &'a [MemberView],
+    category: &'a Option<String>,
+    description: &'a Option<String>,
+    labels: &'a BTreeMap<String, String>,
+    incident: Option<&'a serde_json::Value>,
+}
+
+fn node_doc<'a>(
+    n: &'a crate::topology::NodeView,
+    incidents: &'a BTreeMap<String, serde_json::Value>,
+) -> NodeDoc<'a> {
+    NodeDoc {
+        name: &n.name,
+        state: n.state,
+        since_ms: n.since_ms,
+        reason: &n.reason,
+        caused_by: &n.caused_by,
+        rule: &n.rule,
+        members: &n.members,
+        category: &n.category,
+        description: &n.description,
+        labels: &n.labels,
+        incident: incidents.get(&n.name),
+    }
+}
+
+/// Renders the status document for a board snapshot.
+pub fn render_status(me: &Identity, started_ms: i64, s: &Snapshot) -> Vec<u8> {
+    let node = |n| node_doc(n, &s.incidents);
+    let doc = Doc {
+        schema_version: SCHEMA_VERSION,
+        agent: AgentDoc {
+            name: &me.name,
+            id: &me.id,
+            version: env!("CARGO_PKG_VERSION"),
+            started_at_ms: started_ms,
+        },
+        generated_at_ms: crate::scheduler::now_ms(),
+        sensors: s
+            .sensors
+            .iter()
+            .map(|v| SensorDoc {
+                name: &v.name,
+                plugin: &v.plugin,
+                category: &v.category,
+                description: &v.description,
+                labels: &v.labels,
+                state: v.state,
+                since_ms: v.since_ms,
+                reason: &v.reason,
+                flapping: v.flapping,
+                last_check_ms: v.last_check_ms,
+                last_status: v.last_status,
+                last_message: &v.last_message,
+                last_latency_ms: v.last_latency_ms,
+                interval_ms: v.interval_ms,
+                incident: s.incidents.get(&v.name),
+            })
+            .collect(),
+        systems: s
+            .nodes
+            .iter()
+            .filter(|n| n.kind == "system")
+            .map(node)
+            .collect(),
+        services: s
+            .nodes
+            .iter()
+            .filter(|n| n.kind == "service")
+            .map(node)
+            .collect(),
+        peers: &s.peers,
+    };
+    serde_json::to_vec(&doc).expect("the status document serializes")
+}
+
+// ---------------------------------------------------------------------------
+// Router, auth, handlers.
+// ---------------------------------------------------------------------------
+
+/// The router (stateless, so other stages can `.merge()` theirs).
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+    let read = Router::new()
+        .route("/", get(crate::page::page))
         .route("/api/v1/status", get(status))
         .route("/api/v1/sensors/{name}/history", get(history))
+        .route("/api/v1/sla", get(sla))
+        .route("/api/v1/incidents", get(incidents))
         .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_read));
+    let push = Router::new()
+        .route("/api/v1/push", post(push))
+        .layer(DefaultBodyLimit::max(MAX_STATUS_BYTES));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(read)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .merge(push)
         .with_state(state)
 }
 
@@ -61,23 +300,137 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, extra: Ro
     }
 }
 
-async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let (version, sensors) = st.board.snapshot();
-    let etag = format!("\"{}-{}\"", st.started_ms, version);
-    if headers
+/// Constant-time token check: both sides are hashed to 32 bytes first, so
+/// neither the content nor the length of the expected token leaks through
+/// timing.
+pub fn token_matches(given: &str, expected: &str) -> bool {
+    use sha2::Digest;
+    let a = sha2::Sha256::digest(given.as_bytes());
+    let b = sha2::Sha256::digest(expected.as_bytes());
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b.iter()) {
+        diff |= x ^ y;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn unauthorized(msg: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(serde_json::json!({ "error": msg })),
+    )
+        .into_response()
+}
+
+async fn require_read(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(expected) = &st.read_token {
+        match bearer(req.headers()) {
+            Some(t) if token_matches(t, expected) => {}
+            Some(_) => return unauthorized("wrong token"),
+            None => {
+                return unauthorized("this agent requires `Authorization: Bearer <read token>`");
+            }
+        }
+    }
+    next.run(req).await
+}
+
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        == Some(etag.as_str())
-    {
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+}
+
+async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    // The 304 path reads one counter under a read lock.
+    let etag = st.etag(st.board.version());
+    if if_none_match(&headers, &etag) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    let body = serde_json::json!({
-        "schema_version": SCHEMA_VERSION,
-        "agent": { "name": st.agent, "version": env!("CARGO_PKG_VERSION"), "started_at_ms": st.started_ms },
-        "generated_at_ms": crate::scheduler::now_ms(),
-        "sensors": sensors,
-    });
-    ([(header::ETAG, etag)], Json(body)).into_response()
+    let (version, body) = st.status_json();
+    (
+        [
+            (header::ETAG, st.etag(version)),
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::CACHE_CONTROL, "no-cache".to_string()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn push(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let Some(expected) = &st.push_token else {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({"error": "this agent accepts no pushes: set [api] push_token_file"})),
+        )
+            .into_response();
+    };
+    match bearer(&headers) {
+        Some(t) if token_matches(t, expected) => {}
+        _ => return unauthorized("a push needs `Authorization: Bearer <push token>`"),
+    }
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(serde_json::json!({"error": format!("a pushed status may be at most {} MiB", MAX_STATUS_BYTES >> 20)})),
+        )
+            .into_response()
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_STATUS_BYTES as u64) {
+        return too_large();
+    }
+    let bytes = match axum::body::to_bytes(body, MAX_STATUS_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return too_large(),
+    };
+    let status = match crate::federation::parse_status(&bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({"error": e})),
+            )
+                .into_response();
+        }
+    };
+    let name = status.agent.name.clone();
+    if !st.push_peers.contains(&name) {
+        return (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({"error": format!("`{name}` is not a [[peer]] of this agent without a url (push peers are declared)")})),
+        )
+            .into_response();
+    }
+    let Some(tx) = &st.peer_tx else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    match tx.try_send(PeerUpdate::Status {
+        peer: name,
+        status: Box::new(status),
+    }) {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
@@ -89,6 +442,10 @@ async fn metrics(State(st): State<AppState>) -> Response {
         st.metrics.render(),
     )
         .into_response()
+}
+
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(serde_json::json!({"error": msg.into()}))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -103,11 +460,7 @@ async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> Response {
     if st.board.get(&name).is_none() {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({"error": format!("no sensor named `{name}`")})),
-        )
-            .into_response();
+        return error(StatusCode::NOT_FOUND, format!("no sensor named `{name}`"));
     }
     let since = match q
         .since
@@ -116,13 +469,7 @@ async fn history(
         .transpose()
     {
         Ok(d) => d.unwrap_or(std::time::Duration::from_secs(3600)),
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({"error": e})),
-            )
-                .into_response();
-        }
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let since_ms = crate::scheduler::now_ms() - since.as_millis() as i64;
     let limit = q.limit.unwrap_or(1000).min(10_000);
@@ -140,15 +487,180 @@ async fn history(
             Json(serde_json::json!({"results": results, "transitions": transitions}))
                 .into_response()
         }
-        Ok(Err(e)) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({"error": e.to_string()})),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({"error": e.to_string()})),
-        )
-            .into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Parses `YYYY-MM-DD` (UTC) to Unix ms.
+pub fn parse_day(s: &str) -> Result<i64, String> {
+    let bad = || format!("`{s}` is not a date; write YYYY-MM-DD");
+    let parts: Vec<&str> = s.split('-').collect();
+    if parts.len() != 3 {
+        return Err(bad());
+    }
+    let y: i64 = parts[0].parse().map_err(|_| bad())?;
+    let m: u32 = parts[1].parse().map_err(|_| bad())?;
+    let d: u32 = parts[2].parse().map_err(|_| bad())?;
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    Ok(outpost_store::utc_ms(y, m, d))
+}
+
+#[derive(Deserialize)]
+struct SlaParams {
+    sensor: Option<String>,
+    period: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn sla(State(st): State<AppState>, Query(q): Query<SlaParams>) -> Response {
+    use outpost_store::Period;
+    let period = match q.period.as_deref().unwrap_or("month") {
+        "day" => Period::Day,
+        "week" => Period::Week,
+        "month" => Period::Month,
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("period `{other}`: use day, week or month"),
+            );
+        }
+    };
+    let now = crate::scheduler::now_ms();
+    let from = match q.from.as_deref().map(parse_day).transpose() {
+        Ok(f) => f.unwrap_or_else(|| outpost_store::period_start(period, now)),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let to = match q.to.as_deref().map(parse_day).transpose() {
+        Ok(t) => t.unwrap_or(now),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    if to <= from {
+        return error(StatusCode::BAD_REQUEST, "`to` must be after `from`");
+    }
+    let db = st.db.clone();
+    let query = outpost_store::SlaQuery {
+        sensor: q.sensor.clone(),
+        period,
+        from_ms: from,
+        to_ms: to,
+    };
+    match tokio::task::spawn_blocking(move || outpost_store::Reader::open(&db)?.sla(&query)).await {
+        Ok(Ok(rows)) => Json(serde_json::json!({ "rows": rows })).into_response(),
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// An incident as the API shows it (the acknowledgement token's hash is
+/// never shown).
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentRow {
+    /// Id.
+    pub id: i64,
+    /// Target.
+    pub target: String,
+    /// `open`, `acked` or `resolved`.
+    pub state: String,
+    /// Opened (Unix ms).
+    pub opened_at_ms: i64,
+    /// Escalation level.
+    pub level: i64,
+    /// Who acknowledged.
+    pub acked_by: Option<String>,
+    /// When acknowledged.
+    pub acked_at_ms: Option<i64>,
+    /// When resolved.
+    pub resolved_at_ms: Option<i64>,
+}
+
+/// The most recent incidents (unresolved first, then by opening time),
+/// read-only from the store's `incidents` table.
+pub fn recent_incidents(
+    db: &std::path::Path,
+    only_unresolved: bool,
+    limit: usize,
+) -> Result<Vec<IncidentRow>, String> {
+    let c = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| e.to_string())?;
+    c.busy_timeout(std::time::Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    let filter = if only_unresolved {
+        "WHERE state <> 'resolved'"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT id, target, state, opened_at_ms, level, acked_by, acked_at_ms, resolved_at_ms \
+         FROM incidents {filter} ORDER BY (state = 'resolved'), opened_at_ms DESC LIMIT ?1"
+    );
+    let mut stmt = c.prepare(&sql).map_err(|e| e.to_string())?;
+    let rows = stmt
+        .query_map([limit as i64], |r| {
+            Ok(IncidentRow {
+                id: r.get(0)?,
+                target: r.get(1)?,
+                state: r.get(2)?,
+                opened_at_ms: r.get(3)?,
+                level: r.get(4)?,
+                acked_by: r.get(5)?,
+                acked_at_ms: r.get(6)?,
+                resolved_at_ms: r.get(7)?,
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
+}
+
+#[derive(Deserialize)]
+struct IncidentParams {
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn incidents(State(st): State<AppState>, Query(q): Query<IncidentParams>) -> Response {
+    let only_unresolved = match q.state.as_deref().unwrap_or("unresolved") {
+        "unresolved" => true,
+        "all" => false,
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("state `{other}`: use unresolved or all"),
+            );
+        }
+    };
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let db = st.db.clone();
+    match tokio::task::spawn_blocking(move || recent_incidents(&db, only_unresolved, limit)).await {
+        Ok(Ok(rows)) => Json(serde_json::json!({ "incidents": rows })).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(token_matches("s3cret", "s3cret"));
+        assert!(!token_matches("s3cret", "s3cre"));
+        assert!(!token_matches("", "s3cret"));
+    }
+
+    #[test]
+    fn etag_lists_match() {
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, "\"x\", \"a-1-2\"".parse().unwrap());
+        assert!(if_none_match(&h, "\"a-1-2\""));
+        assert!(!if_none_match(&h, "\"a-1-3\""));
     }
 }

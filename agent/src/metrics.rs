@@ -107,7 +107,10 @@ pub struct Metrics {
     plugin_errors: Mutex<BTreeMap<String, u64>>,
     store_writes: AtomicU64,
     store_errors: AtomicU64,
-    peers: Mutex<BTreeMap<String, f64>>,
+    /// Per peer: (seconds since its last valid answer, fresh).
+    peers: Mutex<BTreeMap<String, (f64, bool)>>,
+    /// Per system/service: (kind, state code).
+    nodes: Mutex<BTreeMap<String, (&'static str, u8)>>,
 }
 
 impl Default for Metrics {
@@ -119,6 +122,7 @@ impl Default for Metrics {
             store_writes: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
             peers: Mutex::default(),
+            nodes: Mutex::default(),
         }
     }
 }
@@ -186,9 +190,22 @@ impl Metrics {
         }
     }
 
-    /// Seconds since a peer last answered well.
-    pub fn set_peer_staleness(&self, peer: &str, seconds: f64) {
-        self.peers.lock().unwrap().insert(peer.to_string(), seconds);
+    /// A peer's freshness: seconds since it last answered with a valid
+    /// status, and whether it counts as fresh.
+    pub fn set_peer(&self, peer: &str, seconds: f64, fresh: bool) {
+        self.peers
+            .lock()
+            .unwrap()
+            .insert(peer.to_string(), (seconds, fresh));
+    }
+
+    /// A system's or service's state code (0 unknown, 1 up, 2 degraded,
+    /// 3 down).
+    pub fn set_node_state(&self, node: &str, kind: &'static str, code: u8) {
+        self.nodes
+            .lock()
+            .unwrap()
+            .insert(node.to_string(), (kind, code));
     }
 
     /// The Prometheus text exposition.
@@ -258,11 +275,29 @@ impl Metrics {
             self.store_errors.load(Ordering::Relaxed)
         );
         out.push_str("# HELP outpost_peer_staleness_seconds Seconds since a peer last answered with a valid status.\n# TYPE outpost_peer_staleness_seconds gauge\n");
-        for (p, s) in self.peers.lock().unwrap().iter() {
+        let peers = self.peers.lock().unwrap().clone();
+        for (p, (s, _)) in &peers {
             let _ = writeln!(
                 out,
                 "outpost_peer_staleness_seconds{{peer=\"{}\"}} {s}",
                 escape(p)
+            );
+        }
+        out.push_str("# HELP outpost_peer_up Whether a peer answers with a valid status (1) or is stale or not heard from yet (0).\n# TYPE outpost_peer_up gauge\n");
+        for (p, (_, fresh)) in &peers {
+            let _ = writeln!(
+                out,
+                "outpost_peer_up{{peer=\"{}\"}} {}",
+                escape(p),
+                u8::from(*fresh)
+            );
+        }
+        out.push_str("# HELP outpost_node_state System or service state: 0 unknown, 1 up, 2 degraded, 3 down.\n# TYPE outpost_node_state gauge\n");
+        for (n, (kind, code)) in self.nodes.lock().unwrap().iter() {
+            let _ = writeln!(
+                out,
+                "outpost_node_state{{node=\"{}\",kind=\"{kind}\"}} {code}",
+                escape(n)
             );
         }
         out

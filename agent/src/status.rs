@@ -1,9 +1,11 @@
-//! The live status board: the latest view of every sensor, kept by the
-//! recorder and read by the HTTP API and status page. Readers never write.
+//! The live status board: the latest view of every sensor (kept by the
+//! recorder), system, service and peer (kept by the evaluation stage), read
+//! by the HTTP API and status page. Readers never write.
 
 use crate::plugin_host::Status;
 use crate::state::State;
-use serde::Serialize;
+use crate::topology::NodeView;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
@@ -40,54 +42,182 @@ pub struct SensorView {
     pub interval_ms: u64,
 }
 
-/// All sensors' views, plus a change counter (for ETags).
+/// A peer agent as this agent sees it (direct, pushed or relayed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// The peer agent's name.
+    pub name: String,
+    /// Its random, persistent id (loop safety), once known.
+    pub agent_id: Option<String>,
+    /// Agents between this one and it; empty for a configured peer.
+    pub via: Vec<String>,
+    /// `poll`, `push` or `relayed`.
+    pub mode: String,
+    /// `unknown` (not heard from yet), `fresh` or `stale`.
+    pub state: PeerState,
+    /// Why it is in this state.
+    pub reason: String,
+    /// Since when in this state (Unix ms).
+    pub since_ms: i64,
+    /// When it last answered with a valid status (Unix ms).
+    pub last_seen_ms: Option<i64>,
+    /// Its sensors, systems and services (all `unknown` while stale).
+    pub nodes: Vec<RemoteNode>,
+}
+
+/// Freshness of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerState {
+    /// Not heard from yet.
+    Unknown,
+    /// Answering with valid status.
+    Fresh,
+    /// Unreachable or answering garbage: its nodes are unknown.
+    Stale,
+}
+
+/// One sensor, system or service of a peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteNode {
+    /// Name on the peer.
+    pub name: String,
+    /// `sensor`, `system` or `service`.
+    pub kind: String,
+    /// State as the peer reports it (`unknown` while the peer is stale).
+    pub state: String,
+    /// Why, as the peer says (or why it is unknown).
+    pub reason: String,
+    /// Since when (Unix ms, the peer's clock).
+    pub since_ms: i64,
+    /// Category on the peer, if any.
+    #[serde(default)]
+    pub category: Option<String>,
+}
+
+/// Everything on the board at one version.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Changes whenever anything below changes.
+    pub version: u64,
+    /// Sensors by name.
+    pub sensors: Vec<SensorView>,
+    /// Systems and services, causes first.
+    pub nodes: Vec<NodeView>,
+    /// Peers by name.
+    pub peers: Vec<PeerView>,
+    /// Open incident per target (hook for the incident stage; empty until
+    /// it is wired).
+    pub incidents: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    version: u64,
+    sensors: BTreeMap<String, SensorView>,
+    nodes: Vec<NodeView>,
+    peers: BTreeMap<String, PeerView>,
+    incidents: BTreeMap<String, serde_json::Value>,
+}
+
+/// All views, plus a change counter (for ETags). Written by the pipeline
+/// (recorder: sensors; evaluation: nodes and peers; incidents: incident
+/// summaries), read by the API.
 #[derive(Debug, Default)]
 pub struct Board {
-    inner: RwLock<(u64, BTreeMap<String, SensorView>)>,
+    inner: RwLock<Inner>,
 }
 
 impl Board {
     /// Inserts or replaces a view.
     pub fn put(&self, view: SensorView) {
         let mut g = self.inner.write().unwrap();
-        if g.1.get(&view.name) != Some(&view) {
-            g.0 += 1;
-            g.1.insert(view.name.clone(), view);
+        if g.sensors.get(&view.name) != Some(&view) {
+            g.version += 1;
+            g.sensors.insert(view.name.clone(), view);
         }
     }
 
     /// Applies `f` to a view if present.
     pub fn update(&self, name: &str, f: impl FnOnce(&mut SensorView)) {
         let mut g = self.inner.write().unwrap();
-        if let Some(v) = g.1.get_mut(name) {
+        if let Some(v) = g.sensors.get_mut(name) {
             f(v);
-            g.0 += 1;
+            g.version += 1;
         }
     }
 
     /// Removes sensors not in `keep`.
     pub fn retain(&self, keep: &[String]) {
         let mut g = self.inner.write().unwrap();
-        let before = g.1.len();
-        g.1.retain(|k, _| keep.contains(k));
-        if g.1.len() != before {
-            g.0 += 1;
+        let before = g.sensors.len();
+        g.sensors.retain(|k, _| keep.contains(k));
+        if g.sensors.len() != before {
+            g.version += 1;
         }
     }
 
-    /// A consistent copy, with its version.
+    /// Replaces the node views (evaluation order).
+    pub fn put_nodes(&self, nodes: Vec<NodeView>) {
+        let mut g = self.inner.write().unwrap();
+        if g.nodes != nodes {
+            g.version += 1;
+            g.nodes = nodes;
+        }
+    }
+
+    /// Replaces the peer views.
+    pub fn put_peers(&self, peers: BTreeMap<String, PeerView>) {
+        let mut g = self.inner.write().unwrap();
+        if g.peers != peers {
+            g.version += 1;
+            g.peers = peers;
+        }
+    }
+
+    /// Sets (or clears) the incident summary shown for a target. The hook
+    /// through which the incident stage fills `incident` in the status.
+    pub fn set_incident(&self, target: &str, incident: Option<serde_json::Value>) {
+        let mut g = self.inner.write().unwrap();
+        let changed = match incident {
+            Some(i) => g.incidents.insert(target.to_string(), i.clone()) != Some(i),
+            None => g.incidents.remove(target).is_some(),
+        };
+        if changed {
+            g.version += 1;
+        }
+    }
+
+    /// A consistent copy of the sensors, with the version.
     pub fn snapshot(&self) -> (u64, Vec<SensorView>) {
         let g = self.inner.read().unwrap();
-        (g.0, g.1.values().cloned().collect())
+        (g.version, g.sensors.values().cloned().collect())
+    }
+
+    /// A consistent copy of everything.
+    pub fn full(&self) -> Snapshot {
+        let g = self.inner.read().unwrap();
+        Snapshot {
+            version: g.version,
+            sensors: g.sensors.values().cloned().collect(),
+            nodes: g.nodes.clone(),
+            peers: g.peers.values().cloned().collect(),
+            incidents: g.incidents.clone(),
+        }
     }
 
     /// The current version (changes whenever any view changes).
     pub fn version(&self) -> u64 {
-        self.inner.read().unwrap().0
+        self.inner.read().unwrap().version
     }
 
     /// One view.
     pub fn get(&self, name: &str) -> Option<SensorView> {
-        self.inner.read().unwrap().1.get(name).cloned()
+        self.inner.read().unwrap().sensors.get(name).cloned()
+    }
+
+    /// The node views.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        self.inner.read().unwrap().nodes.clone()
     }
 }

@@ -44,9 +44,10 @@ impl TargetKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
-    /// Working (for a sensor: up, soft-failing or recovering).
+    /// Working (for a sensor: up or soft-failing, i.e. not confirmed down).
     Up,
-    /// Confirmed down (for a sensor: hard down).
+    /// Confirmed down (for a sensor: hard down, or recovering but not yet
+    /// `recover_after` successes in a row).
     Down,
     /// Not known (never checked, or a stale peer): opens no incident and
     /// resolves none.
@@ -80,39 +81,4 @@ pub struct TargetEvent {
     /// open incident is not resolved while this holds, so a flapping
     /// target keeps one incident instead of opening one per flap.
     pub flapping: bool,
-}
-
-impl TargetEvent {
-    /// The event of a sensor after one check. Soft failures are not down
-    /// (not confirmed yet); a recovering sensor is still down until it has
-    /// recovered.
-    pub fn from_check(ev: &crate::scheduler::CheckEvent) -> TargetEvent {
-        use crate::state::State;
-        let health = match ev.state {
-            State::Up | State::Soft => Health::Up,
-            State::Down | State::Recovering => Health::Down,
-            State::Unknown => Health::Unknown,
-        };
-        let reason = match ev.state {
-            State::Down | State::Recovering => format!(
-                "sensor {} failed {} times: {}",
-                ev.sensor.name,
-                ev.consecutive_failures.max(ev.sensor.fail_after),
-                ev.result.message
-            ),
-            _ => ev.result.message.clone(),
-        };
-        TargetEvent {
-            target: ev.sensor.name.clone(),
-            kind: TargetKind::Sensor,
-            category: ev.sensor.category.clone(),
-            labels: ev.sensor.labels.clone(),
-            health,
-            since_ms: ev.since_ms,
-            at_ms: ev.at_ms,
-            reason,
-            caused_by: Vec::new(),
-            flapping: ev.flapping,
-        }
-    }
 }

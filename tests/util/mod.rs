@@ -276,6 +276,8 @@ pub struct Agent {
     pub dir: tempfile::TempDir,
     pub config: std::path::PathBuf,
     pub port: u16,
+    /// `[agent] name`.
+    pub name: String,
     child: Option<std::process::Child>,
 }
 
@@ -283,25 +285,73 @@ impl Agent {
     /// Writes `[agent]` (data dir in the temp dir, a free loopback port)
     /// followed by `body`, and starts `outpost run`.
     pub fn start(body: &str) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("outpost.toml");
-        let mut a = Agent {
-            dir,
-            config,
-            port,
-            child: None,
-        };
+        let mut a = Agent::prepare("test", free_port());
         a.write_config(body);
         a.spawn();
         a
     }
 
+    /// An agent called `name` on `port`, not started yet (so that agents
+    /// that poll each other can know each other's ports first).
+    pub fn prepare(name: &str, port: u16) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("outpost.toml");
+        Agent {
+            dir,
+            config,
+            port,
+            name: name.to_string(),
+            child: None,
+        }
+    }
+
+    /// Writes `body` (see [`Agent::write_config`]) and starts the agent.
+    pub fn launch(&mut self, body: &str) {
+        self.write_config(body);
+        self.spawn();
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// A file in the agent's directory (token files, ...).
+    pub fn write_file(&self, name: &str, text: &str) -> std::path::PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Polls the status until `f` holds; panics with the logs after `timeout`.
+    pub fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status();
+            if f(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not reached on agent `{}`; last status: {}\nlogs:\n{}",
+                self.name,
+                serde_json::to_string_pretty(&s).unwrap(),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Rewrites the config (same `[agent]`).
     pub fn write_config(&self, body: &str) {
         let head = format!(
-            "[agent]\nname = \"test\"\ndata_dir = \"data\"\nlisten = \"127.0.0.1:{}\"\n\n",
-            self.port
+            "[agent]\nname = \"{}\"\ndata_dir = \"data\"\nlisten = \"127.0.0.1:{}\"\n\n",
+            self.name, self.port
         );
         let (top, rest) = match body.find("\n[") {
             _ if body.trim_start().starts_with('[') => ("", body),
@@ -445,4 +495,366 @@ impl Drop for Agent {
             let _ = c.wait();
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Status documents: lookups, schema validation, metrics parsing.
+// ---------------------------------------------------------------------------
+
+/// The entry called `name` in `status[section]` (sensors, systems,
+/// services, peers), or null.
+pub fn entry<'a>(
+    status: &'a serde_json::Value,
+    section: &str,
+    name: &str,
+) -> &'a serde_json::Value {
+    status[section]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == name))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Validates `json` against `docs/status.schema.json` with Python's
+/// `jsonschema` (a real, independent validator); returns the errors.
+pub fn schema_errors(json: &str) -> Vec<String> {
+    let schema = repo_root().join("docs/status.schema.json");
+    let code = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+doc = json.load(sys.stdin)
+for e in jsonschema.Draft202012Validator(schema).iter_errors(doc):
+    print("/".join(str(p) for p in e.absolute_path) + ": " + e.message)
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", code])
+        .arg(&schema)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (scripts/install-test-deps installs jsonschema)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(json.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "schema validator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Parses a Prometheus text exposition with `prometheus_client`'s parser
+/// (a real one); returns `{family: {"type": .., "samples": [[name, labels,
+/// value], ..]}}` or panics with the parser's error.
+pub fn parse_metrics(text: &str) -> serde_json::Value {
+    let code = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for f in text_string_to_metric_families(sys.stdin.read()):
+    out[f.name] = {"type": f.type, "samples": [[s.name, s.labels, s.value] for s in f.samples]}
+print(json.dumps(out))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", code])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (scripts/install-test-deps installs prometheus_client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the exposition does not parse: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A plain HTTP request with a body: (status, head, body).
+pub fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = rest
+        .split_once('/')
+        .map(|(a, p)| (a, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut s = TcpStream::connect(authority).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    // The server may answer (413) before reading the whole body.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+// ---------------------------------------------------------------------------
+// Misbehaving peers: real TCP servers on loopback.
+// ---------------------------------------------------------------------------
+
+/// How a [`FaultyPeer`] misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Accepts, reads the request, never answers (keeps the socket open).
+    Hang,
+    /// Sends headers, then one byte of body every 100 ms.
+    Trickle,
+    /// 200 with a body that is not JSON.
+    Malformed,
+    /// 200 announcing and streaming a 1 GiB body (generated on the fly,
+    /// never allocated).
+    Huge,
+    /// 200 with a valid document of schema_version 2.
+    WrongSchema,
+}
+
+/// A peer that misbehaves as told; counts bytes it managed to send.
+pub struct FaultyPeer {
+    pub port: u16,
+    pub sent: Arc<AtomicUsize>,
+}
+
+impl FaultyPeer {
+    pub fn start(fault: Fault, agent_name: &str) -> FaultyPeer {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counter = sent.clone();
+        let name = agent_name.to_string();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { continue };
+                let counter = counter.clone();
+                let name = name.clone();
+                std::thread::spawn(move || misbehave(s, fault, &name, &counter));
+            }
+        });
+        FaultyPeer { port, sent }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+fn misbehave(mut s: TcpStream, fault: Fault, name: &str, sent: &AtomicUsize) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 2048];
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let send = |s: &mut TcpStream, b: &[u8]| -> bool {
+        let ok = s.write_all(b).is_ok();
+        if ok {
+            sent.fetch_add(b.len(), Ordering::SeqCst);
+        }
+        ok
+    };
+    match fault {
+        Fault::Hang => {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        Fault::Trickle => {
+            let body =
+                format!("{{\"schema_version\":1,\"agent\":{{\"name\":\"{name}\",\"id\":\"x\"}}}}");
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            if !send(&mut s, head.as_bytes()) {
+                return;
+            }
+            for b in body.as_bytes() {
+                std::thread::sleep(Duration::from_millis(100));
+                if !send(&mut s, &[*b]) {
+                    return;
+                }
+            }
+        }
+        Fault::Malformed => {
+            let body = "{\"schema_version\": 1, \"agent\": {oops";
+            let _ = send(
+                &mut s,
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+        Fault::WrongSchema => {
+            let body = format!(
+                "{{\"schema_version\":2,\"agent\":{{\"name\":\"{name}\",\"id\":\"x\"}},\"sensors\":[],\"systems\":[],\"services\":[],\"peers\":[]}}"
+            );
+            let _ = send(
+                &mut s,
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+        Fault::Huge => {
+            // Chunked, so the client cannot refuse it by its length alone.
+            if !send(&mut s, b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n") {
+                return;
+            }
+            let piece = vec![b' '; 64 << 10];
+            let mut frame = format!("{:x}\r\n", piece.len()).into_bytes();
+            frame.extend_from_slice(&piece);
+            frame.extend_from_slice(b"\r\n");
+            let mut total = 0usize;
+            while total < (1 << 30) {
+                if !send(&mut s, &frame) {
+                    return;
+                }
+                total += piece.len();
+            }
+            let _ = send(&mut s, b"0\r\n\r\n");
+        }
+    }
+}
+
+/// Resident memory of a process, in MiB.
+pub fn rss_mib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb / 1024)
+        .unwrap_or(0)
+}
+
+/// Sends only a request head (a declared body is never sent) and reads the
+/// answer: (status, head, body).
+pub fn http_head_only(method: &str, url: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = rest
+        .split_once('/')
+        .map(|(a, p)| (a, format!("/{p}")))
+        .unwrap();
+    let mut s = TcpStream::connect(authority).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {authority}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    read_answer(&mut s)
+}
+
+/// POSTs `total` bytes with chunked encoding, stopping early when the
+/// server answers; returns its answer.
+pub fn http_chunked_post(
+    url: &str,
+    headers: &[(&str, &str)],
+    total: usize,
+) -> (u16, String, String) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = rest
+        .split_once('/')
+        .map(|(a, p)| (a, format!("/{p}")))
+        .unwrap();
+    let mut s = TcpStream::connect(authority).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req =
+        format!("POST {path} HTTP/1.1\r\nhost: {authority}\r\ntransfer-encoding: chunked\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let piece = vec![b' '; 64 << 10];
+    let mut sent = 0;
+    while sent < total {
+        let mut frame = format!("{:x}\r\n", piece.len()).into_bytes();
+        frame.extend_from_slice(&piece);
+        frame.extend_from_slice(b"\r\n");
+        if s.write_all(&frame).is_err() {
+            break;
+        }
+        sent += piece.len();
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    read_answer(&mut s)
+}
+
+fn read_answer(s: &mut TcpStream) -> (u16, String, String) {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Read until the head and a content-length body are in, or EOF/reset.
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+        }
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
 }

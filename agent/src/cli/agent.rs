@@ -1,6 +1,8 @@
 //! `outpost run | check-config | status | history | sla`: the operator's
-//! commands. `status`, `history` and `sla` read the database directly, so
-//! they work while the agent runs (and when it does not).
+//! commands. `history` and `sla` read the database directly, so they work
+//! while the agent runs (and when it does not); `status` asks the running
+//! agent's API for the service tree with reasons and falls back to the
+//! database when the agent is not reachable.
 
 use crate::config;
 use anyhow::{Context, bail};
@@ -148,8 +150,171 @@ fn ago(ms: i64) -> String {
     }
 }
 
+/// How long `outpost status` waits for the running agent before reading
+/// the database instead: a local agent answers in milliseconds.
+const LIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn live_status(c: &ConfigArg) -> Option<serde_json::Value> {
+    let agent = config::agent_only(&c.path).ok()?;
+    let api = config::topology::api_only(&c.path).ok()?;
+    let mut addr = agent.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let client = crate::federation::client();
+    let mut req = client
+        .get(format!("http://{addr}/api/v1/status"))
+        .timeout(LIVE_TIMEOUT);
+    if let Some(t) = &api.read_token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+fn print_node(doc: &serde_json::Value, name: &str, depth: usize, seen: &mut Vec<String>) {
+    let find = |section: &str| {
+        doc[section]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == name))
+            .cloned()
+    };
+    let indent = "  ".repeat(depth);
+    let node = find("systems").or_else(|| find("services"));
+    if let Some(n) = node {
+        println!(
+            "{indent}{:<width$} {:<9} {:<10} {}",
+            name,
+            n["state"].as_str().unwrap_or("?").to_uppercase(),
+            n["since_ms"].as_i64().map(ago).unwrap_or_default(),
+            n["reason"].as_str().unwrap_or(""),
+            width = 28usize.saturating_sub(indent.len())
+        );
+        if seen.iter().any(|s| s == name) {
+            return;
+        }
+        seen.push(name.to_string());
+        for m in n["members"].as_array().into_iter().flatten() {
+            print_node(doc, m["name"].as_str().unwrap_or(""), depth + 1, seen);
+        }
+        seen.pop();
+    } else if let Some(s) = find("sensors") {
+        println!(
+            "{indent}{:<width$} {:<9} {:<10} sensor: {}",
+            name,
+            s["state"].as_str().unwrap_or("?").to_uppercase(),
+            s["since_ms"].as_i64().map(ago).unwrap_or_default(),
+            s["reason"].as_str().unwrap_or(""),
+            width = 28usize.saturating_sub(indent.len())
+        );
+    } else if let Some(rest) = name.strip_prefix("peer:") {
+        let (agent, node) = rest.split_once('/').unwrap_or((rest, ""));
+        let peer = doc["peers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|p| p["name"] == agent));
+        let remote = peer.and_then(|p| {
+            p["nodes"]
+                .as_array()
+                .and_then(|n| n.iter().find(|n| n["name"] == node))
+        });
+        let (state, reason) = match (peer, remote) {
+            (Some(p), _) if p["state"] == "stale" => (
+                "UNKNOWN".to_string(),
+                format!(
+                    "peer {agent} is stale: {}",
+                    p["reason"].as_str().unwrap_or("")
+                ),
+            ),
+            (_, Some(r)) => (
+                r["state"].as_str().unwrap_or("?").to_uppercase(),
+                r["reason"].as_str().unwrap_or("").to_string(),
+            ),
+            _ => ("UNKNOWN".to_string(), format!("not reported by {agent}")),
+        };
+        println!(
+            "{indent}{:<width$} {:<9} {:<10} remote: {reason}",
+            name,
+            state,
+            "",
+            width = 28usize.saturating_sub(indent.len())
+        );
+    }
+}
+
+fn print_tree(doc: &serde_json::Value) {
+    let agent = &doc["agent"];
+    println!(
+        "agent `{}` (live, version {})",
+        agent["name"].as_str().unwrap_or("?"),
+        agent["version"].as_str().unwrap_or("?")
+    );
+    let services = doc["services"].as_array().cloned().unwrap_or_default();
+    if !services.is_empty() {
+        println!("\n{:<28} {:<9} {:<10} REASON", "SERVICE", "STATE", "SINCE");
+        for s in &services {
+            print_node(doc, s["name"].as_str().unwrap_or(""), 0, &mut vec![]);
+        }
+    }
+    println!(
+        "\n{:<24} {:<11} {:<10} {:<10} MESSAGE",
+        "SENSOR", "STATE", "SINCE", "CHECKED"
+    );
+    for s in doc["sensors"].as_array().into_iter().flatten() {
+        let flap = if s["flapping"] == true {
+            " (flapping)"
+        } else {
+            ""
+        };
+        println!(
+            "{:<24} {:<11} {:<10} {:<10} {}{flap}",
+            s["name"].as_str().unwrap_or(""),
+            s["state"].as_str().unwrap_or("").to_uppercase(),
+            s["since_ms"].as_i64().map(ago).unwrap_or_default(),
+            s["last_check_ms"]
+                .as_i64()
+                .map(ago)
+                .unwrap_or_else(|| "never".into()),
+            s["last_message"].as_str().unwrap_or("")
+        );
+    }
+    let peers = doc["peers"].as_array().cloned().unwrap_or_default();
+    if !peers.is_empty() {
+        println!("\n{:<24} {:<9} {:<10} REASON", "PEER", "STATE", "VIA");
+        for p in &peers {
+            let via: Vec<&str> = p["via"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+                .collect();
+            println!(
+                "{:<24} {:<9} {:<10} {}",
+                p["name"].as_str().unwrap_or(""),
+                p["state"].as_str().unwrap_or("").to_uppercase(),
+                if via.is_empty() {
+                    "-".to_string()
+                } else {
+                    via.join(">")
+                },
+                p["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
+}
+
 /// `outpost status`.
 pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
+    if let Some(doc) = live_status(&a.config).await {
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        } else {
+            print_tree(&doc);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let r = reader(&a.config)?;
     let states = r.sensor_states()?;
     if a.json {

@@ -9,6 +9,7 @@
 
 mod alerting;
 mod raw;
+pub mod topology;
 
 pub use alerting::{EscalationPolicy, Level, Maintenance, NotifierConfig, Selector, Window};
 
@@ -160,6 +161,8 @@ pub struct Config {
     pub maintenance: Vec<Maintenance>,
     /// Directories that `include` patterns read (watched for changes).
     pub include_dirs: Vec<PathBuf>,
+    /// Systems, services, peers, push targets and API access.
+    pub topology: topology::Topology,
 }
 
 /// A configuration with its plugins loaded.
@@ -266,6 +269,13 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
     };
 
     let agent = check_agent(&main, file.agent.as_ref(), &base)?;
+    let raw_topology = topology::RawTopology {
+        system: file.system,
+        service: file.service,
+        peer: file.peer,
+        push: file.push,
+        api: file.api,
+    };
 
     // Sensors from the main file, then from included files in name order.
     let mut sources = vec![];
@@ -315,6 +325,9 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
         sensors.push(s);
     }
 
+    let names: Vec<String> = sensors.iter().map(|s| s.name.clone()).collect();
+    let topology = topology::check(&sources[0], &raw_topology, &names, &agent.name, &base)?;
+
     // Alerting: notifiers (each plugin validates its config), then the
     // policies and windows that refer to them and to the targets.
     let main = &sources[0];
@@ -335,8 +348,10 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
         validate_plugin_config(&plugin, main, config_at, &n.config, &format!("notifier `{}`", n.name), &n.plugin).await?;
         notifiers.push(n);
     }
-    let names: std::collections::HashSet<&str> = sensors.iter().map(|s| s.name.as_str()).collect();
-    let known = |n: &str| names.contains(n);
+    let mut targets: std::collections::HashSet<String> = names.iter().cloned().collect();
+    targets.extend(topology.nodes.iter().map(|n| n.name.clone()));
+    targets.extend(topology.peers.iter().map(|p| format!("peer:{}", p.name)));
+    let known = |n: &str| targets.contains(n);
     let mut escalations: Vec<EscalationPolicy> = Vec::new();
     for (i, e) in file.escalation.into_iter().enumerate() {
         let start = e.span().start;
@@ -370,6 +385,7 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
             escalations,
             maintenance,
             include_dirs,
+            topology,
         },
         plugins,
     })

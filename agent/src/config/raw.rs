@@ -64,6 +64,16 @@ pub struct RawFile {
     pub escalation: Vec<Spanned<RawEscalation>>,
     #[serde(default)]
     pub maintenance: Vec<Spanned<RawMaintenance>>,
+    // Topology and federation (see `super::topology`).
+    #[serde(default)]
+    pub system: Vec<Spanned<super::topology::RawNode>>,
+    #[serde(default)]
+    pub service: Vec<Spanned<super::topology::RawNode>>,
+    #[serde(default)]
+    pub peer: Vec<Spanned<super::topology::RawPeer>>,
+    #[serde(default)]
+    pub push: Vec<Spanned<super::topology::RawPush>>,
+    pub api: Option<super::topology::RawApi>,
 }
 
 /// A file pulled in by `include`: only sensors.
