@@ -228,7 +228,8 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         watch::channel(Arc::new(AlertingConfig::new(&cfg, &plugins, key.clone())));
     let wake = Arc::new(Notify::new());
     let engine = Engine::new(store.clone(), alerting_rx.borrow().clone(), wake.clone())
-        .context("cannot read the incidents from the database")?;
+        .context("cannot read the incidents from the database")?
+        .with_board(board.clone());
     let (stop_outbox, outbox_stop_rx) = watch::channel(false);
     let outbox_task = tokio::spawn(escalation::outbox::run(
         store.clone(),

@@ -48,6 +48,11 @@ pub const TICK: Duration = Duration::from_millis(250);
 /// processes too, so it is re-read; once a second is prompt enough).
 const SILENCE_CACHE: i64 = 1_000;
 
+/// How often the unresolved incidents are re-read from the database (an
+/// acknowledgement by the CLI or the API happens outside the engine) and
+/// shown on the status board.
+const SYNC_EVERY: i64 = 1_000;
+
 /// Timer kinds stored in `timers.kind`.
 const ESCALATE: &str = "escalate";
 const REMIND: &str = "remind";
@@ -72,6 +77,11 @@ pub struct Engine {
     silences_read_ms: i64,
     /// Wakes the outbox when notifications were enqueued.
     wake: Arc<Notify>,
+    /// Where incidents are shown (status API and page), if anywhere.
+    board: Option<Arc<crate::status::Board>>,
+    /// Targets whose incident the board shows.
+    shown: std::collections::HashSet<String>,
+    synced_ms: i64,
 }
 
 fn now_ms() -> i64 {
@@ -94,7 +104,52 @@ impl Engine {
             silences: Vec::new(),
             silences_read_ms: i64::MIN,
             wake,
+            board: None,
+            shown: Default::default(),
+            synced_ms: i64::MIN,
         })
+    }
+
+    /// Shows each target's unresolved incident on `board`.
+    pub fn with_board(mut self, board: Arc<crate::status::Board>) -> Self {
+        self.board = Some(board);
+        self
+    }
+
+    /// Re-reads the unresolved incidents and shows them on the board.
+    fn sync(&mut self, now: i64) {
+        if now - self.synced_ms < SYNC_EVERY {
+            return;
+        }
+        self.synced_ms = now;
+        let list = match self.store.tx(|t| t.unresolved_incidents()) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("cannot read the incidents: {e}");
+                return;
+            }
+        };
+        self.open = list.into_iter().map(|i| (i.target.clone(), i)).collect();
+        let Some(board) = &self.board else { return };
+        for (t, i) in &self.open {
+            board.set_incident(
+                t,
+                Some(serde_json::json!({
+                    "id": i.id,
+                    "state": if i.suppressed { "suppressed" } else { i.state.as_str() },
+                    "level": i.level,
+                    "opened_at_ms": i.opened_at_ms,
+                    "acked_by": i.acked_by,
+                    "acked_at_ms": i.acked_at_ms,
+                    "parent_id": i.parent_id,
+                    "message": i.message,
+                })),
+            );
+        }
+        for t in self.shown.iter().filter(|t| !self.open.contains_key(*t)) {
+            board.set_incident(t, None);
+        }
+        self.shown = self.open.keys().cloned().collect();
     }
 
     /// Runs until the event channel closes.
@@ -176,6 +231,7 @@ impl Engine {
         if let Err(e) = self.fire_timers(now) {
             tracing::error!("escalation timers failed: {e}");
         }
+        self.sync(now);
     }
 
     fn refresh_silences(&mut self, now: i64) {
