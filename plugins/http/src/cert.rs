@@ -29,7 +29,9 @@ pub fn fetch(host: &str, port: u16, timeout: Duration) -> Result<CertInfo, Strin
     #[cfg(target_family = "wasm")]
     {
         use outpost_plugin_sdk::bindings::sensor::outpost::plugin::host;
-        let ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX).max(1);
+        let ms = u32::try_from(timeout.as_millis())
+            .unwrap_or(u32::MAX)
+            .max(1);
         host::tls_peer_certificate(host, port, None, ms).map(|c| CertInfo {
             subject: c.subject,
             issuer: c.issuer,
@@ -53,12 +55,21 @@ pub fn days_left(cert: &CertInfo, now: i64) -> f64 {
 
 /// Grades a certificate: `(status, message)`, e.g.
 /// `(Fail, "certificate for example.com expires in 2 days (fail below 3)")`.
-pub fn grade(host: &str, cert: &CertInfo, now: i64, warn_days: f64, fail_days: f64) -> (Status, String) {
+pub fn grade(
+    host: &str,
+    cert: &CertInfo,
+    now: i64,
+    warn_days: f64,
+    fail_days: f64,
+) -> (Status, String) {
     if now < cert.not_before {
         let days = (cert.not_before - now) as f64 / DAY;
         return (
             Status::Fail,
-            format!("certificate for {host} is not valid yet (valid in {})", days_text(days)),
+            format!(
+                "certificate for {host} is not valid yet (valid in {})",
+                days_text(days)
+            ),
         );
     }
     let left = days_left(cert, now);
@@ -72,15 +83,26 @@ pub fn grade(host: &str, cert: &CertInfo, now: i64, warn_days: f64, fail_days: f
     if left < fail_days {
         (
             Status::Fail,
-            format!("certificate for {host} expires in {} (fail below {})", days_text(left), limit(fail_days)),
+            format!(
+                "certificate for {host} expires in {} (fail below {})",
+                days_text(left),
+                limit(fail_days)
+            ),
         )
     } else if left < warn_days {
         (
             Status::Warn,
-            format!("certificate for {host} expires in {} (warn below {})", days_text(left), limit(warn_days)),
+            format!(
+                "certificate for {host} expires in {} (warn below {})",
+                days_text(left),
+                limit(warn_days)
+            ),
         )
     } else {
-        (Status::Ok, format!("certificate for {host} expires in {}", days_text(left)))
+        (
+            Status::Ok,
+            format!("certificate for {host} expires in {}", days_text(left)),
+        )
     }
 }
 
@@ -88,15 +110,27 @@ pub fn grade(host: &str, cert: &CertInfo, now: i64, warn_days: f64, fail_days: f
 fn days_text(days: f64) -> String {
     if days < 1.0 {
         let hours = (days * 24.0).floor() as i64;
-        return if hours == 1 { "1 hour".into() } else { format!("{hours} hours") };
+        return if hours == 1 {
+            "1 hour".into()
+        } else {
+            format!("{hours} hours")
+        };
     }
     let d = days.floor() as i64;
-    if d == 1 { "1 day".into() } else { format!("{d} days") }
+    if d == 1 {
+        "1 day".into()
+    } else {
+        format!("{d} days")
+    }
 }
 
 /// `3` for 3.0, `2.5` for 2.5.
 fn format_number(n: f64) -> String {
-    if n.fract() == 0.0 { format!("{}", n as i64) } else { format!("{n}") }
+    if n.fract() == 0.0 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
 }
 
 #[cfg(test)]
@@ -120,17 +154,38 @@ mod tests {
         let g = |d: f64| grade("example.com", &cert(d), NOW, 14.0, 3.0);
         assert_eq!(
             g(2.1),
-            (Status::Fail, "certificate for example.com expires in 2 days (fail below 3)".into())
+            (
+                Status::Fail,
+                "certificate for example.com expires in 2 days (fail below 3)".into()
+            )
         );
         assert_eq!(
             g(10.5),
-            (Status::Warn, "certificate for example.com expires in 10 days (warn below 14)".into())
+            (
+                Status::Warn,
+                "certificate for example.com expires in 10 days (warn below 14)".into()
+            )
         );
-        assert_eq!(g(90.2), (Status::Ok, "certificate for example.com expires in 90 days".into()));
+        assert_eq!(
+            g(90.2),
+            (
+                Status::Ok,
+                "certificate for example.com expires in 90 days".into()
+            )
+        );
         assert_eq!(g(1.0).0, Status::Fail);
         assert_eq!(g(14.0).0, Status::Ok);
-        assert_eq!(g(0.25).1, "certificate for example.com expires in 6 hours (fail below 3)");
-        assert_eq!(g(-3.5), (Status::Fail, "certificate for example.com expired 3 days ago".into()));
+        assert_eq!(
+            g(0.25).1,
+            "certificate for example.com expires in 6 hours (fail below 3)"
+        );
+        assert_eq!(
+            g(-3.5),
+            (
+                Status::Fail,
+                "certificate for example.com expired 3 days ago".into()
+            )
+        );
     }
 
     #[test]
@@ -139,7 +194,10 @@ mod tests {
         c.not_before = NOW + 2 * 86_400 + 60;
         assert_eq!(
             grade("h", &c, NOW, 14.0, 3.0),
-            (Status::Fail, "certificate for h is not valid yet (valid in 2 days)".into())
+            (
+                Status::Fail,
+                "certificate for h is not valid yet (valid in 2 days)".into()
+            )
         );
     }
 

@@ -132,11 +132,15 @@ impl<'de> Deserialize<'de> for BodyRegex {
 /// Checks what deserialization cannot: URL syntax, method and header
 /// syntax, and that thresholds are ordered.
 pub fn validate(c: &Config) -> Result<(), ConfigError> {
-    outpost_plugin_sdk::http::Url::parse(&c.url).map_err(|e| ConfigError::new("url", e.to_string()))?;
+    outpost_plugin_sdk::http::Url::parse(&c.url)
+        .map_err(|e| ConfigError::new("url", e.to_string()))?;
     if c.method.is_empty() || !c.method.bytes().all(is_token_byte) {
         return Err(ConfigError::new(
             "method",
-            format!("`{}` is not an HTTP method; write e.g. GET, HEAD or POST", c.method),
+            format!(
+                "`{}` is not an HTTP method; write e.g. GET, HEAD or POST",
+                c.method
+            ),
         ));
     }
     for (name, value) in &c.headers {
@@ -144,7 +148,9 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         if name.is_empty() || !name.bytes().all(is_token_byte) {
             return Err(ConfigError::new(
                 field,
-                format!("`{name}` is not a valid header name (letters, digits and -!#$%&'*+.^_`|~)"),
+                format!(
+                    "`{name}` is not a valid header name (letters, digits and -!#$%&'*+.^_`|~)"
+                ),
             ));
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
@@ -174,12 +180,21 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     if let Some(t) = c.timeout {
         if t.is_zero() {
-            return Err(ConfigError::new("timeout", "must be more than 0, e.g. `5s`"));
+            return Err(ConfigError::new(
+                "timeout",
+                "must be more than 0, e.g. `5s`",
+            ));
         }
     }
-    for (name, v) in [("cert_warn_days", c.cert_warn_days), ("cert_fail_days", c.cert_fail_days)] {
+    for (name, v) in [
+        ("cert_warn_days", c.cert_warn_days),
+        ("cert_fail_days", c.cert_fail_days),
+    ] {
         if !v.is_finite() || v < 0.0 {
-            return Err(ConfigError::new(name, format!("must be a number of days ≥ 0, got {v}")));
+            return Err(ConfigError::new(
+                name,
+                format!("must be a number of days ≥ 0, got {v}"),
+            ));
         }
     }
     if c.cert_fail_days > c.cert_warn_days {
@@ -244,20 +259,76 @@ mod tests {
     fn errors_name_the_field() {
         let cases = [
             (r#"{"url":"ftp://h/"}"#, "url", "scheme `ftp`"),
-            (r#"{"url":"http://h/","method":"GE T"}"#, "method", "not an HTTP method"),
-            (r#"{"url":"http://h/","headers":{"a b":"x"}}"#, "headers.a b", "header name"),
-            (r#"{"url":"http://h/","expect_status":["7xx"]}"#, "expect_status[0]", "7xx"),
-            (r#"{"url":"http://h/","expect_status":[]}"#, "expect_status", "empty"),
-            (r#"{"url":"http://h/","warn_latency":"2s","fail_latency":"1s"}"#, "warn_latency", "above"),
-            (r#"{"url":"http://h/","fail_latency":"fast"}"#, "fail_latency", "invalid duration"),
-            (r#"{"url":"http://h/","body_regex":"("}"#, "body_regex", "regular expression"),
-            (r#"{"url":"http://h/","cert_warn_days":1,"cert_fail_days":5}"#, "cert_fail_days", "above"),
-            (r#"{"url":"http://h/","max_body_bytes":0}"#, "max_body_bytes", "between"),
-            (r#"{"url":"http://h/","json":[{"pointer":"a","op":"=="}]}"#, "json[0].pointer", "start with `/`"),
-            (r#"{"url":"http://h/","json":[{"pointer":"/a","op":"=~","value":1}]}"#, "json[0].op", "unknown variant"),
-            (r#"{"url":"http://h/","json":[{"pointer":"/a","op":"=="}]}"#, "json[0].value", "needs a `value`"),
-            (r#"{"url":"http://h/","json":[{"pointer":"/a","op":"<","value":"x"}]}"#, "json[0].value", "number"),
-            (r#"{"url":"http://h/","timeout":"0s"}"#, "timeout", "more than 0"),
+            (
+                r#"{"url":"http://h/","method":"GE T"}"#,
+                "method",
+                "not an HTTP method",
+            ),
+            (
+                r#"{"url":"http://h/","headers":{"a b":"x"}}"#,
+                "headers.a b",
+                "header name",
+            ),
+            (
+                r#"{"url":"http://h/","expect_status":["7xx"]}"#,
+                "expect_status[0]",
+                "7xx",
+            ),
+            (
+                r#"{"url":"http://h/","expect_status":[]}"#,
+                "expect_status",
+                "empty",
+            ),
+            (
+                r#"{"url":"http://h/","warn_latency":"2s","fail_latency":"1s"}"#,
+                "warn_latency",
+                "above",
+            ),
+            (
+                r#"{"url":"http://h/","fail_latency":"fast"}"#,
+                "fail_latency",
+                "invalid duration",
+            ),
+            (
+                r#"{"url":"http://h/","body_regex":"("}"#,
+                "body_regex",
+                "regular expression",
+            ),
+            (
+                r#"{"url":"http://h/","cert_warn_days":1,"cert_fail_days":5}"#,
+                "cert_fail_days",
+                "above",
+            ),
+            (
+                r#"{"url":"http://h/","max_body_bytes":0}"#,
+                "max_body_bytes",
+                "between",
+            ),
+            (
+                r#"{"url":"http://h/","json":[{"pointer":"a","op":"=="}]}"#,
+                "json[0].pointer",
+                "start with `/`",
+            ),
+            (
+                r#"{"url":"http://h/","json":[{"pointer":"/a","op":"=~","value":1}]}"#,
+                "json[0].op",
+                "unknown variant",
+            ),
+            (
+                r#"{"url":"http://h/","json":[{"pointer":"/a","op":"=="}]}"#,
+                "json[0].value",
+                "needs a `value`",
+            ),
+            (
+                r#"{"url":"http://h/","json":[{"pointer":"/a","op":"<","value":"x"}]}"#,
+                "json[0].value",
+                "number",
+            ),
+            (
+                r#"{"url":"http://h/","timeout":"0s"}"#,
+                "timeout",
+                "more than 0",
+            ),
         ];
         for (json, field, needle) in cases {
             let e = parse(json).unwrap_err();

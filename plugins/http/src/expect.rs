@@ -64,7 +64,9 @@ impl StatusPattern {
         check_code(lo)?;
         check_code(hi)?;
         if lo > hi {
-            return Err(format!("`{text}`: the range runs backwards; write \"{hi}-{lo}\""));
+            return Err(format!(
+                "`{text}`: the range runs backwards; write \"{hi}-{lo}\""
+            ));
         }
         Ok(Self {
             lo,
@@ -167,11 +169,31 @@ mod tests {
 
     #[test]
     fn bad_patterns_say_what_to_write() {
-        assert!(StatusPattern::parse("abc").unwrap_err().contains("a class (\"2xx\")"));
-        assert!(StatusPattern::parse("7xx").unwrap_err().contains("1xx to 5xx"));
-        assert!(StatusPattern::parse("22xx").unwrap_err().contains("1xx to 5xx"));
-        assert!(StatusPattern::parse("299-200").unwrap_err().contains("backwards"));
-        assert!(StatusPattern::parse("200-999").unwrap_err().contains("100-599"));
+        assert!(
+            StatusPattern::parse("abc")
+                .unwrap_err()
+                .contains("a class (\"2xx\")")
+        );
+        assert!(
+            StatusPattern::parse("7xx")
+                .unwrap_err()
+                .contains("1xx to 5xx")
+        );
+        assert!(
+            StatusPattern::parse("22xx")
+                .unwrap_err()
+                .contains("1xx to 5xx")
+        );
+        assert!(
+            StatusPattern::parse("299-200")
+                .unwrap_err()
+                .contains("backwards")
+        );
+        assert!(
+            StatusPattern::parse("200-999")
+                .unwrap_err()
+                .contains("100-599")
+        );
         assert!(serde_json::from_str::<StatusPattern>("42").is_err());
         assert!(serde_json::from_str::<StatusPattern>("true").is_err());
     }

@@ -133,7 +133,8 @@ impl fmt::Display for Pointer {
         for t in &self.tokens {
             let ident = !t.is_empty()
                 && !t.starts_with(|c: char| c.is_ascii_digit())
-                && t.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+                && t.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-');
             if ident {
                 write!(f, ".{t}")?;
             } else if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
@@ -181,7 +182,10 @@ impl JsonCondition {
             )),
             (Op::Lt | Op::Gt | Op::Le | Op::Ge, Some(v)) if !v.is_number() => Err((
                 "value",
-                format!("operator `{}` compares numbers; `value` must be a number, got {v}", self.op),
+                format!(
+                    "operator `{}` compares numbers; `value` must be a number, got {v}",
+                    self.op
+                ),
             )),
             _ => Ok(()),
         }
@@ -210,7 +214,10 @@ impl JsonCondition {
         let Some(actual) = found else {
             return Err(format!("{} is missing, expected {expected}", self.pointer));
         };
-        let value = self.value.as_ref().expect("validated: non-exists ops have a value");
+        let value = self
+            .value
+            .as_ref()
+            .expect("validated: non-exists ops have a value");
         let holds = match self.op {
             Op::Eq => json_eq(actual, value),
             Op::Ne => !json_eq(actual, value),
@@ -240,7 +247,11 @@ impl JsonCondition {
         if holds {
             Ok(())
         } else {
-            Err(format!("{} is {}, expected {expected}", self.pointer, short(actual)))
+            Err(format!(
+                "{} is {}, expected {expected}",
+                self.pointer,
+                short(actual)
+            ))
         }
     }
 }
@@ -256,7 +267,9 @@ fn json_eq(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -317,7 +330,10 @@ mod tests {
         assert_eq!(get("/status/x"), None);
         assert!(Pointer::parse("status").is_err());
         assert!(Pointer::parse("/a~2").is_err());
-        assert_eq!(Pointer::parse("/checks/0/name").unwrap().to_string(), "$.checks[0].name");
+        assert_eq!(
+            Pointer::parse("/checks/0/name").unwrap().to_string(),
+            "$.checks[0].name"
+        );
         assert_eq!(Pointer::parse("/a~1b").unwrap().to_string(), "$[\"a/b\"]");
     }
 
@@ -354,8 +370,15 @@ mod tests {
             cond("/nope", "exists", None).evaluate(&d),
             Err("$.nope is missing, expected it to exist".into())
         );
-        assert_eq!(cond("/nope", "exists", Some(json!(false))).evaluate(&d), Ok(()));
-        assert!(cond("/status", "exists", Some(json!(false))).evaluate(&d).is_err());
+        assert_eq!(
+            cond("/nope", "exists", Some(json!(false))).evaluate(&d),
+            Ok(())
+        );
+        assert!(
+            cond("/status", "exists", Some(json!(false)))
+                .evaluate(&d)
+                .is_err()
+        );
     }
 
     #[test]
@@ -375,9 +398,13 @@ mod tests {
                 .unwrap_err()
         };
         assert!(bad(json!({"pointer": "/a", "op": "=="})).contains("needs a `value`"));
-        assert!(bad(json!({"pointer": "/a", "op": "<", "value": "5"})).contains("must be a number"));
+        assert!(
+            bad(json!({"pointer": "/a", "op": "<", "value": "5"})).contains("must be a number")
+        );
         assert!(bad(json!({"pointer": "/a", "op": "exists", "value": 1})).contains("true"));
         assert!(bad(json!({"pointer": "/a", "op": "~"})).contains("unknown variant"));
-        assert!(bad(json!({"pointer": "/a", "op": "==", "value": 1, "x": 1})).contains("unknown field"));
+        assert!(
+            bad(json!({"pointer": "/a", "op": "==", "value": 1, "x": 1})).contains("unknown field")
+        );
     }
 }

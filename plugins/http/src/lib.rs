@@ -139,11 +139,17 @@ pub fn grade_response(c: &Config, o: &Observed) -> Vec<Finding> {
     let expected = c.expected_status();
     let status_ok = expect::status_matches(&expected, o.status);
     if !status_ok {
-        let mut m = format!("HTTP {}, expected {}", o.status, expect::describe(&expected));
+        let mut m = format!(
+            "HTTP {}, expected {}",
+            o.status,
+            expect::describe(&expected)
+        );
         if (300..400).contains(&o.status) {
             let to = o.location.map(|l| format!(" to {l}")).unwrap_or_default();
             if !c.follow_redirects {
-                m.push_str(&format!(" (redirect{to} not followed: follow_redirects is false)"));
+                m.push_str(&format!(
+                    " (redirect{to} not followed: follow_redirects is false)"
+                ));
             } else if o.redirects >= c.max_redirects {
                 m.push_str(&format!(
                     " (gave up at redirect{to} after {} redirects: max_redirects)",
@@ -155,20 +161,33 @@ pub fn grade_response(c: &Config, o: &Observed) -> Vec<Finding> {
     }
     let ms = o.latency.as_millis();
     if let Some(f) = c.fail_latency.filter(|f| o.latency > *f) {
-        out.push((Status::Fail, format!("response took {ms} ms (fail above {} ms)", f.as_millis())));
+        out.push((
+            Status::Fail,
+            format!("response took {ms} ms (fail above {} ms)", f.as_millis()),
+        ));
     } else if let Some(w) = c.warn_latency.filter(|w| o.latency > *w) {
-        out.push((Status::Warn, format!("response took {ms} ms (warn above {} ms)", w.as_millis())));
+        out.push((
+            Status::Warn,
+            format!("response took {ms} ms (warn above {} ms)", w.as_millis()),
+        ));
     }
     if !status_ok {
         return out;
     }
     let cut = if o.truncated {
-        format!(" (only the first {} bytes were read: max_body_bytes)", o.body.len())
+        format!(
+            " (only the first {} bytes were read: max_body_bytes)",
+            o.body.len()
+        )
     } else {
         String::new()
     };
     let needs_text = c.body_contains.is_some() || c.body_regex.is_some();
-    let text = if needs_text { String::from_utf8_lossy(o.body) } else { "".into() };
+    let text = if needs_text {
+        String::from_utf8_lossy(o.body)
+    } else {
+        "".into()
+    };
     if let Some(s) = &c.body_contains {
         if !text.contains(s.as_str()) {
             out.push((Status::Fail, format!("body does not contain `{s}`{cut}")));
@@ -176,7 +195,10 @@ pub fn grade_response(c: &Config, o: &Observed) -> Vec<Finding> {
     }
     if let Some(re) = &c.body_regex {
         if !re.0.is_match(&text) {
-            out.push((Status::Fail, format!("body does not match regex `{}`{cut}", re.0.as_str())));
+            out.push((
+                Status::Fail,
+                format!("body does not match regex `{}`{cut}", re.0.as_str()),
+            ));
         }
     }
     if !c.json.is_empty() {
@@ -209,7 +231,11 @@ pub fn summarize(findings: &[Finding], ok_message: String) -> (Status, String) {
     }
     let mut sorted: Vec<&Finding> = findings.iter().filter(|f| f.0 != Status::Ok).collect();
     sorted.sort_by(|a, b| b.0.cmp(&a.0));
-    let message = sorted.iter().map(|f| f.1.as_str()).collect::<Vec<_>>().join("; ");
+    let message = sorted
+        .iter()
+        .map(|f| f.1.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
     (worst, message)
 }
 
@@ -228,16 +254,30 @@ fn run(c: &Config, ctx: &CheckContext) -> CheckResult {
         Err(e) => return CheckResult::error(format!("`url`: {e}")),
     };
     let mut req = http::Request::new(&c.method.to_ascii_uppercase(), &c.url);
-    req.headers = c.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    if !c.headers.keys().any(|k| k.eq_ignore_ascii_case("user-agent")) {
-        req.headers
-            .push(("user-agent".into(), concat!("outpost-http/", env!("CARGO_PKG_VERSION")).into()));
+    req.headers = c
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !c
+        .headers
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case("user-agent"))
+    {
+        req.headers.push((
+            "user-agent".into(),
+            concat!("outpost-http/", env!("CARGO_PKG_VERSION")).into(),
+        ));
     }
     if let Some(b) = &c.body {
         req.body = b.clone().into_bytes();
     }
     req.timeout = request_budget(c.timeout, ctx.remaining());
-    req.max_redirects = if c.follow_redirects { c.max_redirects } else { 0 };
+    req.max_redirects = if c.follow_redirects {
+        c.max_redirects
+    } else {
+        0
+    };
     req.max_body_bytes = c.max_body_bytes;
 
     let started = Instant::now();
@@ -260,7 +300,9 @@ fn run(c: &Config, ctx: &CheckContext) -> CheckResult {
                 location: r.header("location"),
             };
             findings = grade_response(c, &o);
-            ok_message = format!("HTTP {} in {} ms", r.status, latency.as_millis());
+            // No latency in the message: it is the `latency_ms` field, and
+            // a stable message is stored once (the store interns messages).
+            ok_message = format!("HTTP {}", r.status);
             result_metrics.push(("status_code", r.status.into()));
             result_metrics.push(("body_bytes", r.body.len() as f64));
             result_metrics.push(("redirects", r.redirects.into()));
@@ -284,7 +326,9 @@ fn run(c: &Config, ctx: &CheckContext) -> CheckResult {
     // The certificate is read over its own connection, so it is reported
     // even when the request failed its TLS verification.
     if url.scheme == "https" && (sent.is_ok() || tls_failed) {
-        let left = ctx.remaining().saturating_sub(RESULT_MARGIN.min(ctx.remaining() / 10));
+        let left = ctx
+            .remaining()
+            .saturating_sub(RESULT_MARGIN.min(ctx.remaining() / 10));
         if left < Duration::from_millis(1) {
             findings.push((
                 Status::Error,
@@ -294,7 +338,8 @@ fn run(c: &Config, ctx: &CheckContext) -> CheckResult {
             match cert::fetch(&url.host, url.port, left) {
                 Ok(info) => {
                     let now = unix_now();
-                    let (status, message) = cert::grade(&url.host, &info, now, c.cert_warn_days, c.cert_fail_days);
+                    let (status, message) =
+                        cert::grade(&url.host, &info, now, c.cert_warn_days, c.cert_fail_days);
                     let days = cert::days_left(&info, now);
                     result_metrics.push(("cert_days_left", (days * 100.0).round() / 100.0));
                     details["certificate"] = json!({
@@ -307,7 +352,9 @@ fn run(c: &Config, ctx: &CheckContext) -> CheckResult {
                     });
                     findings.push((status, message));
                 }
-                Err(e) => findings.push((Status::Fail, format!("cannot read the certificate: {e}"))),
+                Err(e) => {
+                    findings.push((Status::Fail, format!("cannot read the certificate: {e}")))
+                }
             }
         }
     }
@@ -317,11 +364,17 @@ fn run(c: &Config, ctx: &CheckContext) -> CheckResult {
         None => ok_message,
     };
     let (status, message) = summarize(&findings, ok_message);
-    let problems: Vec<&str> = findings.iter().filter(|f| f.0 != Status::Ok).map(|f| f.1.as_str()).collect();
+    let problems: Vec<&str> = findings
+        .iter()
+        .filter(|f| f.0 != Status::Ok)
+        .map(|f| f.1.as_str())
+        .collect();
     if !problems.is_empty() {
         details["problems"] = json!(problems);
     }
-    let mut r = CheckResult::new(status, message).latency(latency).details(details);
+    let mut r = CheckResult::new(status, message)
+        .latency(latency)
+        .details(details);
     for (name, value) in result_metrics {
         r = r.metric(name, value);
     }
@@ -337,14 +390,26 @@ fn transport_finding(e: &HttpError, url: &Url, follow_redirects: bool) -> Findin
                 "redirected to {target}, which is not in this sensor's network allow-list (add it to the sensor's `allow` list if the redirect is expected)"
             ),
         ),
-        HttpError::Denied(_) | HttpError::BadUrl(_) | HttpError::Unavailable => (Status::Error, e.to_string()),
+        HttpError::Denied(_) | HttpError::BadUrl(_) | HttpError::Unavailable => {
+            (Status::Error, e.to_string())
+        }
         HttpError::Timeout(d) => (
             Status::Fail,
-            format!("no complete response from {} within {} ms (timeout)", url.authority(), d.as_millis()),
+            format!(
+                "no complete response from {} within {} ms (timeout)",
+                url.authority(),
+                d.as_millis()
+            ),
         ),
-        HttpError::Tls(m) => (Status::Fail, format!("TLS error with {}: {m}", url.authority())),
+        HttpError::Tls(m) => (
+            Status::Fail,
+            format!("TLS error with {}: {m}", url.authority()),
+        ),
         HttpError::ConnectionRefused(_) | HttpError::Dns(_) => (Status::Fail, e.to_string()),
-        HttpError::Transport(m) => (Status::Fail, format!("request to {} failed: {m}", url.authority())),
+        HttpError::Transport(m) => (
+            Status::Fail,
+            format!("request to {} failed: {m}", url.authority()),
+        ),
     }
 }
 
@@ -385,10 +450,16 @@ mod tests {
     fn status_codes() {
         let c = cfg(r#"{"url":"http://h/"}"#);
         assert_eq!(verdict(&c, &obs(204, "", 1)), (Status::Ok, "fine".into()));
-        assert_eq!(verdict(&c, &obs(503, "", 1)), (Status::Fail, "HTTP 503, expected 2xx".into()));
+        assert_eq!(
+            verdict(&c, &obs(503, "", 1)),
+            (Status::Fail, "HTTP 503, expected 2xx".into())
+        );
         let c = cfg(r#"{"url":"http://h/","expect_status":[404,"500-502"]}"#);
         assert_eq!(verdict(&c, &obs(501, "", 1)).0, Status::Ok);
-        assert_eq!(verdict(&c, &obs(200, "", 1)).1, "HTTP 200, expected 404, 500-502");
+        assert_eq!(
+            verdict(&c, &obs(200, "", 1)).1,
+            "HTTP 200, expected 404, 500-502"
+        );
     }
 
     #[test]
@@ -414,24 +485,40 @@ mod tests {
         assert_eq!(verdict(&c, &obs(200, "", 50)).0, Status::Ok);
         assert_eq!(
             verdict(&c, &obs(200, "", 150)),
-            (Status::Warn, "response took 150 ms (warn above 100 ms)".into())
+            (
+                Status::Warn,
+                "response took 150 ms (warn above 100 ms)".into()
+            )
         );
         assert_eq!(
             verdict(&c, &obs(200, "", 400)),
-            (Status::Fail, "response took 400 ms (fail above 300 ms)".into())
+            (
+                Status::Fail,
+                "response took 400 ms (fail above 300 ms)".into()
+            )
         );
     }
 
     #[test]
     fn body_conditions() {
         let c = cfg(r#"{"url":"http://h/","body_contains":"ready","body_regex":"^v\\d+$"}"#);
-        assert_eq!(verdict(&c, &obs(200, "v12", 1)).1, "body does not contain `ready`");
+        assert_eq!(
+            verdict(&c, &obs(200, "v12", 1)).1,
+            "body does not contain `ready`"
+        );
         let c = cfg(r#"{"url":"http://h/","body_regex":"^v\\d+$"}"#);
         assert_eq!(verdict(&c, &obs(200, "v12", 1)).0, Status::Ok);
-        assert_eq!(verdict(&c, &obs(200, "vx", 1)).1, "body does not match regex `^v\\d+$`");
+        assert_eq!(
+            verdict(&c, &obs(200, "vx", 1)).1,
+            "body does not match regex `^v\\d+$`"
+        );
         let mut o = obs(200, "v", 1);
         o.truncated = true;
-        assert!(verdict(&c, &o).1.ends_with("(only the first 1 bytes were read: max_body_bytes)"));
+        assert!(
+            verdict(&c, &o)
+                .1
+                .ends_with("(only the first 1 bytes were read: max_body_bytes)")
+        );
     }
 
     #[test]
@@ -439,7 +526,10 @@ mod tests {
         let c = cfg(
             r#"{"url":"http://h/","json":[{"pointer":"/status","op":"==","value":"up"},{"pointer":"/n","op":">","value":1}]}"#,
         );
-        assert_eq!(verdict(&c, &obs(200, r#"{"status":"up","n":2}"#, 1)).0, Status::Ok);
+        assert_eq!(
+            verdict(&c, &obs(200, r#"{"status":"up","n":2}"#, 1)).0,
+            Status::Ok
+        );
         assert_eq!(
             verdict(&c, &obs(200, r#"{"status":"down","n":0}"#, 1)).1,
             "$.status is \"down\", expected == \"up\"; $.n is 0, expected > 1"
@@ -447,7 +537,11 @@ mod tests {
         let v = verdict(&c, &obs(200, "<html>", 1));
         assert_eq!(v.0, Status::Fail);
         assert!(v.1.starts_with("body is not JSON ("), "{}", v.1);
-        assert!(v.1.ends_with("so 2 json condition(s) could not be checked"), "{}", v.1);
+        assert!(
+            v.1.ends_with("so 2 json condition(s) could not be checked"),
+            "{}",
+            v.1
+        );
     }
 
     #[test]
@@ -466,7 +560,10 @@ mod tests {
             (Status::Ok, "cert fine".to_string()),
             (Status::Fail, "bad".to_string()),
         ];
-        assert_eq!(summarize(&f, "x".into()), (Status::Fail, "bad; slow".into()));
+        assert_eq!(
+            summarize(&f, "x".into()),
+            (Status::Fail, "bad; slow".into())
+        );
     }
 
     #[test]
@@ -484,8 +581,13 @@ mod tests {
         let u = Url::parse("http://a:1/").unwrap();
         let (s, m) = transport_finding(&HttpError::Denied("b:2".into()), &u, true);
         assert_eq!(s, Status::Fail);
-        assert!(m.starts_with("redirected to b:2, which is not in this sensor's network allow-list"));
-        assert_eq!(transport_finding(&HttpError::Denied("a:1".into()), &u, true).0, Status::Error);
+        assert!(
+            m.starts_with("redirected to b:2, which is not in this sensor's network allow-list")
+        );
+        assert_eq!(
+            transport_finding(&HttpError::Denied("a:1".into()), &u, true).0,
+            Status::Error
+        );
         assert_eq!(
             transport_finding(&HttpError::Timeout(Duration::from_millis(450)), &u, false).1,
             "no complete response from a:1 within 450 ms (timeout)"
