@@ -17,3 +17,6 @@ mod agent;
 
 #[path = "e2e/config_errors.rs"]
 mod config_errors;
+
+#[path = "e2e/http_sensor.rs"]
+mod http_sensor;

@@ -271,6 +271,16 @@ fn run(c: &Config, ctx: &CheckContext) -> CheckResult {
     }
     if let Some(b) = &c.body {
         req.body = b.clone().into_bytes();
+        // A known length instead of chunked encoding, which many servers
+        // refuse for requests (411 Length Required) or mishandle.
+        if !c
+            .headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("content-length"))
+        {
+            req.headers
+                .push(("content-length".into(), req.body.len().to_string()));
+        }
     }
     req.timeout = request_budget(c.timeout, ctx.remaining());
     req.max_redirects = if c.follow_redirects {
