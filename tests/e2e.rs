@@ -32,3 +32,5 @@ mod status_api;
 
 #[path = "e2e/status_page.rs"]
 mod status_page;
+#[path = "e2e/http_sensor.rs"]
+mod http_sensor;

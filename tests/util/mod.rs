@@ -2,6 +2,8 @@
 //! servers on loopback ports. Keep them here, not copied into test modules.
 #![allow(dead_code)]
 
+pub mod http_server;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

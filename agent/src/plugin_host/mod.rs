@@ -27,6 +27,7 @@ mod bindings;
 pub mod builtin;
 mod cache;
 mod host_api;
+mod outbound;
 mod output;
 pub mod policy;
 mod sandbox;

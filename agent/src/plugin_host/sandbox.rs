@@ -110,6 +110,11 @@ impl WasiHttpHooks for PolicyHooks {
             tracing::warn!(target: "plugin", uri = %uri, "denied HTTP request to a host outside the plugin's allow-list");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        if https {
+            if let Some(tls) = super::outbound::extra_roots() {
+                return Box::new(super::outbound::send(request, options, tls));
+            }
+        }
         wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
     }
 }

@@ -1,0 +1,649 @@
+//! Agent benchmark (`cargo bench -p outpost --bench scheduler`): the
+//! figures of issue 3's "Performance" section, each next to its target and,
+//! where one makes sense, a baseline measured in the same run.
+//!
+//! 1. Scheduler lateness with 1,000 built-in `http` sensors at a 1 s
+//!    interval against a loopback server (a separate process), read from the
+//!    real `outpost run` binary's `/metrics` histogram over a measurement
+//!    window after warm-up; baseline: the same agent with 10 sensors.
+//! 2. Agent RSS (`VmRSS` of its process) at 1,000 and at 10,000 sensors.
+//! 3. Store: raw insert rate of 200,000 HTTP-like results through
+//!    `outpost_store` (writer thread, rollups maintained), and database
+//!    bytes per stored result; baseline: a plain batched SQLite insert loop
+//!    of the same rows into one table.
+//! 4. A month's SLA for one sensor from rollups (median of repeated
+//!    queries); baseline: counting that month's raw rows.
+//!
+//! The 1,000-sensor run is repeated with `reuse_instances = false` (a fresh
+//! store per check instead of a warm instance per sensor), since that
+//! choice decides the memory figure.
+//!
+//! Lateness comes from the agent's own histogram, so p50/p99/max are bucket
+//! upper bounds (0.5, 1, 2, 5, 10, 20 ms, ...), the mean is exact.
+//! Environment: `OUTPOST_BENCH_WINDOW_S` (measurement window, default 15).
+
+use outpost_store::{CheckRecord, Period, SlaQuery, Status, Store, StoreOptions, utc_ms};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Sensors of the main lateness and RSS figure (the issue's N).
+const SENSORS: usize = 1_000;
+/// Sensors of the idle-scheduler baseline: enough to have samples every
+/// second, few enough that the scheduler is idle.
+const IDLE_SENSORS: usize = 10;
+/// Sensors of the second RSS figure.
+const MANY_SENSORS: usize = 10_000;
+/// Interval at 10,000 sensors: 10 s keeps the check rate at the 1,000/s of
+/// the main figure, so memory is compared at the same load.
+const MANY_INTERVAL: &str = "10s";
+/// Time for the agent to start all sensors and reach steady state before
+/// the measurement window (every sensor has run at least twice).
+const WARMUP: Duration = Duration::from_secs(6);
+/// Results inserted for the store figures (the brief's 200k).
+const STORE_RECORDS: usize = 200_000;
+/// Sensors those results are spread over (1,000 sensors × 200 s at 1 s).
+const STORE_SENSORS: usize = 1_000;
+/// Rows per transaction of the plain SQLite baseline: the store's own
+/// `batch_max` default, so both amortise commits alike.
+const BASELINE_BATCH: usize = 4_096;
+/// Repetitions of the SLA query (median taken).
+const SLA_RUNS: usize = 200;
+
+fn main() {
+    if std::env::var_os("OUTPOST_BENCH_SERVER").is_some() {
+        return serve();
+    }
+    let window = Duration::from_secs(
+        std::env::var("OUTPOST_BENCH_WINDOW_S")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(15),
+    );
+    let work = std::env::temp_dir().join("outpost-bench-scheduler");
+    std::fs::create_dir_all(&work).unwrap();
+    let (mut server, port) = spawn_server();
+
+    println!(
+        "== 1. scheduler lateness, built-in http sensors at 1 s against a loopback server ({}s window after {}s warm-up)",
+        window.as_secs(),
+        WARMUP.as_secs()
+    );
+    let run = |n, interval, window, reuse| {
+        agent_phase(&AgentRun {
+            work: &work,
+            sensors: n,
+            interval,
+            server_port: port,
+            window,
+            reuse_instances: reuse,
+        })
+    };
+    let idle = run(IDLE_SENSORS, "1s", window, true);
+    let full = run(SENSORS, "1s", window, true);
+    let fresh = run(SENSORS, "1s", window, false);
+    for (label, p) in [
+        (format!("{IDLE_SENSORS} sensors (baseline)"), &idle),
+        (format!("{SENSORS} sensors"), &full),
+        (format!("{SENSORS}, fresh instances"), &fresh),
+    ] {
+        println!(
+            "{label:<26}: {:>6} checks ({:>5.0}/s)  lateness p50 ≤ {}  p99 ≤ {}  max ≤ {}  mean {:.3} ms  (not ok: {})",
+            p.lateness.count,
+            p.lateness.count as f64 / window.as_secs_f64(),
+            fmt_bound(p.lateness.quantile(0.5)),
+            fmt_bound(p.lateness.quantile(0.99)),
+            fmt_bound(p.lateness.quantile(1.0)),
+            p.lateness.mean() * 1e3,
+            p.non_ok,
+        );
+    }
+    let p99 = full.lateness.quantile(0.99);
+    println!(
+        "target p99 ≤ 10 ms at {SENSORS} sensors: {}  (p99 ratio to the idle baseline {:.1}x)",
+        verdict(p99 <= 0.010),
+        p99 / idle.lateness.quantile(0.99)
+    );
+
+    println!(
+        "\n== 2. agent RSS (VmRSS of the `outpost run` process at the end of its window; peak VmHWM in brackets)"
+    );
+    let many = run(MANY_SENSORS, MANY_INTERVAL, Duration::from_secs(10), true);
+    let _ = server.kill();
+    let _ = server.wait();
+    for (label, p) in [
+        (format!("{IDLE_SENSORS} sensors"), &idle),
+        (format!("{SENSORS} sensors"), &full),
+        (format!("{SENSORS}, fresh instances"), &fresh),
+        (format!("{MANY_SENSORS} sensors ({MANY_INTERVAL})"), &many),
+    ] {
+        let note = if p.capped {
+            "  (stopped at the RSS cap)"
+        } else {
+            ""
+        };
+        println!(
+            "{label:<26}: {:>8.1} MiB  ({:.1} MiB){note}",
+            p.rss_kib as f64 / 1024.0,
+            p.hwm_kib as f64 / 1024.0
+        );
+    }
+    let per_sensor = (many.rss_kib as f64 - full.rss_kib as f64) / (MANY_SENSORS - SENSORS) as f64;
+    println!("marginal RSS per sensor (1,000 → 10,000): {per_sensor:.1} KiB");
+    println!(
+        "target ≤ 25 MiB at {SENSORS} sensors: {}  ({:.1}x the target; fresh instances {:.1}x)",
+        verdict(full.rss_kib as f64 / 1024.0 <= 25.0),
+        full.rss_kib as f64 / 1024.0 / 25.0,
+        fresh.rss_kib as f64 / 1024.0 / 25.0
+    );
+
+    println!(
+        "\n== 3. store: {STORE_RECORDS} results of {STORE_SENSORS} sensors (HTTP-like: 4 metrics, interned messages)"
+    );
+    let (rate, bytes_per) = store_inserts(&work);
+    let (base_rate, base_bytes) = plain_sqlite_inserts(&work);
+    println!("outpost_store (with rollups): {rate:>9.0} results/s   {bytes_per:>5.1} bytes/result");
+    println!(
+        "plain SQLite insert loop    : {base_rate:>9.0} results/s   {base_bytes:>5.1} bytes/result (one table, no rollups)"
+    );
+    println!("insert-rate ratio store/plain: {:.2}", rate / base_rate);
+    println!("target ≤ 32 bytes/result: {}", verdict(bytes_per <= 32.0));
+    println!(
+        "target: sustain the write rate of {SENSORS} sensors at 1 s (1,000 results/s): {}  ({:.0}x headroom)",
+        verdict(rate >= 1_000.0),
+        rate / 1_000.0
+    );
+
+    println!(
+        "\n== 4. a month's SLA for one sensor (1 result/min over October 2026, {SLA_RUNS} queries)"
+    );
+    let (sla_ms, raw_ms) = sla_query(&work);
+    println!("from rollups (Store::sla)   : median {sla_ms:.3} ms");
+    println!("counting the month's raw rows: median {raw_ms:.3} ms (baseline)");
+    println!("ratio rollups/raw: {:.3}", sla_ms / raw_ms);
+    println!("target ≤ 10 ms: {}", verdict(sla_ms <= 10.0));
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "MET" } else { "MISSED" }
+}
+
+fn fmt_bound(seconds: f64) -> String {
+    if seconds.is_infinite() {
+        "> 5 s".into()
+    } else {
+        format!("{} ms", seconds * 1e3)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 1-2: the real agent
+// ---------------------------------------------------------------------------
+
+/// What one agent run measured.
+struct Phase {
+    lateness: Hist,
+    rss_kib: u64,
+    hwm_kib: u64,
+    /// Checks in the window whose status was not ok.
+    non_ok: u64,
+    /// Stopped early at [`RSS_CAP_KIB`].
+    capped: bool,
+}
+
+/// One `outpost run` measurement.
+struct AgentRun<'a> {
+    work: &'a Path,
+    sensors: usize,
+    interval: &'a str,
+    server_port: u16,
+    window: Duration,
+    reuse_instances: bool,
+}
+
+/// The agent is stopped when its RSS passes this (8 GiB): a third of the
+/// machine, shared with other work; the figure is then reported as capped.
+const RSS_CAP_KIB: u64 = 8 << 20;
+
+/// Starts `outpost run` with `sensors` http sensors, waits [`WARMUP`],
+/// measures over `window`, stops it.
+fn agent_phase(r: &AgentRun) -> Phase {
+    let dir = r.work.join("agent");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for f in ["outpost.db", "outpost.db-wal", "outpost.db-shm"] {
+        let _ = std::fs::remove_file(data.join(f));
+    }
+    let api = free_port();
+    let mut cfg = format!(
+        "[agent]\nname = \"bench\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:{api}\"\n\n[agent.plugins]\nreuse_instances = {}\n\n[defaults]\ninterval = \"{}\"\ntimeout = \"900ms\"\n\n",
+        data.display(),
+        r.reuse_instances,
+        r.interval
+    );
+    for i in 0..r.sensors {
+        cfg.push_str(&format!(
+            "[[sensor]]\nname = \"s{i:05}\"\nplugin = \"http\"\nconfig = {{ url = \"http://127.0.0.1:{}/s{i}\" }}\n",
+            r.server_port
+        ));
+    }
+    let cfg_path = dir.join("outpost.toml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let log = std::fs::File::create(dir.join("agent.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["run", "-c"])
+        .arg(&cfg_path)
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start outpost run");
+    let start_deadline = Instant::now() + Duration::from_secs(180);
+    let metrics_url = ("127.0.0.1", api);
+    while scrape(metrics_url).is_none() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!(
+                "agent exited with {st}; see {}",
+                dir.join("agent.log").display()
+            );
+        }
+        assert!(
+            Instant::now() < start_deadline,
+            "agent did not start in 180 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pid = child.id();
+    let mut capped = !sleep_watching(pid, WARMUP);
+    let before = scrape(metrics_url).expect("metrics");
+    capped = capped || !sleep_watching(pid, r.window);
+    let after = scrape(metrics_url).expect("metrics");
+    let (rss_kib, hwm_kib) = rss(pid);
+    stop(&mut child);
+    let name = "outpost_scheduler_lateness_seconds";
+    Phase {
+        lateness: Hist::parse(&after, name).minus(&Hist::parse(&before, name)),
+        rss_kib,
+        hwm_kib,
+        non_ok: non_ok_checks(&after) - non_ok_checks(&before),
+        capped,
+    }
+}
+
+/// Sleeps `d` while watching the process's RSS; false (early) when it
+/// passes [`RSS_CAP_KIB`].
+fn sleep_watching(pid: u32, d: Duration) -> bool {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if rss(pid).0 > RSS_CAP_KIB {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(250).min(end.saturating_duration_since(Instant::now())));
+    }
+    true
+}
+
+fn stop(child: &mut Child) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.wait();
+}
+
+/// `VmRSS` and `VmHWM` of a process, in KiB.
+fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// `GET /metrics`, or `None` while the agent does not answer.
+fn scrape(addr: (&str, u16)) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nhost: bench\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// Sum of `outpost_checks_total` with a status other than ok.
+fn non_ok_checks(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("outpost_checks_total{") && !l.contains("status=\"ok\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A Prometheus histogram: cumulative counts per upper bound.
+#[derive(Debug, Clone, Default)]
+struct Hist {
+    buckets: Vec<(f64, u64)>,
+    sum: f64,
+    count: u64,
+}
+
+impl Hist {
+    fn parse(text: &str, name: &str) -> Hist {
+        let mut h = Hist::default();
+        for line in text.lines() {
+            let Some((key, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            if let Some(rest) = key.strip_prefix(&format!("{name}_bucket{{le=\"")) {
+                let le = rest.trim_end_matches("\"}");
+                let bound = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap()
+                };
+                h.buckets
+                    .push((bound, value.parse::<f64>().unwrap() as u64));
+            } else if key == format!("{name}_sum") {
+                h.sum = value.parse().unwrap();
+            } else if key == format!("{name}_count") {
+                h.count = value.parse::<f64>().unwrap() as u64;
+            }
+        }
+        h
+    }
+
+    fn minus(&self, earlier: &Hist) -> Hist {
+        Hist {
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(b, c)| {
+                    let e = earlier
+                        .buckets
+                        .iter()
+                        .find(|(eb, _)| eb == b)
+                        .map_or(0, |x| x.1);
+                    (*b, c - e)
+                })
+                .collect(),
+            sum: self.sum - earlier.sum,
+            count: self.count - earlier.count,
+        }
+    }
+
+    /// Upper bound of the bucket holding quantile `q` (1.0: the maximum).
+    fn quantile(&self, q: f64) -> f64 {
+        let need = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        self.buckets
+            .iter()
+            .find(|(_, c)| *c >= need)
+            .map_or(f64::INFINITY, |(b, _)| *b)
+    }
+
+    fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum / self.count as f64
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Re-runs this executable as the loopback HTTP server; returns its port.
+fn spawn_server() -> (Child, u16) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env("OUTPOST_BENCH_SERVER", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().parse().unwrap())
+}
+
+/// The server process: HTTP/1.1 `200 ok` on every request, keep-alive.
+fn serve() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("{}", l.local_addr().unwrap().port());
+    std::io::stdout().flush().unwrap();
+    for s in l.incoming() {
+        let Ok(mut s) = s else { continue };
+        let _ = s.set_nodelay(true);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut pending = Vec::new();
+            loop {
+                let n = match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                pending.extend_from_slice(&buf[..n]);
+                while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                    pending.drain(..end + 4);
+                    let msg = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
+                    if s.write_all(msg).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 3-4: the store
+// ---------------------------------------------------------------------------
+
+/// A small deterministic generator (no dependency, same rows every run).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+/// The results of [`STORE_SENSORS`] HTTP sensors at 1 s: mostly ok with
+/// varying latency, 1 % failures.
+fn http_like_records() -> Vec<CheckRecord> {
+    let base = utc_ms(2026, 11, 30);
+    let mut rng = Lcg(42);
+    let per_sensor = STORE_RECORDS / STORE_SENSORS;
+    let mut out = Vec::with_capacity(STORE_RECORDS);
+    for tick in 0..per_sensor as i64 {
+        for s in 0..STORE_SENSORS {
+            let latency_us = 800 + rng.next() % 4_000;
+            let failed = rng.next() % 100 == 0;
+            out.push(CheckRecord {
+                sensor: format!("s{s:05}"),
+                at_ms: base + tick * 1_000 + (s as i64 * 997) % 1_000,
+                status: if failed { Status::Fail } else { Status::Ok },
+                latency_us,
+                message: if failed {
+                    "HTTP 503, expected 2xx".into()
+                } else {
+                    "HTTP 200".into()
+                },
+                metrics: vec![
+                    ("latency_ms".into(), latency_us as f64 / 1000.0),
+                    ("status_code".into(), if failed { 503.0 } else { 200.0 }),
+                    ("body_bytes".into(), 2.0),
+                    ("redirects".into(), 0.0),
+                ],
+                in_maintenance: false,
+                interval_ms: 1_000,
+            });
+        }
+    }
+    out
+}
+
+fn file_bytes(db: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .map(|s| std::fs::metadata(format!("{}{s}", db.display())).map_or(0, |m| m.len()))
+        .sum()
+}
+
+fn fresh(path: PathBuf) -> PathBuf {
+    for s in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{s}", path.display()));
+    }
+    path
+}
+
+fn store_options() -> StoreOptions {
+    StoreOptions {
+        // The rows are in the past; retention would delete them mid-run.
+        prune_interval: None,
+        ..StoreOptions::default()
+    }
+}
+
+/// Insert rate through the store and bytes per result once closed.
+fn store_inserts(work: &Path) -> (f64, f64) {
+    let db = fresh(work.join("store.db"));
+    let records = http_like_records();
+    let store = Store::open(&db, store_options()).unwrap();
+    let t = Instant::now();
+    for r in records {
+        store.record_blocking(r).unwrap();
+    }
+    store.flush().unwrap();
+    let rate = STORE_RECORDS as f64 / t.elapsed().as_secs_f64();
+    store.close().unwrap();
+    drop(store);
+    (rate, file_bytes(&db) as f64 / STORE_RECORDS as f64)
+}
+
+/// The same rows with a plain prepared INSERT in batched transactions.
+fn plain_sqlite_inserts(work: &Path) -> (f64, f64) {
+    let db = fresh(work.join("plain.db"));
+    let records = http_like_records();
+    let mut c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+         CREATE TABLE results(sensor TEXT NOT NULL, at_ms INTEGER NOT NULL, status INTEGER NOT NULL,
+                              latency_us INTEGER NOT NULL, message TEXT NOT NULL, metrics TEXT NOT NULL,
+                              PRIMARY KEY(sensor, at_ms)) WITHOUT ROWID;",
+    )
+    .unwrap();
+    let t = Instant::now();
+    for chunk in records.chunks(BASELINE_BATCH) {
+        let tx = c.transaction().unwrap();
+        {
+            let mut st = tx
+                .prepare_cached("INSERT INTO results VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .unwrap();
+            for r in chunk {
+                let metrics: String = r.metrics.iter().map(|(k, v)| format!("{k}={v};")).collect();
+                st.execute(rusqlite::params![
+                    r.sensor,
+                    r.at_ms,
+                    r.status as i64,
+                    r.latency_us as i64,
+                    r.message,
+                    metrics
+                ])
+                .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let rate = STORE_RECORDS as f64 / t.elapsed().as_secs_f64();
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+    drop(c);
+    (rate, file_bytes(&db) as f64 / STORE_RECORDS as f64)
+}
+
+/// Median time of a month's SLA for one sensor, and of counting the raw
+/// rows of that month (ms).
+fn sla_query(work: &Path) -> (f64, f64) {
+    let db = fresh(work.join("sla.db"));
+    let store = Store::open(&db, store_options()).unwrap();
+    let (from, to) = (utc_ms(2026, 10, 1), utc_ms(2026, 11, 1));
+    let mut rng = Lcg(7);
+    let mut at = from;
+    while at < to {
+        // Two short outages a day on average.
+        let failed = rng.next() % 720 == 0;
+        store
+            .record_blocking(CheckRecord {
+                sensor: "web".into(),
+                at_ms: at,
+                status: if failed { Status::Fail } else { Status::Ok },
+                latency_us: 1_000 + rng.next() % 5_000,
+                message: String::new(),
+                metrics: vec![],
+                in_maintenance: false,
+                interval_ms: 60_000,
+            })
+            .unwrap();
+        at += 60_000;
+    }
+    store.flush().unwrap();
+    let q = SlaQuery {
+        sensor: Some("web".into()),
+        period: Period::Month,
+        from_ms: from,
+        to_ms: to,
+    };
+    let rows = store.sla(&q).unwrap();
+    assert_eq!(rows.len(), 1, "one month");
+    let mut times = Vec::with_capacity(SLA_RUNS);
+    for _ in 0..SLA_RUNS {
+        let t = Instant::now();
+        std::hint::black_box(store.sla(&q).unwrap());
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    store.close().unwrap();
+    drop(store);
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let mut raw = Vec::with_capacity(SLA_RUNS);
+    for _ in 0..SLA_RUNS {
+        let t = Instant::now();
+        let n: i64 = c
+            .query_row(
+                "SELECT count(*) + sum(status >= 2) FROM results WHERE sensor_id = (SELECT id FROM sensors WHERE name = 'web') AND at_ms >= ?1 AND at_ms < ?2",
+                [from, to],
+                |r| r.get(0),
+            )
+            .unwrap();
+        std::hint::black_box(n);
+        raw.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    (median(&mut times), median(&mut raw))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}

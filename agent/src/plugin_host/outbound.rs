@@ -1,0 +1,133 @@
+//! HTTPS for plugins with operator-added trust roots.
+//!
+//! wasmtime-wasi-http's default sender trusts exactly the Mozilla roots
+//! (webpki-roots). Services behind a private CA — internal APIs, and the
+//! end-to-end tests with certificates made on the fly — need more: when the
+//! environment variable [`CA_FILE_ENV`] names a PEM file, its certificates
+//! are trusted in addition, and HTTPS requests of plugins are sent by
+//! [`send`] here. Plain HTTP, and HTTPS without extra roots, stay on the
+//! default sender. The network allow-list is applied before either (in
+//! `sandbox`); this module only sends.
+
+use http_body_util::BodyExt;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
+
+/// Environment variable naming a PEM file of extra trusted root
+/// certificates for plugins' HTTPS requests.
+pub const CA_FILE_ENV: &str = "OUTPOST_CA_FILE";
+
+/// Timeout for a phase the guest set none for. Matches wasmtime's default
+/// sender; the run's own deadline stops the plugin long before.
+const DEFAULT_PHASE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The client configuration with the extra roots, when [`CA_FILE_ENV`] is
+/// set. Read once per process; a file that cannot be used is logged and
+/// ignored (the default roots stay in force).
+pub fn extra_roots() -> Option<Arc<rustls::ClientConfig>> {
+    static CONFIG: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let path = std::env::var_os(CA_FILE_ENV)?;
+            match client_config(std::path::Path::new(&path)) {
+                Ok(c) => Some(Arc::new(c)),
+                Err(e) => {
+                    tracing::error!(
+                        "{CA_FILE_ENV}={}: {e}; using the default roots only",
+                        path.to_string_lossy()
+                    );
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+fn client_config(path: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    let mut added = 0;
+    for cert in
+        CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read PEM file: {e}"))?
+    {
+        let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("unusable certificate: {e}"))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err("the file holds no certificate".into());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The I/O future wasmtime-wasi-http expects next to a response.
+type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+
+/// Sends one HTTPS request over HTTP/1.1 with `tls` (connect and TLS
+/// bounded by the connect timeout, the response head by the first-byte
+/// timeout; the body is bounded by the guest's own deadline).
+pub async fn send(
+    mut req: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<(http::Response<WasiBody>, IoFuture), Error> {
+    let opts = options.unwrap_or_default();
+    let connect_timeout = opts.connect_timeout.unwrap_or(DEFAULT_PHASE_TIMEOUT);
+    let first_byte_timeout = opts.first_byte_timeout.unwrap_or(DEFAULT_PHASE_TIMEOUT);
+    let uri = req.uri().clone();
+    let host = uri
+        .host()
+        .ok_or(Error::HttpRequestUriInvalid)?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let name = match host.parse::<IpAddr>() {
+        Ok(ip) => ServerName::from(ip),
+        Err(_) => ServerName::try_from(host.clone())?,
+    };
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(Error::Connect)?;
+        tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(Error::Tls)
+    };
+    let stream = tokio::time::timeout(connect_timeout, connect)
+        .await
+        .map_err(|_| Error::ConnectionTimeout)??;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(wasmtime_wasi_http::io::TokioIo::new(stream)).await?;
+    let conn = tokio::spawn(conn);
+    // Origin form on the wire (scheme and authority travel in Host).
+    *req.uri_mut() = http::Uri::builder()
+        .path_and_query(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .build()
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    let res = tokio::time::timeout(first_byte_timeout, sender.send_request(req))
+        .await
+        .map_err(|_| Error::ConnectionReadTimeout)??;
+    let io: IoFuture = Box::new(async move {
+        match conn.await {
+            Ok(r) => r.map_err(Error::from),
+            Err(e) => Err(Error::InternalError(Some(format!(
+                "HTTPS connection task: {e}"
+            )))),
+        }
+    });
+    Ok((res.map(|b| b.map_err(Error::from).boxed_unsync()), io))
+}
