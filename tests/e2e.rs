@@ -20,17 +20,17 @@ mod config_errors;
 
 #[path = "e2e/escalation.rs"]
 mod escalation;
+#[path = "e2e/federation.rs"]
+mod federation;
 #[path = "e2e/mongo.rs"]
 mod mongo;
 #[path = "e2e/notifiers.rs"]
 mod notifiers;
-#[path = "e2e/federation.rs"]
-mod federation;
 
 #[path = "e2e/status_api.rs"]
 mod status_api;
 
-#[path = "e2e/status_page.rs"]
-mod status_page;
 #[path = "e2e/http_sensor.rs"]
 mod http_sensor;
+#[path = "e2e/status_page.rs"]
+mod status_page;

@@ -313,7 +313,7 @@ fn status_render() {
         );
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        tokio::spawn(outpost::api::serve(l, state));
+        tokio::spawn(outpost::api::serve(l, state, axum::Router::new()));
         let client = reqwest::Client::new();
         let url = format!("http://{addr}/api/v1/status");
         let r = client.get(&url).send().await.unwrap();

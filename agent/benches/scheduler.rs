@@ -280,7 +280,9 @@ fn sleep_watching(pid: u32, d: Duration) -> bool {
         if rss(pid).0 > RSS_CAP_KIB {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(250).min(end.saturating_duration_since(Instant::now())));
+        std::thread::sleep(
+            Duration::from_millis(250).min(end.saturating_duration_since(Instant::now())),
+        );
     }
     true
 }

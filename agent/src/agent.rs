@@ -218,12 +218,13 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     // Alerting: the incident engine after evaluation, the outbox after it.
     let key = token::AckKey::load_or_create(&cfg.agent.data_dir.join("ack.key"))
         .context("cannot read or create the acknowledgement key")?;
-    let admin_token = token::read_or_create_secret(&cfg.agent.admin_token_file).with_context(|| {
-        format!(
-            "cannot read or create the admin token file {}",
-            cfg.agent.admin_token_file.display()
-        )
-    })?;
+    let admin_token =
+        token::read_or_create_secret(&cfg.agent.admin_token_file).with_context(|| {
+            format!(
+                "cannot read or create the admin token file {}",
+                cfg.agent.admin_token_file.display()
+            )
+        })?;
     let (alerting_tx, alerting_rx) =
         watch::channel(Arc::new(AlertingConfig::new(&cfg, &plugins, key.clone())));
     let wake = Arc::new(Notify::new());

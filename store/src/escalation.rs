@@ -523,7 +523,9 @@ impl Tx<'_> {
     pub fn next_timer_due(&self) -> Result<Option<i64>> {
         Ok(self
             .0
-            .query_row("SELECT min(due_ms) FROM timers WHERE fired = 0", [], |r| r.get(0))?)
+            .query_row("SELECT min(due_ms) FROM timers WHERE fired = 0", [], |r| {
+                r.get(0)
+            })?)
     }
     /// Claims a timer; true only once.
     pub fn fire_timer(&self, id: i64) -> Result<bool> {
@@ -637,7 +639,9 @@ impl Tx<'_> {
     /// Adds a silence; returns its id.
     pub fn add_silence(&self, s: &Silence) -> Result<i64> {
         if s.until_ms <= s.from_ms {
-            return Err(StoreError::Invalid("a silence must end after it starts".into()));
+            return Err(StoreError::Invalid(
+                "a silence must end after it starts".into(),
+            ));
         }
         Ok(self.0.query_row(
             "INSERT INTO silences(target, from_ms, until_ms, reason, created_by) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",

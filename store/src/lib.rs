@@ -126,8 +126,8 @@ use tokio::sync::{mpsc, oneshot};
 pub use calendar::{DAY_MS, HOUR_MS, civil_from_days, next_period, period_start, utc_ms};
 pub use error::{Result, StoreError};
 pub use escalation::{
-    Attempt, EscalationDb, Incident, IncidentEvent, IncidentState, NewIncident, NewOutbox, OutboxEntry,
-    Silence, Timer, Tx,
+    Attempt, EscalationDb, Incident, IncidentEvent, IncidentState, NewIncident, NewOutbox,
+    OutboxEntry, Silence, Timer, Tx,
 };
 pub use query::Reader;
 pub use types::{
@@ -295,7 +295,9 @@ impl Store {
     }
 
     fn blocking_send(&self, m: Msg) -> Result<()> {
-        self.sender().blocking_send(m).map_err(|_| StoreError::Closed)
+        self.sender()
+            .blocking_send(m)
+            .map_err(|_| StoreError::Closed)
     }
 
     async fn send(&self, m: Msg) -> Result<()> {

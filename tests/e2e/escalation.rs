@@ -9,7 +9,13 @@ use std::time::{Duration, Instant};
 /// A sensor on `target` that is hard down after 2 failures 150 ms apart and
 /// up after 1 success; escalation `l1` then `l2`; each level a webhook to
 /// its own path of `rx`.
-fn config(target: &Target, rx: &Receiver, alert_after: &str, ack_within: &str, extra: &str) -> String {
+fn config(
+    target: &Target,
+    rx: &Receiver,
+    alert_after: &str,
+    ack_within: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [[sensor]]
@@ -66,8 +72,16 @@ fn token_of(ack_url: &str) -> String {
 
 fn incidents(agent: &Agent) -> Vec<Value> {
     let out = agent.cli(&["incidents", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[test]
@@ -82,13 +96,22 @@ fn no_ack_escalates_to_level_2_then_ack_stops_it_and_recovery_resolves() {
     let opened = rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
     let first = &opened[0];
     let waited = down_at.elapsed();
-    assert_eq!(first.json()["event"], "opened", "{:?}", first.json);
+    assert_eq!(first.json()["event"], "opened", "{:?}", first.json());
     assert_eq!(first.json()["target"], "web");
     assert_eq!(first.json()["level"], 1);
     // Two failures (~0.35 s) plus the 1 s window: not before.
-    assert!(waited >= Duration::from_millis(1200), "opened after {waited:?}");
-    let ack_url = first.json()["ack_url"].as_str().expect("an ack link").to_string();
-    assert!(ack_url.starts_with(&format!("http://127.0.0.1:{}/ack/", agent.port)), "{ack_url}");
+    assert!(
+        waited >= Duration::from_millis(1200),
+        "opened after {waited:?}"
+    );
+    let ack_url = first.json()["ack_url"]
+        .as_str()
+        .expect("an ack link")
+        .to_string();
+    assert!(
+        ack_url.starts_with(&format!("http://127.0.0.1:{}/ack/", agent.port)),
+        "{ack_url}"
+    );
     let token = token_of(&ack_url);
     assert!(token.len() >= 22, "token has ≥ 128 bits: {token}");
     assert!(rx.requests_to("/l2").is_empty(), "level 2 not yet");
@@ -96,32 +119,55 @@ fn no_ack_escalates_to_level_2_then_ack_stops_it_and_recovery_resolves() {
     // Nobody acknowledges: level 2 after ack_within (2 s).
     let l2 = rx.wait_for("/l2", 1, Duration::from_secs(10), &agent);
     let gap = l2[0].at.duration_since(first.at);
-    assert!(gap >= Duration::from_millis(1900) && gap < Duration::from_secs(5), "level 2 after {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(1900) && gap < Duration::from_secs(5),
+        "level 2 after {gap:?}"
+    );
     assert_eq!(l2[0].json()["event"], "escalated");
     assert_eq!(l2[0].json()["level"], 2);
-    assert_eq!(token_of(l2[0].json()["ack_url"].as_str().unwrap()), token, "same incident, same link");
+    assert_eq!(
+        token_of(l2[0].json()["ack_url"].as_str().unwrap()),
+        token,
+        "same incident, same link"
+    );
 
     // Acknowledge by POST (what the page's button does).
-    let (code, body) = http_post(&ack_url, "application/x-www-form-urlencoded", b"by=alice", &[("accept", "application/json")]);
+    let (code, body) = http_post(
+        &ack_url,
+        "application/x-www-form-urlencoded",
+        b"by=alice",
+        &[("accept", "application/json")],
+    );
     assert_eq!(code, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["outcome"], "acknowledged");
     assert_eq!(v["incident"]["acked_by"], "alice");
-    assert!(v["incident"].get("token_hash").is_none(), "the hash stays private");
+    assert!(
+        v["incident"].get("token_hash").is_none(),
+        "the hash stays private"
+    );
     // Both levels hear of the acknowledgement; nothing else follows.
     rx.wait_for("/l1", 2, Duration::from_secs(10), &agent);
     rx.wait_for("/l2", 2, Duration::from_secs(10), &agent);
     assert_eq!(events(&rx, "/l1"), ["opened", "acknowledged"]);
     assert_eq!(events(&rx, "/l2"), ["escalated", "acknowledged"]);
     // A second acknowledgement changes nothing.
-    let (code, _) = http_post(&ack_url, "application/x-www-form-urlencoded", b"by=bob", &[]);
+    let (code, _) = http_post(
+        &ack_url,
+        "application/x-www-form-urlencoded",
+        b"by=bob",
+        &[],
+    );
     assert_eq!(code, 409);
 
     target.set(Mode::Up);
     rx.wait_for("/l1", 3, Duration::from_secs(10), &agent);
     rx.wait_for("/l2", 3, Duration::from_secs(10), &agent);
     assert_eq!(events(&rx, "/l1"), ["opened", "acknowledged", "resolved"]);
-    assert_eq!(events(&rx, "/l2"), ["escalated", "acknowledged", "resolved"]);
+    assert_eq!(
+        events(&rx, "/l2"),
+        ["escalated", "acknowledged", "resolved"]
+    );
     let all = rx.requests_to("/l1");
     assert!(all[2].json()["ack_url"].is_null(), "no link once resolved");
     let inc = &incidents(&agent)[0];
@@ -129,7 +175,11 @@ fn no_ack_escalates_to_level_2_then_ack_stops_it_and_recovery_resolves() {
     assert_eq!(inc["acked_by"], "alice");
     assert!(inc["acked_at_ms"].as_i64().unwrap() >= inc["opened_at_ms"].as_i64().unwrap());
     // Idempotency keys are unique per notification.
-    let mut keys: Vec<String> = all.iter().chain(rx.requests_to("/l2").iter()).map(|r| r.json()["idempotency_key"].as_str().unwrap().to_string()).collect();
+    let mut keys: Vec<String> = all
+        .iter()
+        .chain(rx.requests_to("/l2").iter())
+        .map(|r| r.json()["idempotency_key"].as_str().unwrap().to_string())
+        .collect();
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), 6);
@@ -156,15 +206,26 @@ fn level_1_acknowledging_in_time_means_level_2_is_never_called() {
 
     // The CLI acknowledges with the link.
     let out = agent.cli(&["ack", &url, "--by", "bob"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("acknowledged incident #1 (web) as bob"));
     // Well past ack_within: level 2 never hears.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(rx.requests_to("/l2").is_empty(), "level 2 was called: {:?}", events(&rx, "/l2"));
+    assert!(
+        rx.requests_to("/l2").is_empty(),
+        "level 2 was called: {:?}",
+        events(&rx, "/l2")
+    );
     assert_eq!(events(&rx, "/l1"), ["opened", "acknowledged"]);
     let (code, _, page) = http_get(&url, &[]);
     assert_eq!(code, 200);
-    assert!(page.contains("Already acknowledged") && page.contains("bob"), "{page}");
+    assert!(
+        page.contains("Already acknowledged") && page.contains("bob"),
+        "{page}"
+    );
 }
 
 #[test]
@@ -181,7 +242,10 @@ fn kill_9_before_level_2_is_due_fires_it_once_on_time_after_restart() {
     let l2 = rx.wait_for("/l2", 1, Duration::from_secs(15), &agent);
     let gap = l2[0].at.duration_since(opened[0].at);
     // Due 4 s after the first notification, whatever the restart did.
-    assert!(gap >= Duration::from_millis(3800) && gap < Duration::from_millis(6500), "level 2 after {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(3800) && gap < Duration::from_millis(6500),
+        "level 2 after {gap:?}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(events(&rx, "/l2"), ["escalated"], "exactly once");
     assert_eq!(events(&rx, "/l1"), ["opened"], "level 1 not told twice");
@@ -195,17 +259,31 @@ fn a_receiver_that_refuses_then_fails_then_rate_limits_gets_each_notification_on
     let target = Target::start(Mode::Up);
     // Nothing listens on the receiver's port at first.
     let port = crate::util::free_port();
-    let mut agent = Agent::start(&config(&target, &Receiver::unstarted(port), "300ms", "1h", ""));
+    let mut agent = Agent::start(&config(
+        &target,
+        &Receiver::unstarted(port),
+        "300ms",
+        "1h",
+        "",
+    ));
     agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
     target.set(Mode::Error);
     // The incident opens while the receiver is down; the agent keeps trying.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let i = incidents(&agent);
-        if i.first().and_then(|i| i["notifications"][0]["attempts"].as_u64()).unwrap_or(0) >= 2 {
+        if i.first()
+            .and_then(|i| i["notifications"][0]["attempts"].as_u64())
+            .unwrap_or(0)
+            >= 2
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "no failed attempts recorded: {i:?}\n{}", agent.logs());
+        assert!(
+            Instant::now() < deadline,
+            "no failed attempts recorded: {i:?}\n{}",
+            agent.logs()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // Recovery while "opened" is still undelivered: "resolved" queues behind it.
@@ -216,24 +294,52 @@ fn a_receiver_that_refuses_then_fails_then_rate_limits_gets_each_notification_on
     let rx = Receiver::start_on(port);
     rx.script("/l1", &[(500, None), (500, None), (429, Some(1))]);
     let got = rx.wait_for("/l1", 5, Duration::from_secs(40), &agent);
-    let delivered: Vec<&str> = got.iter().filter(|r| r.status == 200).map(|r| r.json()["event"].as_str().unwrap()).collect();
+    let delivered: Vec<String> = got
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.json()["event"].as_str().unwrap().to_string())
+        .collect();
     std::thread::sleep(Duration::from_secs(1));
     let all = rx.requests_to("/l1");
-    let ok: Vec<&str> = all.iter().filter(|r| r.status == 200).map(|r| r.json()["event"].as_str().unwrap()).collect();
-    assert_eq!(ok, ["opened", "resolved"], "each once, in order; all requests: {:?}", all.iter().map(|r| (r.status, r.json()["event"].clone())).collect::<Vec<_>>());
+    let ok: Vec<String> = all
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.json()["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ok,
+        ["opened", "resolved"],
+        "each once, in order; all requests: {:?}",
+        all.iter()
+            .map(|r| (r.status, r.json()["event"].clone()))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(delivered, ["opened", "resolved"]);
     // The 429's Retry-After was honoured.
     let i429 = all.iter().position(|r| r.status == 429).unwrap();
     let gap = all[i429 + 1].at.duration_since(all[i429].at);
-    assert!(gap >= Duration::from_millis(950), "retried {gap:?} after a 429 with Retry-After: 1");
+    assert!(
+        gap >= Duration::from_millis(950),
+        "retried {gap:?} after a 429 with Retry-After: 1"
+    );
     // Same idempotency key on every attempt of "opened".
-    let keys: std::collections::HashSet<_> = all.iter().filter(|r| r.json()["event"] == "opened").map(|r| r.json()["idempotency_key"].clone()).collect();
+    let keys: std::collections::HashSet<_> = all
+        .iter()
+        .filter(|r| r.json()["event"] == "opened")
+        .map(|r| r.json()["idempotency_key"].clone())
+        .collect();
     assert_eq!(keys.len(), 1);
     let inc = &incidents(&agent)[0];
     let n = &inc["notifications"][0];
     assert!(n["attempts"].as_u64().unwrap() >= 5, "{inc}");
     assert!(n["delivered_at_ms"].is_i64());
-    assert!(inc["events"].as_array().unwrap().iter().any(|e| e["kind"] == "delivery_failed"));
+    assert!(
+        inc["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "delivery_failed")
+    );
     agent.stop();
 }
 
@@ -258,9 +364,17 @@ fn tokens_wrong_truncated_random_or_resolved_are_refused_and_change_nothing() {
         random,
         "..%2F..%2Fetc".to_string(),
     ] {
-        let (code, body) = http_post(&format!("{base}{bad}"), "application/x-www-form-urlencoded", b"by=mallory", &[("accept", "application/json")]);
+        let (code, body) = http_post(
+            &format!("{base}{bad}"),
+            "application/x-www-form-urlencoded",
+            b"by=mallory",
+            &[("accept", "application/json")],
+        );
         assert_eq!(code, 404, "{bad}: {body}");
-        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["outcome"], "unknown");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["outcome"],
+            "unknown"
+        );
         let (code, _, _) = http_get(&format!("{base}{bad}"), &[]);
         assert_eq!(code, 404);
     }
@@ -271,9 +385,17 @@ fn tokens_wrong_truncated_random_or_resolved_are_refused_and_change_nothing() {
 
     target.set(Mode::Up);
     rx.wait_for("/l1", 2, Duration::from_secs(10), &agent);
-    let (code, body) = http_post(&url, "application/x-www-form-urlencoded", b"", &[("accept", "application/json")]);
+    let (code, body) = http_post(
+        &url,
+        "application/x-www-form-urlencoded",
+        b"",
+        &[("accept", "application/json")],
+    );
     assert_eq!(code, 409, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["outcome"], "resolved");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["outcome"],
+        "resolved"
+    );
     assert_eq!(incidents(&agent)[0]["acked_by"], Value::Null);
 }
 
@@ -284,21 +406,45 @@ fn a_silence_holds_notifications_but_results_are_recorded() {
     let agent = Agent::start(&config(&target, &rx, "300ms", "1h", ""));
     agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
     // Without the admin token, the API refuses.
-    let (code, _) = http_post(&agent.api("/api/v1/silences"), "application/json", br#"{"target":"web","for":"1h"}"#, &[]);
+    let (code, _) = http_post(
+        &agent.api("/api/v1/silences"),
+        "application/json",
+        br#"{"target":"web","for":"1h"}"#,
+        &[],
+    );
     assert_eq!(code, 401);
     let out = agent.cli(&["silence", "web", "--for", "1h", "--reason", "deploy"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listing = String::from_utf8_lossy(&agent.cli(&["silence", "--list"]).stdout).into_owned();
-    assert!(listing.contains("web") && listing.contains("deploy"), "{listing}");
+    assert!(
+        listing.contains("web") && listing.contains("deploy"),
+        "{listing}"
+    );
     target.set(Mode::Error);
     agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "down");
     std::thread::sleep(Duration::from_secs(2));
     assert!(rx.requests_to("/l1").is_empty(), "silenced, yet notified");
     let history = agent.history("web");
-    assert!(history["results"].as_array().unwrap().iter().any(|r| r["status"] == "fail"), "results still recorded");
+    assert!(
+        history["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["status"] == "fail"),
+        "results still recorded"
+    );
     // Ending the silence through the API (admin token) lets the alert out.
     let admin = std::fs::read_to_string(agent.dir.path().join("data/admin.token")).unwrap();
-    let (code, body) = crate::util::http_request("DELETE", &agent.api("/api/v1/silences/1"), "", b"", &[("authorization", &format!("Bearer {}", admin.trim()))]);
+    let (code, _, body) = crate::util::http_request(
+        "DELETE",
+        &agent.api("/api/v1/silences/1"),
+        &[("authorization", &format!("Bearer {}", admin.trim()))],
+        b"",
+    );
     assert_eq!(code, 204, "{body}");
     let got = rx.wait_for("/l1", 1, Duration::from_secs(10), &agent);
     assert_eq!(got[0].json()["event"], "opened");
@@ -340,14 +486,29 @@ notify = ["stuck"]
     loop {
         let incs = incidents(&agent);
         let other = incs.iter().find(|i| i["target"] == "other");
-        let failed = other.map(|o| o["events"].as_array().unwrap().iter().filter(|e| e["kind"] == "delivery_failed").count()).unwrap_or(0);
+        let failed = other
+            .map(|o| {
+                o["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| e["kind"] == "delivery_failed")
+                    .count()
+            })
+            .unwrap_or(0);
         if failed >= 2 {
             let text = other.unwrap()["events"].to_string();
-            assert!(text.contains("timed out") || text.contains("timeout"), "{text}");
+            assert!(
+                text.contains("timed out") || text.contains("timeout"),
+                "{text}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "no retried failures: {incs:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(agent.logs().contains("not delivered"), "failures are logged");
+    assert!(
+        agent.logs().contains("not delivered"),
+        "failures are logged"
+    );
 }

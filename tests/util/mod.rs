@@ -213,14 +213,13 @@ pub fn http_get(url: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
 }
 
 /// A POST of `body`: (status, body).
-pub fn http_post(url: &str, content_type: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, String) {
+pub fn http_post(
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     let (code, _, body) = http_exchange("POST", url, content_type, body, headers);
-    (code, body)
-}
-
-/// Any method: (status, body).
-pub fn http_request(method: &str, url: &str, content_type: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, String) {
-    let (code, _, body) = http_exchange(method, url, content_type, body, headers);
     (code, body)
 }
 
@@ -251,9 +250,10 @@ pub fn http_exchange(
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    // The server may answer (413) before reading the whole body.
+    let _ = s.write_all(body);
     let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
+    let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head

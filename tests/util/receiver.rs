@@ -115,7 +115,8 @@ impl Receiver {
         std::thread::spawn(move || {
             for s in l.incoming() {
                 let Ok(s) = s else { continue };
-                let (answer, scripts, requests) = (answer.clone(), scripts.clone(), requests.clone());
+                let (answer, scripts, requests) =
+                    (answer.clone(), scripts.clone(), requests.clone());
                 std::thread::spawn(move || {
                     let _ = serve(s, &answer, &scripts, &requests);
                 });
@@ -140,12 +141,21 @@ impl Receiver {
 
     /// Requests to `path`, in arrival order.
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| r.path == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     /// Waits until `path` has had `n` requests; panics with the agent's log
     /// after `timeout`.
-    pub fn wait_for(&self, path: &str, n: usize, timeout: Duration, agent: &super::Agent) -> Vec<Recorded> {
+    pub fn wait_for(
+        &self,
+        path: &str,
+        n: usize,
+        timeout: Duration,
+        agent: &super::Agent,
+    ) -> Vec<Recorded> {
         let deadline = Instant::now() + timeout;
         loop {
             let got = self.requests_to(path);
@@ -156,7 +166,9 @@ impl Receiver {
                 Instant::now() < deadline,
                 "{path}: {} of {n} requests after {timeout:?}: {:?}\nlogs:\n{}",
                 got.len(),
-                got.iter().map(|r| String::from_utf8_lossy(&r.body).into_owned()).collect::<Vec<_>>(),
+                got.iter()
+                    .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                    .collect::<Vec<_>>(),
                 agent.logs()
             );
             std::thread::sleep(Duration::from_millis(25));

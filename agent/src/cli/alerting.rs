@@ -85,7 +85,13 @@ fn who(by: Option<String>) -> String {
 /// `outpost ack`.
 pub async fn ack(a: AckArgs) -> anyhow::Result<ExitCode> {
     let (agent, db) = open(&a.config)?;
-    let token = a.token.rsplit('/').next().unwrap_or(&a.token).trim().to_string();
+    let token = a
+        .token
+        .rsplit('/')
+        .next()
+        .unwrap_or(&a.token)
+        .trim()
+        .to_string();
     let by = who(a.by);
     let now = crate::scheduler::now_ms();
     let out = db.tx(|t| actions::acknowledge(t, &agent.name, &token, &by, now))?;
@@ -117,7 +123,9 @@ pub async fn ack(a: AckArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
         AckOutcome::Unknown => {
-            eprintln!("no incident has this token (check that it was copied whole); nothing changed");
+            eprintln!(
+                "no incident has this token (check that it was copied whole); nothing changed"
+            );
             Ok(ExitCode::from(1))
         }
     }
@@ -158,7 +166,16 @@ pub async fn silence(a: SilenceArgs) -> anyhow::Result<ExitCode> {
     let d = a.duration.unwrap_or_default();
     let by = who(None);
     let s = db
-        .tx(|t| Ok(actions::silence(t, &target, d.as_millis() as i64, &a.reason, &by, now)))?
+        .tx(|t| {
+            Ok(actions::silence(
+                t,
+                &target,
+                d.as_millis() as i64,
+                &a.reason,
+                &by,
+                now,
+            ))
+        })?
         .map_err(anyhow::Error::msg)?;
     println!(
         "silence #{} for {} until {} UTC: notifications are held, results are still recorded",
@@ -190,7 +207,10 @@ pub async fn incidents(a: IncidentsArgs) -> anyhow::Result<ExitCode> {
                 if let Some(o) = j.as_object_mut() {
                     o.remove("token_hash");
                     o.remove("ack_nonce");
-                    o.insert("events".into(), serde_json::to_value(ev).unwrap_or_default());
+                    o.insert(
+                        "events".into(),
+                        serde_json::to_value(ev).unwrap_or_default(),
+                    );
                     o.insert(
                         "notifications".into(),
                         serde_json::to_value(
@@ -249,10 +269,16 @@ pub async fn incidents(a: IncidentsArgs) -> anyhow::Result<ExitCode> {
                 println!(
                     "        → {:<16} {:<13} {:<10} attempts {}{}",
                     o.notifier,
-                    o.payload.get("event").and_then(|v| v.as_str()).unwrap_or("?"),
+                    o.payload
+                        .get("event")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("?"),
                     st,
                     o.attempts,
-                    o.last_error.as_ref().map(|e| format!("  last error: {e}")).unwrap_or_default()
+                    o.last_error
+                        .as_ref()
+                        .map(|e| format!("  last error: {e}"))
+                        .unwrap_or_default()
                 );
             }
         }

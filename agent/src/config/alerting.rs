@@ -168,7 +168,9 @@ impl Window {
     /// The end (Unix ms) of the occurrence covering `now_ms`, if any.
     pub fn end_if_active(&self, now_ms: i64) -> Option<i64> {
         match self {
-            Window::Once { from_ms, to_ms } => (*from_ms..*to_ms).contains(&now_ms).then_some(*to_ms),
+            Window::Once { from_ms, to_ms } => {
+                (*from_ms..*to_ms).contains(&now_ms).then_some(*to_ms)
+            }
             Window::Weekly {
                 days,
                 start_min,
@@ -251,16 +253,7 @@ pub(super) fn check_notifier(
     if timeout.is_zero() {
         return Err(src.err(n.name.span().start, "timeout", "must be more than 0"));
     }
-    let allow = match &n.allow {
-        None => None,
-        Some(list) => Some(
-            list.iter()
-                .map(|e| {
-                    Endpoint::parse(e.get_ref()).map_err(|m| src.err(e.span().start, "allow", m))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-    };
+    let allow = super::parse_allow(src, n.allow.as_deref())?;
     let plugin_at = n.plugin.span().start;
     let (config, config_at) = match n.config {
         Some(c) => {
@@ -313,7 +306,9 @@ pub(super) fn check_escalation(
         return Err(src.err(
             at,
             "level",
-            format!("escalation `{name}` has no level: add [[escalation.level]] with notify = [\"...\"]"),
+            format!(
+                "escalation `{name}` has no level: add [[escalation.level]] with notify = [\"...\"]"
+            ),
         ));
     }
     let mut levels = Vec::new();
@@ -332,7 +327,11 @@ pub(super) fn check_escalation(
                     format!(
                         "no notifier is named `{}` (defined: {})",
                         n.get_ref(),
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
                     ),
                 ));
             }
@@ -366,29 +365,42 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
     let (date, time) = s.split_once(['T', ' ']).ok_or_else(bad)?;
     let mut d = date.split('-');
     let (y, m, dd) = (
-        d.next().and_then(|v| v.parse::<i64>().ok()).ok_or_else(bad)?,
-        d.next().and_then(|v| v.parse::<u32>().ok()).ok_or_else(bad)?,
-        d.next().and_then(|v| v.parse::<u32>().ok()).ok_or_else(bad)?,
+        d.next()
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or_else(bad)?,
+        d.next()
+            .and_then(|v| v.parse::<u32>().ok())
+            .ok_or_else(bad)?,
+        d.next()
+            .and_then(|v| v.parse::<u32>().ok())
+            .ok_or_else(bad)?,
     );
     if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&dd) {
         return Err(bad());
     }
-    let (clock, offset_min) = if let Some(c) = time.strip_suffix('Z').or_else(|| time.strip_suffix('z')) {
-        (c, 0i64)
-    } else if let Some(pos) = time.rfind(['+', '-']) {
-        let (c, off) = time.split_at(pos);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let (h, mi) = off[1..].split_once(':').ok_or_else(bad)?;
-        let h: i64 = h.parse().map_err(|_| bad())?;
-        let mi: i64 = mi.parse().map_err(|_| bad())?;
-        (c, sign * (h * 60 + mi))
-    } else {
-        return Err(format!("`{s}` has no time zone: end it with Z (UTC) or an offset like +01:00"));
-    };
+    let (clock, offset_min) =
+        if let Some(c) = time.strip_suffix('Z').or_else(|| time.strip_suffix('z')) {
+            (c, 0i64)
+        } else if let Some(pos) = time.rfind(['+', '-']) {
+            let (c, off) = time.split_at(pos);
+            let sign = if off.starts_with('-') { -1 } else { 1 };
+            let (h, mi) = off[1..].split_once(':').ok_or_else(bad)?;
+            let h: i64 = h.parse().map_err(|_| bad())?;
+            let mi: i64 = mi.parse().map_err(|_| bad())?;
+            (c, sign * (h * 60 + mi))
+        } else {
+            return Err(format!(
+                "`{s}` has no time zone: end it with Z (UTC) or an offset like +01:00"
+            ));
+        };
     let mut parts = clock.split(':');
     let h: i64 = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
     let mi: i64 = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-    let sec: f64 = parts.next().map(|v| v.parse().map_err(|_| bad())).transpose()?.unwrap_or(0.0);
+    let sec: f64 = parts
+        .next()
+        .map(|v| v.parse().map_err(|_| bad()))
+        .transpose()?
+        .unwrap_or(0.0);
     if h > 23 || mi > 59 || !(0.0..61.0).contains(&sec) {
         return Err(bad());
     }
@@ -402,7 +414,9 @@ fn parse_clock(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("`{s}` is not a time of day: write e.g. \"02:30\" (UTC)"))?;
     match (h.parse::<u32>(), m.parse::<u32>()) {
         (Ok(h), Ok(m)) if h < 24 && m < 60 => Ok(h * 60 + m),
-        _ => Err(format!("`{s}` is not a time of day: write e.g. \"02:30\" (UTC)")),
+        _ => Err(format!(
+            "`{s}` is not a time of day: write e.g. \"02:30\" (UTC)"
+        )),
     }
 }
 
@@ -438,9 +452,16 @@ pub(super) fn check_maintenance(
                 return Err(src.err(to.span().start, "maintenance.to", "must be after `from`"));
             }
             if m.start.is_some() || m.duration.is_some() {
-                return Err(src.err(at, "maintenance", "a one-off window (from/to) takes no `start` or `duration`"));
+                return Err(src.err(
+                    at,
+                    "maintenance",
+                    "a one-off window (from/to) takes no `start` or `duration`",
+                ));
             }
-            Window::Once { from_ms: f, to_ms: t }
+            Window::Once {
+                from_ms: f,
+                to_ms: t,
+            }
         }
         (None, None, Some(days)) => {
             let mut set = [false; 7];
@@ -459,14 +480,21 @@ pub(super) fn check_maintenance(
                 }
             }
             let start = m.start.as_ref().ok_or_else(|| {
-                src.err(at, "maintenance.start", "a weekly window needs `start` (\"HH:MM\", UTC)")
+                src.err(
+                    at,
+                    "maintenance.start",
+                    "a weekly window needs `start` (\"HH:MM\", UTC)",
+                )
             })?;
             let start_min = parse_clock(start.get_ref())
                 .map_err(|e| src.err(start.span().start, "maintenance.start", e))?;
-            let duration = m
-                .duration
-                .map(|d| d.0)
-                .ok_or_else(|| src.err(at, "maintenance.duration", "a weekly window needs `duration`, e.g. \"2h\""))?;
+            let duration = m.duration.map(|d| d.0).ok_or_else(|| {
+                src.err(
+                    at,
+                    "maintenance.duration",
+                    "a weekly window needs `duration`, e.g. \"2h\"",
+                )
+            })?;
             if duration.is_zero() || duration > Duration::from_secs(7 * 86_400) {
                 return Err(src.err(at, "maintenance.duration", "must be between 1s and 7 days"));
             }
@@ -499,11 +527,27 @@ mod tests {
     fn selectors_parse_and_match() {
         let labels: BTreeMap<String, String> = [("team".to_string(), "core".to_string())].into();
         assert!(Selector::parse("*").unwrap().matches("x", None, &labels));
-        assert!(Selector::parse("web").unwrap().matches("web", None, &labels));
+        assert!(
+            Selector::parse("web")
+                .unwrap()
+                .matches("web", None, &labels)
+        );
         assert!(!Selector::parse("web").unwrap().matches("db", None, &labels));
-        assert!(Selector::parse("category:db").unwrap().matches("x", Some("db"), &labels));
-        assert!(Selector::parse("label:team=core").unwrap().matches("x", None, &labels));
-        assert!(!Selector::parse("label:team=ops").unwrap().matches("x", None, &labels));
+        assert!(
+            Selector::parse("category:db")
+                .unwrap()
+                .matches("x", Some("db"), &labels)
+        );
+        assert!(
+            Selector::parse("label:team=core")
+                .unwrap()
+                .matches("x", None, &labels)
+        );
+        assert!(
+            !Selector::parse("label:team=ops")
+                .unwrap()
+                .matches("x", None, &labels)
+        );
         assert!(Selector::parse("peer:edge-1").is_ok());
         assert!(Selector::parse("label:team").is_err());
         assert!(Selector::parse("a b").is_err());
@@ -514,7 +558,10 @@ mod tests {
         assert_eq!(parse_timestamp("1970-01-01T00:00:00Z").unwrap(), 0);
         assert_eq!(parse_timestamp("1970-01-01T01:00Z").unwrap(), 3_600_000);
         assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00").unwrap(), 0);
-        assert_eq!(parse_timestamp("2026-12-01T00:00:00Z").unwrap(), outpost_store::utc_ms(2026, 12, 1));
+        assert_eq!(
+            parse_timestamp("2026-12-01T00:00:00Z").unwrap(),
+            outpost_store::utc_ms(2026, 12, 1)
+        );
         assert!(parse_timestamp("2026-12-01T00:00:00").is_err());
         assert!(parse_timestamp("2026-13-01T00:00:00Z").is_err());
         assert!(parse_timestamp("yesterday").is_err());
@@ -532,9 +579,15 @@ mod tests {
         assert!(!w.active(sun + 22 * 3_600_000));
         assert!(w.active(sun + 23 * 3_600_000 + 1));
         assert!(w.active(sun + 24 * 3_600_000 + 30 * 60_000)); // Monday 00:30
-        assert_eq!(w.end_if_active(sun + 24 * 3_600_000), Some(sun + 25 * 3_600_000));
+        assert_eq!(
+            w.end_if_active(sun + 24 * 3_600_000),
+            Some(sun + 25 * 3_600_000)
+        );
         assert!(!w.active(sun + 25 * 3_600_000));
-        let once = Window::Once { from_ms: 10, to_ms: 20 };
+        let once = Window::Once {
+            from_ms: 10,
+            to_ms: 20,
+        };
         assert!(once.active(10) && once.active(19) && !once.active(20));
     }
 }

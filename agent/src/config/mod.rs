@@ -318,10 +318,23 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
         }
         seen.insert(s.name.clone(), s.origin.clone());
         // Load each distinct plugin once, then let it judge the config.
-        let plugin = load_plugin(host, &mut plugins, &s.plugin, crate::plugin_host::PluginKind::Sensor)
-            .await
-            .map_err(|m| src.err(config_span.0, "plugin", m))?;
-        validate_plugin_config(&plugin, src, config_span.1, &s.config, &format!("sensor `{}`", s.name), &s.plugin).await?;
+        let plugin = load_plugin(
+            host,
+            &mut plugins,
+            &s.plugin,
+            crate::plugin_host::PluginKind::Sensor,
+        )
+        .await
+        .map_err(|m| src.err(config_span.0, "plugin", m))?;
+        validate_plugin_config(
+            &plugin,
+            src,
+            config_span.1,
+            &s.config,
+            &format!("sensor `{}`", s.name),
+            &s.plugin,
+        )
+        .await?;
         sensors.push(s);
     }
 
@@ -339,13 +352,29 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
             return Err(main.err(
                 start,
                 "name",
-                format!("a notifier named `{}` is already defined; names must be unique", n.name),
+                format!(
+                    "a notifier named `{}` is already defined; names must be unique",
+                    n.name
+                ),
             ));
         }
-        let plugin = load_plugin(host, &mut plugins, &n.plugin, crate::plugin_host::PluginKind::Notifier)
-            .await
-            .map_err(|m| main.err(plugin_at, "plugin", m))?;
-        validate_plugin_config(&plugin, main, config_at, &n.config, &format!("notifier `{}`", n.name), &n.plugin).await?;
+        let plugin = load_plugin(
+            host,
+            &mut plugins,
+            &n.plugin,
+            crate::plugin_host::PluginKind::Notifier,
+        )
+        .await
+        .map_err(|m| main.err(plugin_at, "plugin", m))?;
+        validate_plugin_config(
+            &plugin,
+            main,
+            config_at,
+            &n.config,
+            &format!("notifier `{}`", n.name),
+            &n.plugin,
+        )
+        .await?;
         notifiers.push(n);
     }
     let mut targets: std::collections::HashSet<String> = names.iter().cloned().collect();
@@ -360,7 +389,10 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
             return Err(main.err(
                 start,
                 "name",
-                format!("an escalation named `{}` is already defined; names must be unique", e.name),
+                format!(
+                    "an escalation named `{}` is already defined; names must be unique",
+                    e.name
+                ),
             ));
         }
         escalations.push(e);
@@ -372,7 +404,11 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
     for s in &mut sensors {
         s.maintenance = maintenance
             .iter()
-            .filter(|m| m.targets.iter().any(|t| t.matches(&s.name, s.category.as_deref(), &s.labels)))
+            .filter(|m| {
+                m.targets
+                    .iter()
+                    .any(|t| t.matches(&s.name, s.category.as_deref(), &s.labels))
+            })
             .map(|m| m.window.clone())
             .collect();
     }
@@ -408,7 +444,11 @@ async fn load_plugin(
         }
     };
     if plugin.kind() != kind {
-        return Err(format!("{} is a {}, not a {kind}", plugin.label(), plugin.kind()));
+        return Err(format!(
+            "{} is a {}, not a {kind}",
+            plugin.label(),
+            plugin.kind()
+        ));
     }
     Ok(plugin)
 }
@@ -539,10 +579,18 @@ fn check_agent(
         concurrency,
         reuse_instances: p.reuse_instances.unwrap_or(true),
         public_url: match &a.public_url {
-            Some(u) if u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://") => {
+            Some(u)
+                if u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://") =>
+            {
                 u.get_ref().trim_end_matches('/').to_string()
             }
-            Some(u) => return Err(src.err(u.span().start, "agent.public_url", "must start with http:// or https://")),
+            Some(u) => {
+                return Err(src.err(
+                    u.span().start,
+                    "agent.public_url",
+                    "must start with http:// or https://",
+                ));
+            }
             None => format!("http://{listen}"),
         },
         admin_token_file: match &a.admin_token_file {
@@ -676,16 +724,7 @@ fn check_sensor(
             .unwrap_or(start);
         return Err(src.err(at, "recover_after", "must be at least 1"));
     }
-    let allow = match &s.allow {
-        None => None,
-        Some(list) => Some(
-            list.iter()
-                .map(|e| {
-                    Endpoint::parse(e.get_ref()).map_err(|m| src.err(e.span().start, "allow", m))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-    };
+    let allow = parse_allow(src, s.allow.as_deref())?;
     let (config, config_at) = match s.config {
         Some(c) => {
             let at = c.span().start;
@@ -760,6 +799,19 @@ fn check_sensor(
         },
         (plugin_span, config_at),
     )))
+}
+
+/// An explicit `allow = ["host:port", ...]` list, if written.
+fn parse_allow(
+    src: &Source,
+    list: Option<&[Spanned<String>]>,
+) -> Result<Option<Vec<Endpoint>>, ConfigError> {
+    list.map(|list| {
+        list.iter()
+            .map(|e| Endpoint::parse(e.get_ref()).map_err(|m| src.err(e.span().start, "allow", m)))
+            .collect()
+    })
+    .transpose()
 }
 
 /// `Some(true)` for a path, `Some(false)` for a built-in, `None` otherwise.

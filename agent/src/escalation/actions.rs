@@ -58,7 +58,11 @@ pub fn clean_by(by: &str) -> String {
         .take(MAX_BY_LEN)
         .collect();
     let s = s.trim();
-    if s.is_empty() { "anonymous".into() } else { s.to_string() }
+    if s.is_empty() {
+        "anonymous".into()
+    } else {
+        s.to_string()
+    }
 }
 
 /// Acknowledges the incident of `tok`.

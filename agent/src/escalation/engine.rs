@@ -90,7 +90,11 @@ fn now_ms() -> i64 {
 
 impl Engine {
     /// An engine over `store`, resuming the unresolved incidents in it.
-    pub fn new(store: Store, cfg: Arc<AlertingConfig>, wake: Arc<Notify>) -> outpost_store::Result<Self> {
+    pub fn new(
+        store: Store,
+        cfg: Arc<AlertingConfig>,
+        wake: Arc<Notify>,
+    ) -> outpost_store::Result<Self> {
         let open = store
             .tx(|t| t.unresolved_incidents())?
             .into_iter()
@@ -118,7 +122,7 @@ impl Engine {
 
     /// Re-reads the unresolved incidents and shows them on the board.
     fn sync(&mut self, now: i64) {
-        if now - self.synced_ms < SYNC_EVERY {
+        if now.saturating_sub(self.synced_ms) < SYNC_EVERY {
             return;
         }
         self.synced_ms = now;
@@ -235,7 +239,7 @@ impl Engine {
     }
 
     fn refresh_silences(&mut self, now: i64) {
-        if now - self.silences_read_ms >= SILENCE_CACHE {
+        if now.saturating_sub(self.silences_read_ms) >= SILENCE_CACHE {
             match self.store.tx(|t| t.silences(now, true)) {
                 Ok(s) => {
                     self.silences = s;
@@ -250,7 +254,13 @@ impl Engine {
     fn quiet_until(&mut self, ev: &TargetEvent, now: i64) -> Option<i64> {
         self.refresh_silences(now);
         let m = self.cfg.maintenance_end(ev, now);
-        let s = silenced_until(&self.silences, &ev.target, ev.category.as_deref(), &ev.labels, now);
+        let s = silenced_until(
+            &self.silences,
+            &ev.target,
+            ev.category.as_deref(),
+            &ev.labels,
+            now,
+        );
         m.max(s)
     }
 
@@ -261,8 +271,12 @@ impl Engine {
             let _ = inc;
             return Ok(());
         }
-        let Some(seen) = self.seen.get(target).cloned() else { return Ok(()) };
-        let Some(policy) = self.cfg.policy_for(&seen.ev).cloned() else { return Ok(()) };
+        let Some(seen) = self.seen.get(target).cloned() else {
+            return Ok(());
+        };
+        let Some(policy) = self.cfg.policy_for(&seen.ev).cloned() else {
+            return Ok(());
+        };
         let since = seen.down_since.unwrap_or(seen.ev.since_ms);
         if now < since.saturating_add(policy.alert_after.as_millis() as i64) {
             return Ok(());
@@ -278,9 +292,9 @@ impl Engine {
             .find_map(|c| self.open.get(c).map(|i| (c.clone(), i.id)));
         if parent.is_none()
             && seen.ev.caused_by.iter().any(|c| {
-                self.seen
-                    .get(c)
-                    .is_some_and(|p| p.ev.health == Health::Down && self.cfg.policy_for(&p.ev).is_some())
+                self.seen.get(c).is_some_and(|p| {
+                    p.ev.health == Health::Down && self.cfg.policy_for(&p.ev).is_some()
+                })
             })
         {
             return Ok(());
@@ -315,8 +329,12 @@ impl Engine {
             Ok(inc)
         })?;
         match &parent {
-            Some((p, pid)) => tracing::info!(target = %target, incident = inc.id, parent = pid, "incident opened, suppressed: {p} is down"),
-            None => tracing::warn!(target = %target, incident = inc.id, policy = %policy.name, "incident opened: {}", inc.message),
+            Some((p, pid)) => {
+                tracing::info!(target = %target, incident = inc.id, parent = pid, "incident opened, suppressed: {p} is down")
+            }
+            None => {
+                tracing::warn!(target = %target, incident = inc.id, policy = %policy.name, "incident opened: {}", inc.message)
+            }
         }
         self.open.insert(target.to_string(), inc);
         self.wake.notify_one();
@@ -324,8 +342,12 @@ impl Engine {
     }
 
     fn maybe_resolve(&mut self, target: &str, now: i64) -> outpost_store::Result<()> {
-        let Some(inc) = self.open.get(target).cloned() else { return Ok(()) };
-        let Some(seen) = self.seen.get(target) else { return Ok(()) };
+        let Some(inc) = self.open.get(target).cloned() else {
+            return Ok(());
+        };
+        let Some(seen) = self.seen.get(target) else {
+            return Ok(());
+        };
         if seen.ev.health != Health::Up || seen.ev.flapping {
             return Ok(());
         }
@@ -340,26 +362,59 @@ impl Engine {
             }
             tx.cancel_timers(inc.id)?;
             let took = now - inc.down_since_ms.unwrap_or(inc.opened_at_ms);
-            tx.add_event(inc.id, now, "resolved", &format!("{target} is up again after {}s: {reason}", took / 1000))?;
+            tx.add_event(
+                inc.id,
+                now,
+                "resolved",
+                &format!("{target} is up again after {}s: {reason}", took / 1000),
+            )?;
             let inc = tx.incident(inc.id)?.unwrap_or(inc.clone());
             if notify && !inc.suppressed {
-                announce_to_told(tx, &cfg.agent, &inc, AlertEvent::Resolved, &format!("{target} is up again: {reason}"), now)?;
+                announce_to_told(
+                    tx,
+                    &cfg.agent,
+                    &inc,
+                    AlertEvent::Resolved,
+                    &format!("{target} is up again: {reason}"),
+                    now,
+                )?;
             }
             // Children that were down because of this target.
             for child in tx.children(inc.id)? {
-                let still_down = self.seen.get(&child.target).is_some_and(|s| s.ev.health == Health::Down);
+                let still_down = self
+                    .seen
+                    .get(&child.target)
+                    .is_some_and(|s| s.ev.health == Health::Down);
                 if child.suppressed && still_down {
-                    let msg = format!("{} is still down after {target} recovered: {}", child.target, child.message);
+                    let msg = format!(
+                        "{} is still down after {target} recovered: {}",
+                        child.target, child.message
+                    );
                     if tx.unsuppress(child.id, 1, &msg)? {
                         tx.add_event(child.id, now, "unsuppressed", &msg)?;
                         let child = tx.incident(child.id)?.unwrap_or(child);
                         if let Some(p) = cfg.policy(&child.policy).cloned() {
-                            start_level(tx, &cfg, &child, &p, 1, AlertEvent::Opened, "1", &msg, now)?;
+                            start_level(
+                                tx,
+                                &cfg,
+                                &child,
+                                &p,
+                                1,
+                                AlertEvent::Opened,
+                                "1",
+                                &msg,
+                                now,
+                            )?;
                         }
                         reopened_children.push(child);
                     }
                 } else if child.suppressed && tx.resolve(child.id, now)? {
-                    tx.add_event(child.id, now, "resolved", &format!("resolved with its cause {target}"))?;
+                    tx.add_event(
+                        child.id,
+                        now,
+                        "resolved",
+                        &format!("resolved with its cause {target}"),
+                    )?;
                     resolved_children.push(child.target.clone());
                 }
             }
@@ -395,18 +450,33 @@ impl Engine {
                 if !tx.fire_timer(timer.id)? {
                     return Ok(None); // claimed by someone else
                 }
-                let Some(inc) = tx.incident(timer.incident_id)? else { return Ok(None) };
+                let Some(inc) = tx.incident(timer.incident_id)? else {
+                    return Ok(None);
+                };
                 if inc.state != IncidentState::Open || inc.suppressed {
                     return Ok(None); // acknowledged or resolved: escalation is over
                 }
                 let Some(policy) = cfg.policy(&inc.policy).cloned() else {
-                    tx.add_event(inc.id, now, "escalation_stopped", &format!("policy `{}` is no longer configured", inc.policy))?;
+                    tx.add_event(
+                        inc.id,
+                        now,
+                        "escalation_stopped",
+                        &format!("policy `{}` is no longer configured", inc.policy),
+                    )?;
                     return Ok(None);
                 };
                 if let Some(until) = quiet {
                     // In maintenance or silenced: the escalation waits.
                     tx.add_timer(inc.id, &timer.kind, until)?;
-                    tx.add_event(inc.id, now, "postponed", &format!("{} postponed: target is silenced or in maintenance", timer.kind))?;
+                    tx.add_event(
+                        inc.id,
+                        now,
+                        "postponed",
+                        &format!(
+                            "{} postponed: target is silenced or in maintenance",
+                            timer.kind
+                        ),
+                    )?;
                     return Ok(None);
                 }
                 match timer.kind.as_str() {
@@ -422,25 +492,62 @@ impl Engine {
                             waited.as_secs(),
                             inc.message
                         );
-                        tx.add_event(inc.id, now, "escalated", &format!("level {next} notified: {msg}"))?;
+                        tx.add_event(
+                            inc.id,
+                            now,
+                            "escalated",
+                            &format!("level {next} notified: {msg}"),
+                        )?;
                         let inc = tx.incident(inc.id)?.unwrap_or(inc);
-                        start_level(tx, &cfg, &inc, &policy, next, AlertEvent::Escalated, &next.to_string(), &msg, now)?;
+                        start_level(
+                            tx,
+                            &cfg,
+                            &inc,
+                            &policy,
+                            next,
+                            AlertEvent::Escalated,
+                            &next.to_string(),
+                            &msg,
+                            now,
+                        )?;
                         Ok(Some(inc))
                     }
                     REMIND => {
-                        let Some(every) = policy.repeat_every else { return Ok(None) };
-                        let level = &policy.levels[(inc.level.max(1) as usize - 1).min(policy.levels.len() - 1)];
-                        let payload = alert_payload(&cfg.agent, &inc, AlertEvent::Reminder, inc.level, &format!("still down, not acknowledged: {}", inc.message), now);
+                        let Some(every) = policy.repeat_every else {
+                            return Ok(None);
+                        };
+                        let level = &policy.levels
+                            [(inc.level.max(1) as usize - 1).min(policy.levels.len() - 1)];
+                        let payload = alert_payload(
+                            &cfg.agent,
+                            &inc,
+                            AlertEvent::Reminder,
+                            inc.level,
+                            &format!("still down, not acknowledged: {}", inc.message),
+                            now,
+                        );
                         for n in &level.notify {
                             tx.enqueue(&NewOutbox {
                                 incident_id: Some(inc.id),
                                 notifier: n.clone(),
-                                idempotency_key: idempotency_key(&cfg.agent, inc.id, AlertEvent::Reminder, inc.level, &timer.id.to_string(), n),
+                                idempotency_key: idempotency_key(
+                                    &cfg.agent,
+                                    inc.id,
+                                    AlertEvent::Reminder,
+                                    inc.level,
+                                    &timer.id.to_string(),
+                                    n,
+                                ),
                                 payload: payload.clone(),
                                 next_attempt_ms: now,
                             })?;
                         }
-                        tx.add_event(inc.id, now, "reminded", &format!("level {} reminded", inc.level))?;
+                        tx.add_event(
+                            inc.id,
+                            now,
+                            "reminded",
+                            &format!("level {} reminded", inc.level),
+                        )?;
                         tx.add_timer(inc.id, REMIND, now + every.as_millis() as i64)?;
                         Ok(Some(inc))
                     }
@@ -474,7 +581,9 @@ fn start_level(
     message: &str,
     now: i64,
 ) -> outpost_store::Result<()> {
-    let Some(l) = policy.levels.get(level as usize - 1) else { return Ok(()) };
+    let Some(l) = policy.levels.get(level as usize - 1) else {
+        return Ok(());
+    };
     let payload = alert_payload(&cfg.agent, inc, event, level, message, now);
     for n in &l.notify {
         tx.enqueue(&NewOutbox {
@@ -485,7 +594,12 @@ fn start_level(
             next_attempt_ms: now,
         })?;
     }
-    tx.add_event(inc.id, now, "notified", &format!("level {level}: {}", l.notify.join(", ")))?;
+    tx.add_event(
+        inc.id,
+        now,
+        "notified",
+        &format!("level {level}: {}", l.notify.join(", ")),
+    )?;
     if (level as usize) < policy.levels.len() {
         tx.add_timer(inc.id, ESCALATE, now + l.ack_within.as_millis() as i64)?;
     }

@@ -107,7 +107,10 @@ async fn ack_page(State(st): State<EscalationApi>, Path(tok): Path<String>) -> R
         Some(i) if i.state == IncidentState::Resolved => page(
             StatusCode::OK,
             "Already resolved",
-            &format!("{}<p>This incident is resolved; there is nothing to acknowledge.</p>", describe(&i)),
+            &format!(
+                "{}<p>This incident is resolved; there is nothing to acknowledge.</p>",
+                describe(&i)
+            ),
         ),
         Some(i) if i.state == IncidentState::Acked => page(
             StatusCode::OK,
@@ -172,7 +175,8 @@ async fn ack_post(
 ) -> Response {
     let by = form_field(&body, "by").unwrap_or_else(|| "web".into());
     let out = tokio::task::block_in_place(|| {
-        st.store.tx(|t| actions::acknowledge(t, &st.agent, &tok, &by, now_ms()))
+        st.store
+            .tx(|t| actions::acknowledge(t, &st.agent, &tok, &by, now_ms()))
     });
     let out = match out {
         Ok(o) => o,
@@ -187,7 +191,9 @@ async fn ack_post(
 fn respond(out: AckOutcome, json: bool) -> Response {
     let code = match &out {
         AckOutcome::Acknowledged { .. } => StatusCode::OK,
-        AckOutcome::AlreadyAcknowledged { .. } | AckOutcome::Resolved { .. } => StatusCode::CONFLICT,
+        AckOutcome::AlreadyAcknowledged { .. } | AckOutcome::Resolved { .. } => {
+            StatusCode::CONFLICT
+        }
         AckOutcome::Unknown => StatusCode::NOT_FOUND,
     };
     if json {
@@ -203,17 +209,28 @@ fn respond(out: AckOutcome, json: bool) -> Response {
         AckOutcome::Acknowledged { incident } => page(
             code,
             "Acknowledged",
-            &format!("{}<p>Thank you, {}. Escalation is stopped.</p>", describe(&incident), esc(incident.acked_by.as_deref().unwrap_or(""))),
+            &format!(
+                "{}<p>Thank you, {}. Escalation is stopped.</p>",
+                describe(&incident),
+                esc(incident.acked_by.as_deref().unwrap_or(""))
+            ),
         ),
         AckOutcome::AlreadyAcknowledged { incident } => page(
             code,
             "Already acknowledged",
-            &format!("{}<p>Acknowledged by {} before; nothing changed.</p>", describe(&incident), esc(incident.acked_by.as_deref().unwrap_or("someone"))),
+            &format!(
+                "{}<p>Acknowledged by {} before; nothing changed.</p>",
+                describe(&incident),
+                esc(incident.acked_by.as_deref().unwrap_or("someone"))
+            ),
         ),
         AckOutcome::Resolved { incident } => page(
             code,
             "Already resolved",
-            &format!("{}<p>This incident is resolved; nothing changed.</p>", describe(&incident)),
+            &format!(
+                "{}<p>This incident is resolved; nothing changed.</p>",
+                describe(&incident)
+            ),
         ),
         AckOutcome::Unknown => page(code, "Unknown link", UNKNOWN),
     }
@@ -239,7 +256,11 @@ fn admin(st: &EscalationApi, h: &HeaderMap) -> Result<(), Response> {
 }
 
 fn err(code: StatusCode, msg: impl std::fmt::Display) -> Response {
-    (code, axum::Json(serde_json::json!({"error": msg.to_string()}))).into_response()
+    (
+        code,
+        axum::Json(serde_json::json!({"error": msg.to_string()})),
+    )
+        .into_response()
 }
 
 async fn admin_ack(
@@ -292,13 +313,24 @@ struct NewSilence {
     by: Option<String>,
 }
 
-async fn add_silence(State(st): State<EscalationApi>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn add_silence(
+    State(st): State<EscalationApi>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     if let Err(r) = admin(&st, &headers) {
         return r;
     }
     let req: NewSilence = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return err(StatusCode::BAD_REQUEST, format!("expected {{\"target\": \"web\", \"for\": \"2h\", \"reason\": \"...\"}}: {e}")),
+        Err(e) => {
+            return err(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "expected {{\"target\": \"web\", \"for\": \"2h\", \"reason\": \"...\"}}: {e}"
+                ),
+            );
+        }
     };
     let d = match crate::plugin_host::parse_duration(&req.duration) {
         Ok(d) => d,
@@ -306,7 +338,16 @@ async fn add_silence(State(st): State<EscalationApi>, headers: HeaderMap, body: 
     };
     let by = req.by.unwrap_or_else(|| "api".into());
     let out = tokio::task::block_in_place(|| {
-        st.store.tx(|t| Ok(actions::silence(t, &req.target, d.as_millis() as i64, &req.reason, &by, now_ms())))
+        st.store.tx(|t| {
+            Ok(actions::silence(
+                t,
+                &req.target,
+                d.as_millis() as i64,
+                &req.reason,
+                &by,
+                now_ms(),
+            ))
+        })
     });
     match out {
         Ok(Ok(s)) => (StatusCode::CREATED, axum::Json(s)).into_response(),
@@ -315,7 +356,11 @@ async fn add_silence(State(st): State<EscalationApi>, headers: HeaderMap, body: 
     }
 }
 
-async fn end_silence(State(st): State<EscalationApi>, Path(id): Path<i64>, headers: HeaderMap) -> Response {
+async fn end_silence(
+    State(st): State<EscalationApi>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = admin(&st, &headers) {
         return r;
     }
@@ -332,7 +377,10 @@ mod tests {
 
     #[test]
     fn form_fields_are_decoded() {
-        assert_eq!(form_field(b"by=Ada+Lovelace", "by").as_deref(), Some("Ada Lovelace"));
+        assert_eq!(
+            form_field(b"by=Ada+Lovelace", "by").as_deref(),
+            Some("Ada Lovelace")
+        );
         assert_eq!(form_field(b"x=1&by=a%2Fb", "by").as_deref(), Some("a/b"));
         assert_eq!(form_field(b"by=%zz", "by").as_deref(), Some("%zz"));
         assert_eq!(form_field(b"", "by"), None);

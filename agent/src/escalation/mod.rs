@@ -62,7 +62,9 @@ impl AlertingConfig {
             notifiers: cfg
                 .notifiers
                 .iter()
-                .filter_map(|n| Some((n.name.clone(), (n.clone(), plugins.get(&n.plugin)?.clone()))))
+                .filter_map(|n| {
+                    Some((n.name.clone(), (n.clone(), plugins.get(&n.plugin)?.clone())))
+                })
                 .collect(),
             maintenance: cfg.maintenance.clone(),
             key,
@@ -96,7 +98,11 @@ impl AlertingConfig {
 
     /// The acknowledgement link of an incident.
     pub fn ack_url(&self, nonce: &str) -> Option<String> {
-        Some(format!("{}/ack/{}", self.public_url, self.key.token(nonce)?))
+        Some(format!(
+            "{}/ack/{}",
+            self.public_url,
+            self.key.token(nonce)?
+        ))
     }
 }
 

@@ -84,7 +84,9 @@ pub async fn run(
                     if in_flight.contains(&key) {
                         continue;
                     }
-                    let Ok(permit) = permits.clone().try_acquire_owned() else { break };
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        break;
+                    };
                     in_flight.insert(key.clone());
                     let (store, cfg, done) = (store.clone(), cfg.clone(), done_tx.clone());
                     tokio::spawn(async move {
@@ -121,19 +123,32 @@ fn alert_of(e: &OutboxEntry, ack_url: Option<String>) -> Alert {
 /// One delivery attempt of one entry, with its bookkeeping.
 pub async fn deliver(store: &Store, cfg: &AlertingConfig, e: OutboxEntry) {
     let now = now_ms();
-    let incident = e
-        .incident_id
-        .and_then(|id| tokio::task::block_in_place(|| store.tx(|t| t.incident(id))).ok().flatten());
+    let incident = e.incident_id.and_then(|id| {
+        tokio::task::block_in_place(|| store.tx(|t| t.incident(id)))
+            .ok()
+            .flatten()
+    });
     let Some((ncfg, plugin)) = cfg.notifiers.get(&e.notifier) else {
-        let msg = format!("notifier `{}` is not configured any more; giving up", e.notifier);
+        let msg = format!(
+            "notifier `{}` is not configured any more; giving up",
+            e.notifier
+        );
         record(store, &e, Err((msg, None, true)), now);
         return;
     };
-    let event = serde_json::from_value::<Alert>(e.payload.clone()).map(|a| a.event).unwrap_or(AlertEvent::Opened);
+    let event = serde_json::from_value::<Alert>(e.payload.clone())
+        .map(|a| a.event)
+        .unwrap_or(AlertEvent::Opened);
     // The link only while acknowledging is possible.
     let ack_url = incident
         .as_ref()
-        .filter(|i| i.state == IncidentState::Open && matches!(event, AlertEvent::Opened | AlertEvent::Escalated | AlertEvent::Reminder))
+        .filter(|i| {
+            i.state == IncidentState::Open
+                && matches!(
+                    event,
+                    AlertEvent::Opened | AlertEvent::Escalated | AlertEvent::Reminder
+                )
+        })
         .and_then(|i| i.ack_nonce.as_deref())
         .and_then(|n| cfg.ack_url(n));
     let alert = alert_of(&e, ack_url);
@@ -142,7 +157,9 @@ pub async fn deliver(store: &Store, cfg: &AlertingConfig, e: OutboxEntry) {
         None => NetPolicy::from_config(&ncfg.config, &[]),
     };
     let mut instance = plugin.instance(Arc::new(policy), &ncfg.name);
-    let outcome = instance.notify(&ncfg.config.to_string(), &alert, ncfg.timeout).await;
+    let outcome = instance
+        .notify(&ncfg.config.to_string(), &alert, ncfg.timeout)
+        .await;
     let result = match outcome {
         Ok(Ok(())) => Ok(()),
         Ok(Err(d)) => Err((d.message, d.retry_after_ms, d.permanent)),
@@ -154,7 +171,12 @@ pub async fn deliver(store: &Store, cfg: &AlertingConfig, e: OutboxEntry) {
 type Failure = (String, Option<u64>, bool);
 
 fn record(store: &Store, e: &OutboxEntry, result: Result<(), Failure>, now: i64) {
-    let event = e.payload.get("event").and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let event = e
+        .payload
+        .get("event")
+        .and_then(|v| v.as_str())
+        .unwrap_or("?")
+        .to_string();
     let level = e.payload.get("level").and_then(|v| v.as_u64()).unwrap_or(0);
     let r = tokio::task::block_in_place(|| {
         store.tx(|tx| {
@@ -190,8 +212,12 @@ fn record(store: &Store, e: &OutboxEntry, result: Result<(), Failure>, now: i64)
     });
     match (&result, r) {
         (_, Err(err)) => tracing::error!(notifier = %e.notifier, "cannot record a delivery: {err}"),
-        (Ok(()), Ok(())) => tracing::info!(notifier = %e.notifier, incident = ?e.incident_id, "{event} delivered"),
-        (Err((msg, _, _)), Ok(())) => tracing::warn!(notifier = %e.notifier, incident = ?e.incident_id, attempt = e.attempts + 1, "{event} not delivered: {msg}"),
+        (Ok(()), Ok(())) => {
+            tracing::info!(notifier = %e.notifier, incident = ?e.incident_id, "{event} delivered")
+        }
+        (Err((msg, _, _)), Ok(())) => {
+            tracing::warn!(notifier = %e.notifier, incident = ?e.incident_id, attempt = e.attempts + 1, "{event} not delivered: {msg}")
+        }
     }
 }
 
