@@ -512,3 +512,82 @@ notify = ["stuck"]
         "failures are logged"
     );
 }
+
+#[test]
+fn a_service_down_because_of_its_system_is_linked_not_paged_and_resolves_silently() {
+    let target = Target::start(Mode::Up);
+    let rx = Receiver::start();
+    let body = format!(
+        r#"
+[[sensor]]
+name = "db"
+plugin = "http"
+interval = "200ms"
+retry_interval = "150ms"
+timeout = "150ms"
+fail_after = 2
+recover_after = 1
+config = {{ url = "{url}" }}
+
+[[system]]
+name = "database"
+members = ["db"]
+
+[[service]]
+name = "shop"
+depends_on = ["database"]
+
+[[notifier]]
+name = "l1"
+plugin = "webhook"
+config = {{ url = "{rx}/l1" }}
+
+[[escalation]]
+name = "everything"
+targets = ["*"]
+alert_after = "300ms"
+[[escalation.level]]
+notify = ["l1"]
+"#,
+        url = target.url(),
+        rx = rx.url("")
+    );
+    let agent = Agent::start(&body);
+    agent.wait_sensor("db", Duration::from_secs(20), |s| s["state"] == "up");
+    target.set(Mode::Error);
+    let got = rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
+    assert_eq!(got[0].json()["target"], "db", "the cause is paged first");
+    // The system and the service are down too, but only linked.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let incs = loop {
+        let incs = incidents(&agent);
+        if incs.len() >= 3 {
+            break incs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "incidents: {incs:?}\n{}",
+            agent.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let by = |t: &str| incs.iter().find(|i| i["target"] == t).cloned().unwrap();
+    let (db, database, shop) = (by("db"), by("database"), by("shop"));
+    assert_eq!(database["suppressed"], true, "{database}");
+    assert_eq!(database["parent_id"], db["id"]);
+    assert_eq!(shop["suppressed"], true, "{shop}");
+    assert_eq!(shop["parent_id"], database["id"]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(events(&rx, "/l1"), ["opened"], "one page for one cause");
+
+    target.set(Mode::Up);
+    rx.wait_for("/l1", 2, Duration::from_secs(10), &agent);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        events(&rx, "/l1"),
+        ["opened", "resolved"],
+        "dependents resolve silently"
+    );
+    let incs = incidents(&agent);
+    assert!(incs.iter().all(|i| i["state"] == "resolved"), "{incs:?}");
+}

@@ -9,8 +9,8 @@
 //!   `caused_by`) does not page anyone: its incident is linked to the
 //!   dependency's and suppressed; it waits while the dependency is down but
 //!   has no incident yet, so a dependent's alert never races ahead of its
-//!   cause. When the parent resolves and the child is still down, the child
-//!   alerts on its own;
+//!   cause. When the cause resolves and the dependent stays down for its
+//!   own alerting window, the dependent alerts on its own;
 //! * no acknowledgement within the level's `ack_within`: the next level is
 //!   notified; `repeat_every` reminds the current level;
 //! * while a target is in a maintenance window or silenced, no incident
@@ -81,6 +81,11 @@ pub struct Engine {
     board: Option<Arc<crate::status::Board>>,
     /// Targets whose incident the board shows.
     shown: std::collections::HashSet<String>,
+    /// Suppressed incidents whose cause resolved while they were still
+    /// down, with when: they alert on their own once still down for their
+    /// alerting window (the cause's recovery usually brings theirs within
+    /// the same evaluation round, so they resolve silently instead).
+    orphaned: HashMap<i64, i64>,
     synced_ms: i64,
 }
 
@@ -110,6 +115,7 @@ impl Engine {
             wake,
             board: None,
             shown: Default::default(),
+            orphaned: HashMap::new(),
             synced_ms: i64::MIN,
         })
     }
@@ -265,11 +271,9 @@ impl Engine {
     }
 
     fn maybe_open(&mut self, target: &str, now: i64) -> outpost_store::Result<()> {
-        if let Some(inc) = self.open.get(target) {
-            // Still down. A suppressed child whose parent has gone away (resolved
-            // or unknown) is handled by `resolve` of the parent.
-            let _ = inc;
-            return Ok(());
+        if let Some(inc) = self.open.get(target).cloned() {
+            // Still down: only an orphaned suppressed incident has more to do.
+            return self.maybe_unsuppress(inc, now);
         }
         let Some(seen) = self.seen.get(target).cloned() else {
             return Ok(());
@@ -354,7 +358,7 @@ impl Engine {
         let reason = seen.ev.reason.clone();
         let cfg = self.cfg.clone();
         let notify = cfg.policy(&inc.policy).is_none_or(|p| p.notify_on_resolve);
-        let mut reopened_children = Vec::new();
+        let mut orphaned = Vec::new();
         let mut resolved_children = Vec::new();
         self.store.tx(|tx| {
             if !tx.resolve(inc.id, now)? {
@@ -386,28 +390,7 @@ impl Engine {
                     .get(&child.target)
                     .is_some_and(|s| s.ev.health == Health::Down);
                 if child.suppressed && still_down {
-                    let msg = format!(
-                        "{} is still down after {target} recovered: {}",
-                        child.target, child.message
-                    );
-                    if tx.unsuppress(child.id, 1, &msg)? {
-                        tx.add_event(child.id, now, "unsuppressed", &msg)?;
-                        let child = tx.incident(child.id)?.unwrap_or(child);
-                        if let Some(p) = cfg.policy(&child.policy).cloned() {
-                            start_level(
-                                tx,
-                                &cfg,
-                                &child,
-                                &p,
-                                1,
-                                AlertEvent::Opened,
-                                "1",
-                                &msg,
-                                now,
-                            )?;
-                        }
-                        reopened_children.push(child);
-                    }
+                    orphaned.push(child.id);
                 } else if child.suppressed && tx.resolve(child.id, now)? {
                     tx.add_event(
                         child.id,
@@ -425,11 +408,60 @@ impl Engine {
         for t in resolved_children {
             self.open.remove(&t);
         }
-        for c in reopened_children {
-            tracing::warn!(target = %c.target, incident = c.id, "incident no longer suppressed: {}", c.message);
-            self.open.insert(c.target.clone(), c);
+        for id in orphaned {
+            self.orphaned.insert(id, now);
         }
         self.wake.notify_one();
+        Ok(())
+    }
+
+    /// A suppressed incident whose cause resolved while it stayed down
+    /// alerts on its own once it has been down for its alerting window
+    /// since.
+    fn maybe_unsuppress(&mut self, inc: Incident, now: i64) -> outpost_store::Result<()> {
+        let Some(&gone) = self.orphaned.get(&inc.id) else {
+            return Ok(());
+        };
+        if !inc.suppressed {
+            self.orphaned.remove(&inc.id);
+            return Ok(());
+        }
+        let cfg = self.cfg.clone();
+        let Some(policy) = cfg.policy(&inc.policy).cloned() else {
+            return Ok(());
+        };
+        if now < gone.saturating_add(policy.alert_after.as_millis() as i64) {
+            return Ok(());
+        }
+        let msg = format!(
+            "{} is still down after its cause recovered: {}",
+            inc.target, inc.message
+        );
+        let updated = self.store.tx(|tx| {
+            if !tx.unsuppress(inc.id, 1, &msg)? {
+                return Ok(None);
+            }
+            tx.add_event(inc.id, now, "unsuppressed", &msg)?;
+            let inc = tx.incident(inc.id)?.unwrap_or(inc.clone());
+            start_level(
+                tx,
+                &cfg,
+                &inc,
+                &policy,
+                1,
+                AlertEvent::Opened,
+                "1",
+                &msg,
+                now,
+            )?;
+            Ok(Some(inc))
+        })?;
+        self.orphaned.remove(&inc.id);
+        if let Some(i) = updated {
+            tracing::warn!(target = %i.target, incident = i.id, "incident no longer suppressed: {msg}");
+            self.open.insert(i.target.clone(), i);
+            self.wake.notify_one();
+        }
         Ok(())
     }
 
