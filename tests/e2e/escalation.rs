@@ -174,6 +174,19 @@ fn no_ack_escalates_to_level_2_then_ack_stops_it_and_recovery_resolves() {
     assert_eq!(inc["state"], "resolved");
     assert_eq!(inc["acked_by"], "alice");
     assert!(inc["acked_at_ms"].as_i64().unwrap() >= inc["opened_at_ms"].as_i64().unwrap());
+    // The SLA report shows the incident's time to acknowledge and resolve.
+    let out = agent.cli(&["sla", "--period", "day", "--sensor", "web", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sla: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &sla[0];
+    assert_eq!(row["incidents"], 1, "{row}");
+    let mtta = row["mtta_ms"].as_i64().unwrap();
+    let ttr = row["incident_mttr_ms"].as_i64().unwrap();
+    assert!(mtta >= 1900 && ttr > mtta, "mtta {mtta} ms, ttr {ttr} ms");
     // Idempotency keys are unique per notification.
     let mut keys: Vec<String> = all
         .iter()

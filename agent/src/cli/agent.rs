@@ -379,6 +379,49 @@ pub async fn history(a: HistoryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// (target, opened, acknowledged, resolved) of the incidents opened since
+/// `from_ms`; empty when the database has none (or cannot be read).
+fn incident_times(c: &ConfigArg, from_ms: i64) -> Vec<(String, i64, Option<i64>, Option<i64>)> {
+    let Ok(agent) = config::agent_only(&c.path) else {
+        return vec![];
+    };
+    let Ok(db) = outpost_store::EscalationDb::open(crate::agent::db_path(&agent.data_dir)) else {
+        return vec![];
+    };
+    db.tx(|t| t.recent_incidents(from_ms, 100_000))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| !i.suppressed && i.opened_at_ms >= from_ms)
+        .map(|i| (i.target, i.opened_at_ms, i.acked_at_ms, i.resolved_at_ms))
+        .collect()
+}
+
+/// Incidents of `target` opened in `[from, to)`: how many, mean time to
+/// acknowledge, mean time to resolve (ms).
+fn incident_stats(
+    all: &[(String, i64, Option<i64>, Option<i64>)],
+    target: &str,
+    from: i64,
+    to: i64,
+) -> (u64, Option<i64>, Option<i64>) {
+    let mine: Vec<_> = all
+        .iter()
+        .filter(|(t, opened, _, _)| t == target && (from..to).contains(opened))
+        .collect();
+    let mean = |v: Vec<i64>| (!v.is_empty()).then(|| v.iter().sum::<i64>() / v.len() as i64);
+    let mtta = mean(
+        mine.iter()
+            .filter_map(|(_, o, a, _)| a.map(|a| a - o))
+            .collect(),
+    );
+    let mttr = mean(
+        mine.iter()
+            .filter_map(|(_, o, _, r)| r.map(|r| r - o))
+            .collect(),
+    );
+    (mine.len() as u64, mtta, mttr)
+}
+
 /// Formats Unix ms as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn iso(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
@@ -433,13 +476,28 @@ pub async fn sla(a: SlaArgs) -> anyhow::Result<ExitCode> {
         from_ms: from,
         to_ms: to,
     })?;
+    let incidents = incident_times(&a.config, from);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let mut j = serde_json::to_value(r).unwrap_or_default();
+                let (n, mtta, mttr) =
+                    incident_stats(&incidents, &r.sensor, r.period_start_ms, r.period_end_ms);
+                if let Some(o) = j.as_object_mut() {
+                    o.insert("incidents".into(), n.into());
+                    o.insert("mtta_ms".into(), mtta.into());
+                    o.insert("incident_mttr_ms".into(), mttr.into());
+                }
+                j
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:<10} {:>9} {:>10} {:>8} {:>10} {:>8}",
-        "SENSOR", "PERIOD", "UPTIME", "DOWNTIME", "OUTAGES", "MTTR", "CHECKS"
+        "{:<24} {:<10} {:>9} {:>10} {:>8} {:>10} {:>8} {:>9} {:>8}",
+        "SENSOR", "PERIOD", "UPTIME", "DOWNTIME", "OUTAGES", "MTTR", "CHECKS", "INCIDENTS", "MTTA"
     );
     for row in &rows {
         let up = row
@@ -454,8 +512,21 @@ pub async fn sla(a: SlaArgs) -> anyhow::Result<ExitCode> {
                 ))
             })
             .unwrap_or_else(|| "-".into());
+        let (n, mtta, _) = incident_stats(
+            &incidents,
+            &row.sensor,
+            row.period_start_ms,
+            row.period_end_ms,
+        );
+        let mtta = mtta
+            .map(|m| {
+                fmt_dur(std::time::Duration::from_millis(
+                    (m.max(0) as u64 / 1000) * 1000,
+                ))
+            })
+            .unwrap_or_else(|| "-".into());
         println!(
-            "{:<24} {:<10} {:>9} {:>10} {:>8} {:>10} {:>8}",
+            "{:<24} {:<10} {:>9} {:>10} {:>8} {:>10} {:>8} {:>9} {:>8}",
             row.sensor,
             &iso(row.period_start_ms)[..10],
             up,
@@ -464,7 +535,9 @@ pub async fn sla(a: SlaArgs) -> anyhow::Result<ExitCode> {
             )),
             row.outages,
             mttr,
-            row.checks
+            row.checks,
+            n,
+            mtta
         );
     }
     Ok(ExitCode::SUCCESS)
