@@ -70,6 +70,28 @@ fn token_of(ack_url: &str) -> String {
     ack_url.rsplit('/').next().unwrap().to_string()
 }
 
+/// Polls `outpost incidents` until `ready` holds; panics with the logs
+/// after `timeout`.
+fn wait_incidents(
+    agent: &Agent,
+    timeout: Duration,
+    ready: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let incs = incidents(agent);
+        if ready(&incs) {
+            return incs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "incidents never got there: {incs:?}\n{}",
+            agent.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn incidents(agent: &Agent) -> Vec<Value> {
     let out = agent.cli(&["incidents", "--json"]);
     assert!(
@@ -286,23 +308,12 @@ fn a_receiver_that_refuses_then_fails_then_rate_limits_gets_each_notification_on
     agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
     target.set(Mode::Error);
     // The incident opens while the receiver is down; the agent keeps trying.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let i = incidents(&agent);
-        if i.first()
+    wait_incidents(&agent, Duration::from_secs(20), |i| {
+        i.first()
             .and_then(|i| i["notifications"][0]["attempts"].as_u64())
             .unwrap_or(0)
             >= 2
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no failed attempts recorded: {i:?}\n{}",
-            agent.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     // Recovery while "opened" is still undelivered: "resolved" queues behind it.
     target.set(Mode::Up);
     agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
@@ -499,31 +510,22 @@ notify = ["stuck"]
     target.set(Mode::Error);
     // The good receiver gets its alert promptly although `stuck` hangs.
     rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let incs = incidents(&agent);
-        let other = incs.iter().find(|i| i["target"] == "other");
-        let failed = other
-            .map(|o| {
-                o["events"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter(|e| e["kind"] == "delivery_failed")
-                    .count()
-            })
-            .unwrap_or(0);
-        if failed >= 2 {
-            let text = other.unwrap()["events"].to_string();
-            assert!(
-                text.contains("timed out") || text.contains("timeout"),
-                "{text}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "no retried failures: {incs:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let failures = |incs: &[Value]| -> Option<String> {
+        let other = incs.iter().find(|i| i["target"] == "other")?;
+        let events = other["events"].as_array()?;
+        (events
+            .iter()
+            .filter(|e| e["kind"] == "delivery_failed")
+            .count()
+            >= 2)
+            .then(|| other["events"].to_string())
+    };
+    let incs = wait_incidents(&agent, Duration::from_secs(20), |i| failures(i).is_some());
+    let text = failures(&incs).unwrap();
+    assert!(
+        text.contains("timed out") || text.contains("timeout"),
+        "{text}"
+    );
     assert!(
         agent.logs().contains("not delivered"),
         "failures are logged"
@@ -575,19 +577,7 @@ notify = ["l1"]
     let got = rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
     assert_eq!(got[0].json()["target"], "db", "the cause is paged first");
     // The system and the service are down too, but only linked.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let incs = loop {
-        let incs = incidents(&agent);
-        if incs.len() >= 3 {
-            break incs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "incidents: {incs:?}\n{}",
-            agent.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let incs = wait_incidents(&agent, Duration::from_secs(10), |i| i.len() >= 3);
     let by = |t: &str| incs.iter().find(|i| i["target"] == t).cloned().unwrap();
     let (db, database, shop) = (by("db"), by("database"), by("shop"));
     assert_eq!(database["suppressed"], true, "{database}");

@@ -533,21 +533,8 @@ doc = json.load(sys.stdin)
 for e in jsonschema.Draft202012Validator(schema).iter_errors(doc):
     print("/".join(str(p) for p in e.absolute_path) + ": " + e.message)
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", code])
-        .arg(&schema)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 (scripts/install-test-deps installs jsonschema)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(json.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let schema = schema.to_string_lossy().into_owned();
+    let out = run_python(code, &[&schema], json.as_bytes(), "jsonschema");
     assert!(
         out.status.success(),
         "schema validator failed: {}",
@@ -557,6 +544,21 @@ for e in jsonschema.Draft202012Validator(schema).iter_errors(doc):
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// Runs `python3 -c code args...` with `input` on stdin; `package` names
+/// what `scripts/install-test-deps` installs for it.
+fn run_python(code: &str, args: &[&str], input: &[u8], package: &str) -> Output {
+    let mut child = Command::new("python3")
+        .args(["-c", code])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3 ({package} from scripts/install-test-deps): {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 /// Parses a Prometheus text exposition with `prometheus_client`'s parser
@@ -571,20 +573,7 @@ for f in text_string_to_metric_families(sys.stdin.read()):
     out[f.name] = {"type": f.type, "samples": [[s.name, s.labels, s.value] for s in f.samples]}
 print(json.dumps(out))
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", code])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 (scripts/install-test-deps installs prometheus_client)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_python(code, &[], text.as_bytes(), "prometheus_client");
     assert!(
         out.status.success(),
         "the exposition does not parse: {}\n{text}",
