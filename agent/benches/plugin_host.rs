@@ -11,9 +11,8 @@
 //! CPU time is this process's user+system time (getrusage), so the server's
 //! work is not counted. Figures are relative: compare the ratios.
 
+mod common;
 use outpost::plugin_host::{HostConfig, NetPolicy, PluginHost, Status};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,8 +21,8 @@ const HTTP_REQUESTS: usize = 6_000;
 const HTTP_CONCURRENCY: usize = 8;
 
 fn main() {
-    if std::env::var_os("OUTPOST_BENCH_SERVER").is_some() {
-        return serve();
+    if std::env::var_os(common::SERVER_ENV).is_some() {
+        return common::serve();
     }
     // `cargo bench` passes `--bench`; ignore arguments.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -42,7 +41,7 @@ fn main() {
         println!("fresh/warm median ratio  : {:.1}x", fresh.0 / warm.0);
 
         println!("\n== (b) HTTP checks per CPU-second ({HTTP_REQUESTS} requests, {HTTP_CONCURRENCY} concurrent, loopback server in another process)");
-        let (mut server, port) = spawn_server();
+        let (mut server, port) = common::spawn_server();
         let url = format!("http://127.0.0.1:{port}/health");
         let wasm = http_plugin(&url, &cache).await;
         if std::env::var_os("OUTPOST_BENCH_ONLY_WASM").is_some() {
@@ -177,48 +176,4 @@ async fn native(url: &str, pooled: bool) -> (f64, f64, f64) {
     run(HTTP_REQUESTS).await;
     let cpu = cpu_seconds() - c0;
     (HTTP_REQUESTS as f64 / cpu, cpu, t0.elapsed().as_secs_f64())
-}
-
-fn spawn_server() -> (std::process::Child, u16) {
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("OUTPOST_BENCH_SERVER", "1")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.trim().parse().unwrap())
-}
-
-/// A small threaded HTTP/1.1 server answering `200 ok` with keep-alive.
-fn serve() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    println!("{}", l.local_addr().unwrap().port());
-    std::io::stdout().flush().unwrap();
-    for s in l.incoming() {
-        let Ok(mut s) = s else { continue };
-        let _ = s.set_nodelay(true);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            let mut pending = Vec::new();
-            loop {
-                let n = match s.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                pending.extend_from_slice(&buf[..n]);
-                while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                    pending.drain(..end + 4);
-                    let body = b"{\"status\":\"up\"}";
-                    let mut msg = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
-                    msg.extend_from_slice(body);
-                    if s.write_all(&msg).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-    }
 }

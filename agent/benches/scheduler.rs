@@ -22,11 +22,12 @@
 //! upper bounds (0.5, 1, 2, 5, 10, 20 ms, ...), the mean is exact.
 //! Environment: `OUTPOST_BENCH_WINDOW_S` (measurement window, default 15).
 
+mod common;
 use outpost_store::{CheckRecord, Period, SlaQuery, Status, Store, StoreOptions, utc_ms};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// Sensors of the main lateness and RSS figure (the N).
@@ -53,8 +54,8 @@ const BASELINE_BATCH: usize = 4_096;
 const SLA_RUNS: usize = 200;
 
 fn main() {
-    if std::env::var_os("OUTPOST_BENCH_SERVER").is_some() {
-        return serve();
+    if std::env::var_os(common::SERVER_ENV).is_some() {
+        return common::serve();
     }
     let window = Duration::from_secs(
         std::env::var("OUTPOST_BENCH_WINDOW_S")
@@ -64,7 +65,7 @@ fn main() {
     );
     let work = std::env::temp_dir().join("outpost-bench-scheduler");
     std::fs::create_dir_all(&work).unwrap();
-    let (mut server, port) = spawn_server();
+    let (mut server, port) = common::spawn_server();
 
     println!(
         "== 1. scheduler lateness, built-in http sensors at 1 s against a loopback server ({}s window after {}s warm-up)",
@@ -415,49 +416,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Re-runs this executable as the loopback HTTP server; returns its port.
-fn spawn_server() -> (Child, u16) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env("OUTPOST_BENCH_SERVER", "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.trim().parse().unwrap())
-}
-
-/// The server process: HTTP/1.1 `200 ok` on every request, keep-alive.
-fn serve() {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    println!("{}", l.local_addr().unwrap().port());
-    std::io::stdout().flush().unwrap();
-    for s in l.incoming() {
-        let Ok(mut s) = s else { continue };
-        let _ = s.set_nodelay(true);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            let mut pending = Vec::new();
-            loop {
-                let n = match s.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                pending.extend_from_slice(&buf[..n]);
-                while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                    pending.drain(..end + 4);
-                    let msg = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
-                    if s.write_all(msg).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-    }
 }
 
 // ---------------------------------------------------------------------------
