@@ -102,6 +102,7 @@
 
 #![warn(missing_docs)]
 
+mod blocks;
 mod calendar;
 mod codec;
 mod error;

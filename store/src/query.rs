@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::blocks::{Block, Raw};
 use crate::calendar::{DAY_MS, floor_to};
 use crate::error::{Result, StoreError};
 use crate::rollup::{self, bucket_size};
@@ -105,48 +106,105 @@ impl Reader {
     }
 
     /// Results of `sensor` at or after `since_ms`, newest first, at most `limit`.
+    ///
+    /// Merges the sensor's result blocks (read newest first, stopping at the
+    /// first block older than `since_ms` or once `limit` results are found:
+    /// blocks of a sensor do not overlap) with its plain rows.
     pub fn history(&self, sensor: &str, since_ms: i64, limit: usize) -> Result<Vec<CheckRow>> {
         self.with_conn(|c| {
             let Some(sid) = find_sensor_id(c, sensor)? else {
                 return Ok(Vec::new());
             };
+            let mut raws: Vec<Raw> = Vec::new();
+            {
+                let mut q = c.prepare_cached(
+                    "SELECT first_ms, last_ms, data FROM result_blocks WHERE sensor_id = ?1 \
+                     ORDER BY first_ms DESC",
+                )?;
+                let mut rows = q.query([sid])?;
+                while raws.len() < limit
+                    && let Some(r) = rows.next()?
+                {
+                    if r.get::<_, i64>(1)? < since_ms {
+                        break;
+                    }
+                    let first_ms: i64 = r.get(0)?;
+                    let data: Vec<u8> = r.get(2)?;
+                    let mut block = Block::decode(first_ms, &data)?;
+                    block.retain(|x| x.at_ms >= since_ms);
+                    raws.extend(block.into_iter().rev());
+                }
+            }
+            raws.truncate(limit);
+            let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
             let mut q = c.prepare_cached(
-                "SELECT r.at_ms, r.status, r.latency_us, coalesce(m.text, ''), r.metrics \
-                 FROM results r LEFT JOIN messages m ON m.id = r.message_id \
-                 WHERE r.sensor_id = ?1 AND r.at_ms >= ?2 ORDER BY r.at_ms DESC LIMIT ?3",
+                "SELECT at_ms, status, latency_us, message_id, metrics FROM results \
+                 WHERE sensor_id = ?1 AND at_ms >= ?2 ORDER BY at_ms DESC LIMIT ?3",
             )?;
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let mut names: Option<HashMap<i64, String>> = None;
-            let mut out = Vec::new();
-            let mut rows = q.query(params![sid, since_ms, limit])?;
+            let mut rows = q.query(params![sid, since_ms, sql_limit])?;
+            let mut plain = false;
             while let Some(r) = rows.next()? {
-                let code: i64 = r.get(1)?;
+                plain = true;
+                raws.push(Raw {
+                    at_ms: r.get(0)?,
+                    status: r.get(1)?,
+                    latency_us: r.get(2)?,
+                    message_id: r.get(3)?,
+                    metrics: match r.get::<_, Option<Vec<u8>>>(4)? {
+                        None => Vec::new(),
+                        Some(blob) => crate::codec::decode_metrics(&blob)?,
+                    },
+                });
+            }
+            if plain {
+                raws.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+                raws.truncate(limit);
+            }
+            let mut names: Option<HashMap<i64, String>> = None;
+            let mut messages: HashMap<i64, String> = HashMap::new();
+            let mut out = Vec::with_capacity(raws.len());
+            for raw in raws {
+                let code = raw.status;
                 let status = Status::from_code(code & !MAINT_BIT)
                     .ok_or_else(|| StoreError::Corrupt(format!("status code {code}")))?;
-                let metrics = match r.get::<_, Option<Vec<u8>>>(4)? {
-                    None => Vec::new(),
-                    Some(blob) => {
-                        if names.is_none() {
-                            names = Some(metric_names(c)?);
-                        }
-                        let names = names.as_ref().expect("loaded");
-                        crate::codec::decode_metrics(&blob)?
-                            .into_iter()
-                            .map(|(id, v)| {
-                                (
-                                    names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")),
-                                    v,
-                                )
-                            })
-                            .collect()
+                let metrics = if raw.metrics.is_empty() {
+                    Vec::new()
+                } else {
+                    if names.is_none() {
+                        names = Some(metric_names(c)?);
                     }
+                    let names = names.as_ref().expect("loaded");
+                    raw.metrics
+                        .into_iter()
+                        .map(|(id, v)| {
+                            (
+                                names.get(&id).cloned().unwrap_or_else(|| format!("#{id}")),
+                                v,
+                            )
+                        })
+                        .collect()
+                };
+                let message = match raw.message_id {
+                    0 => String::new(),
+                    id => match messages.get(&id) {
+                        Some(m) => m.clone(),
+                        None => {
+                            let m: String = c
+                                .prepare_cached("SELECT text FROM messages WHERE id = ?1")?
+                                .query_row([id], |r| r.get(0))
+                                .optional()?
+                                .unwrap_or_default();
+                            messages.insert(id, m.clone());
+                            m
+                        }
+                    },
                 };
                 out.push(CheckRow {
-                    at_ms: r.get(0)?,
+                    at_ms: raw.at_ms,
                     status,
                     in_maintenance: code & MAINT_BIT != 0,
-                    latency_us: r.get::<_, i64>(2)?.max(0) as u64,
-                    message: r.get(3)?,
+                    latency_us: raw.latency_us.max(0) as u64,
+                    message,
                     metrics,
                 });
             }
@@ -314,13 +372,18 @@ impl Reader {
             let n: i64 = match sensor {
                 Some(s) => match find_sensor_id(c, s)? {
                     Some(sid) => c.query_row(
-                        "SELECT count(*) FROM results WHERE sensor_id = ?1",
+                        "SELECT (SELECT count(*) FROM results WHERE sensor_id = ?1) + \
+                         (SELECT coalesce(sum(n), 0) FROM result_blocks WHERE sensor_id = ?1)",
                         [sid],
                         |r| r.get(0),
                     )?,
                     None => 0,
                 },
-                None => c.query_row("SELECT count(*) FROM results", [], |r| r.get(0))?,
+                None => c.query_row(
+                    "SELECT (SELECT count(*) FROM results) + (SELECT coalesce(sum(n), 0) FROM result_blocks)",
+                    [],
+                    |r| r.get(0),
+                )?,
             };
             Ok(n as u64)
         })

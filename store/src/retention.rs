@@ -1,4 +1,6 @@
-//! Retention: deletes raw results older than `raw_retention`, rollups,
+//! Retention: deletes raw results (plain rows and, from result blocks, whole
+//! blocks or the expired head of the block straddling the cutoff) older
+//! than `raw_retention`, rollups,
 //! transitions and maintenance windows older than `rollup_retention`, and
 //! interned messages no retained result can refer to.
 //!
@@ -11,6 +13,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use crate::blocks::Block;
 use crate::calendar::{DAY_MS, HOUR_MS};
 use crate::error::Result;
 use crate::types::PruneStats;
@@ -20,6 +23,10 @@ use crate::writer::{MESSAGE_TOUCH_SLACK_MS, WriterConfig};
 enum Phase {
     /// Raw results, sensor by sensor (ids greater than `after`).
     Results {
+        after: i64,
+    },
+    /// Result blocks, sensor by sensor (ids greater than `after`).
+    Blocks {
         after: i64,
     },
     Messages,
@@ -36,6 +43,7 @@ pub(crate) struct StepOutcome {
     pub done: bool,
     pub touched_messages: bool,
     pub touched_rollups: bool,
+    pub touched_blocks: bool,
     pub touched_maintenance: bool,
 }
 
@@ -58,6 +66,66 @@ impl PruneJob {
         }
     }
 
+    /// Deletes at most `budget` expired results of sensor `sid` from its
+    /// blocks, oldest first: whole blocks, and the expired head of the block
+    /// straddling the cutoff (rewritten without it). Returns how many it
+    /// deleted and whether expired results remain (budget used up).
+    fn prune_blocks(&self, conn: &Connection, sid: i64, mut budget: i64) -> Result<(i64, bool)> {
+        let mut deleted = 0;
+        while budget > 0 {
+            let Some((first_ms, last_ms, n)) = conn
+                .prepare_cached(
+                    "SELECT first_ms, last_ms, n FROM result_blocks WHERE sensor_id = ?1 AND first_ms < ?2 \
+                     ORDER BY first_ms LIMIT 1",
+                )?
+                .query_row(params![sid, self.raw_cutoff], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                })
+                .optional()?
+            else {
+                return Ok((deleted, false));
+            };
+            if last_ms < self.raw_cutoff && n <= budget {
+                conn.prepare_cached("DELETE FROM result_blocks WHERE sensor_id = ?1 AND first_ms = ?2")?
+                    .execute(params![sid, first_ms])?;
+                deleted += n;
+                budget -= n;
+                continue;
+            }
+            // Trim the block's head: its expired results, at most `budget`.
+            let data: Vec<u8> = conn
+                .prepare_cached("SELECT data FROM result_blocks WHERE sensor_id = ?1 AND first_ms = ?2")?
+                .query_row(params![sid, first_ms], |r| r.get(0))?;
+            let rows = Block::decode(first_ms, &data)?;
+            let expired = rows.iter().take_while(|r| r.at_ms < self.raw_cutoff).count() as i64;
+            let cut = expired.min(budget);
+            conn.prepare_cached("DELETE FROM result_blocks WHERE sensor_id = ?1 AND first_ms = ?2")?
+                .execute(params![sid, first_ms])?;
+            if let Some(b) = Block::encode_all(&rows[cut as usize..]) {
+                conn.prepare_cached(
+                    "INSERT INTO result_blocks(sensor_id, first_ms, last_ms, n, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![sid, b.first_ms, b.last_ms, b.count, b.data])?;
+            }
+            deleted += cut;
+            budget -= cut;
+            if cut < expired {
+                return Ok((deleted, true));
+            }
+            if rows.len() as i64 > cut {
+                // Only the straddling block can keep results: done.
+                return Ok((deleted, false));
+            }
+        }
+        // Budget used up: more may remain (the next step finds out).
+        let more = conn
+            .prepare_cached("SELECT 1 FROM result_blocks WHERE sensor_id = ?1 AND first_ms < ?2 LIMIT 1")?
+            .query_row(params![sid, self.raw_cutoff], |_| Ok(()))
+            .optional()?
+            .is_some();
+        Ok((deleted, more))
+    }
+
     /// Deletes at most `batch` rows (caller wraps it in a transaction).
     pub(crate) fn step(&mut self, conn: &Connection, batch: usize) -> Result<StepOutcome> {
         let batch = batch.max(1) as i64;
@@ -68,12 +136,9 @@ impl PruneJob {
                 let mut budget = batch;
                 let mut after = after;
                 loop {
-                    let Some(sid) = conn
-                        .prepare_cached("SELECT id FROM sensors WHERE id > ?1 ORDER BY id LIMIT 1")?
-                        .query_row([after], |r| r.get::<_, i64>(0))
-                        .optional()?
+                    let Some(sid) = next_sensor(conn, after)?
                     else {
-                        self.phase = Phase::Messages;
+                        self.phase = Phase::Blocks { after: i64::MIN };
                         break;
                     };
                     // The budget-th oldest expired row, if the sensor has that many.
@@ -105,6 +170,30 @@ impl PruneJob {
                     }
                     after = sid;
                     self.phase = Phase::Results { after };
+                    if budget <= 0 {
+                        break;
+                    }
+                }
+            }
+            Phase::Blocks { after } => {
+                let mut budget = batch;
+                let mut after = after;
+                loop {
+                    let Some(sid) = next_sensor(conn, after)? else {
+                        self.phase = Phase::Messages;
+                        break;
+                    };
+                    let (n, more) = self.prune_blocks(conn, sid, budget)?;
+                    self.stats.results += n as u64;
+                    out.touched_blocks |= n > 0;
+                    budget -= n;
+                    if more {
+                        // Budget used up; this sensor may have more.
+                        self.phase = Phase::Blocks { after };
+                        break;
+                    }
+                    after = sid;
+                    self.phase = Phase::Blocks { after };
                     if budget <= 0 {
                         break;
                     }
@@ -184,4 +273,12 @@ impl PruneJob {
         out.done = self.phase == Phase::Done;
         Ok(out)
     }
+}
+
+/// The next sensor id after `after`.
+fn next_sensor(conn: &Connection, after: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM sensors WHERE id > ?1 ORDER BY id LIMIT 1")?
+        .query_row([after], |r| r.get::<_, i64>(0))
+        .optional()?)
 }

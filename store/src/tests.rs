@@ -68,6 +68,42 @@ fn all_rollups(conn: &Connection, g: Granularity) -> BTreeMap<(String, i64), Agg
     .collect()
 }
 
+/// Every raw result in the file, plain rows and block entries alike, as
+/// `(sensor, at_ms, status column, latency_us)` by sensor and time.
+fn raw_rows(conn: &Connection) -> Vec<(String, i64, i64, u64)> {
+    let mut out: Vec<(String, i64, i64, u64)> = conn
+        .prepare(
+            "SELECT s.name, r.at_ms, r.status, r.latency_us FROM results r JOIN sensors s ON s.id = r.sensor_id",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64))
+        })
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let blocks: Vec<(String, i64, i64, i64, Vec<u8>)> = conn
+        .prepare(
+            "SELECT s.name, b.first_ms, b.last_ms, b.n, b.data FROM result_blocks b JOIN sensors s ON s.id = b.sensor_id",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    for (name, first, last, n, data) in blocks {
+        let rows = crate::blocks::Block::decode(first, &data).unwrap();
+        assert_eq!(rows.len() as i64, n, "block count column");
+        assert_eq!((rows[0].at_ms, rows.last().unwrap().at_ms), (first, last));
+        out.extend(
+            rows.into_iter()
+                .map(|r| (name.clone(), r.at_ms, r.status, r.latency_us as u64)),
+        );
+    }
+    out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    out
+}
+
 /// Brute-force rollups from the raw rows: for every sensor, walk its rows in
 /// time order; a row's coverage is `[t_i, min(t_{i+1}, t_i + cap))` and its
 /// share of each bucket is the overlap of that interval with the bucket.
@@ -80,19 +116,7 @@ fn brute_force(
     BTreeMap<(String, i64), Vec<u64>>,
 ) {
     let size = rollup::bucket_size(g);
-    let mut q = conn
-        .prepare(
-            "SELECT s.name, r.at_ms, r.status, r.latency_us FROM results r JOIN sensors s ON s.id = r.sensor_id \
-             ORDER BY s.name, r.at_ms",
-        )
-        .unwrap();
-    let rows: Vec<(String, i64, i64, u64)> = q
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64))
-        })
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
+    let rows = raw_rows(conn);
     let mut out: BTreeMap<(String, i64), Agg> = BTreeMap::new();
     let mut lat: BTreeMap<(String, i64), Vec<u64>> = BTreeMap::new();
     let mut i = 0;
@@ -275,14 +299,10 @@ fn rollups_match_brute_force() {
     assert!(st.duplicates > 0);
 
     let conn = Connection::open(&path).unwrap();
-    let flagged: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM results r JOIN sensors s ON s.id = r.sensor_id \
-             WHERE s.name = 'c' AND r.at_ms >= ?1 AND r.at_ms < ?2 AND r.status & 4 = 0",
-            [win.0, win.1],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let flagged = raw_rows(&conn)
+        .iter()
+        .filter(|(s, t, code, _)| s == "c" && *t >= win.0 && *t < win.1 && code & 4 == 0)
+        .count();
     assert_eq!(
         flagged, 0,
         "results in the window are flagged as maintenance"
@@ -605,9 +625,7 @@ fn retention_prunes_raw_rows_in_batches_and_keeps_rollups() {
     assert!(stats.batches as u64 >= expired / 50, "{stats:?}");
     assert!(store.stats().transactions - tx_before >= expired / 50);
     assert_eq!(store.reader().raw_count(None).unwrap(), total - expired);
-    let oldest: i64 = conn
-        .query_row("SELECT min(at_ms) FROM results", [], |r| r.get(0))
-        .unwrap();
+    let oldest = raw_rows(&conn).iter().map(|r| r.1).min().unwrap();
     assert_eq!(oldest, cutoff);
     assert_eq!(all_rollups(&conn, Granularity::Hour), hourly_before);
     assert_eq!(all_rollups(&conn, Granularity::Day), daily_before);

@@ -1,10 +1,15 @@
 //! The writer thread: the only writer of history, rollups, states and
 //! maintenance. It owns one connection and in-memory caches (sensor ids and
-//! stream positions, interned messages and metric names, the rollup rows
-//! being updated), drains the bounded queue into batches and commits each
-//! batch — raw rows, rollup updates, sensor stream positions — in one
-//! transaction, so rollups are always exactly consistent with the committed
-//! raw rows. Retention runs here too, one small transaction at a time between
+//! stream positions, interned messages and metric names, each sensor's open
+//! result block, the rollup rows being updated), drains the bounded queue
+//! into batches and commits each batch — raw results, rollup updates,
+//! sensor stream positions — in one transaction, so rollups are always
+//! exactly consistent with the committed raw results.
+//!
+//! A result newer than its sensor's stream position is appended to the
+//! sensor's open block (`blocks.rs`), which is rewritten once per batch; any
+//! other result (out of order, or a duplicate) is checked against the blocks
+//! and the plain `results` rows and stored as a plain row if new. Retention runs here too, one small transaction at a time between
 //! batches (see `retention.rs`).
 //!
 //! Caches are derived from the database: when a transaction fails they are
@@ -18,6 +23,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::blocks::{Block, Raw};
 use crate::codec;
 use crate::error::{Result, StoreError};
 use crate::retention::PruneJob;
@@ -111,6 +117,13 @@ struct SensorEntry {
     dirty: bool,
 }
 
+/// A sensor's open block (the newest of its `result_blocks`), `None` if it
+/// has none yet.
+struct OpenBlock {
+    block: Option<Block>,
+    dirty: bool,
+}
+
 struct CachedAgg {
     agg: Agg,
     dirty: bool,
@@ -129,6 +142,8 @@ struct State {
     messages: HashMap<String, (i64, i64)>,
     metric_names: HashMap<String, i64>,
     rollups: HashMap<(Granularity, i64, i64), CachedAgg>,
+    /// Open blocks by sensor id, loaded on a sensor's first in-order result.
+    blocks: HashMap<i64, OpenBlock>,
     windows: Vec<Window>,
     /// Sensor states of the current batch (latest wins; `None` deletes).
     pending_states: HashMap<String, Option<SensorState>>,
@@ -138,6 +153,16 @@ struct State {
 
 const INSERT_RESULT: &str = "INSERT OR IGNORE INTO results(sensor_id, at_ms, status, latency_us, message_id, metrics) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+const SAVE_BLOCK: &str = "INSERT INTO result_blocks(sensor_id, first_ms, last_ms, n, data) \
+     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(sensor_id, first_ms) DO UPDATE SET \
+     last_ms = excluded.last_ms, n = excluded.n, data = excluded.data";
+
+fn save_block(conn: &Connection, sensor_id: i64, b: &Block) -> Result<()> {
+    conn.prepare_cached(SAVE_BLOCK)?
+        .execute(params![sensor_id, b.first_ms, b.last_ms, b.count, b.data])?;
+    Ok(())
+}
 
 /// Bit of `results.status` marking a result recorded in maintenance.
 pub(crate) const MAINT_BIT: i64 = 4;
@@ -248,14 +273,8 @@ impl State {
         Ok(id)
     }
 
-    fn metrics_blob(
-        &mut self,
-        conn: &Connection,
-        metrics: &[(String, f64)],
-    ) -> Result<Option<Vec<u8>>> {
-        if metrics.is_empty() {
-            return Ok(None);
-        }
+    /// Interns the metric names: `(name id, value)` pairs.
+    fn metric_ids(&mut self, conn: &Connection, metrics: &[(String, f64)]) -> Result<Vec<(i64, f64)>> {
         let mut ids = Vec::with_capacity(metrics.len());
         for (name, v) in metrics {
             let id = match self.metric_names.get(name) {
@@ -276,7 +295,76 @@ impl State {
             };
             ids.push((id, *v));
         }
-        Ok(Some(codec::encode_metrics(&ids)))
+        Ok(ids)
+    }
+
+    /// Appends an in-order result to the sensor's open block (starting a
+    /// new block when it is full). Returns false, appending nothing, if the
+    /// result is not newer than the block's last one.
+    fn append_to_block(&mut self, conn: &Connection, sid: i64, raw: &Raw) -> Result<bool> {
+        use std::collections::hash_map::Entry;
+        let ob = match self.blocks.entry(sid) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                let newest: Option<(i64, Vec<u8>)> = conn
+                    .prepare_cached(
+                        "SELECT first_ms, data FROM result_blocks WHERE sensor_id = ?1 \
+                         ORDER BY first_ms DESC LIMIT 1",
+                    )?
+                    .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let block = match newest {
+                    Some((first_ms, data)) => Some(Block::load(first_ms, data)?.0),
+                    None => None,
+                };
+                v.insert(OpenBlock { block, dirty: false })
+            }
+        };
+        if let Some(b) = ob.block.as_mut() {
+            if b.count > 0 && raw.at_ms <= b.last_ms {
+                return Ok(false);
+            }
+            if b.try_push(raw) {
+                ob.dirty = true;
+                return Ok(true);
+            }
+            // Full: store it as it is and start the next one.
+            if ob.dirty {
+                save_block(conn, sid, b)?;
+            }
+        }
+        let mut b = Block::new(raw.at_ms);
+        b.push(raw);
+        ob.block = Some(b);
+        ob.dirty = true;
+        Ok(true)
+    }
+
+    /// Whether a block of the sensor holds a result at `at_ms`.
+    fn in_blocks(&self, conn: &Connection, sid: i64, at_ms: i64) -> Result<bool> {
+        if let Some(b) = self.blocks.get(&sid).and_then(|o| o.block.as_ref())
+            && b.count > 0
+            && at_ms >= b.first_ms
+        {
+            // The open block may be newer in memory than in the file.
+            return Ok(at_ms <= b.last_ms
+                && Block::decode(b.first_ms, &b.data)?
+                    .iter()
+                    .any(|r| r.at_ms == at_ms));
+        }
+        let found: Option<(i64, i64, Vec<u8>)> = conn
+            .prepare_cached(
+                "SELECT first_ms, last_ms, data FROM result_blocks WHERE sensor_id = ?1 AND first_ms <= ?2 \
+                 ORDER BY first_ms DESC LIMIT 1",
+            )?
+            .query_row(params![sid, at_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
+        Ok(match found {
+            Some((first_ms, last_ms, data)) if at_ms <= last_ms => Block::decode(first_ms, &data)?
+                .iter()
+                .any(|r| r.at_ms == at_ms),
+            _ => false,
+        })
     }
 
     /// Writes one result and its rollup contributions. Returns false for a
@@ -290,14 +378,33 @@ impl State {
         let sid = self.sensor_id(conn, &r.sensor)?;
         let maint = r.in_maintenance || self.in_window(&r.sensor, r.at_ms);
         let msg_id = self.message_id(conn, &r.message, r.at_ms)?;
-        let metrics = self.metrics_blob(conn, &r.metrics)?;
+        let metrics = self.metric_ids(conn, &r.metrics)?;
         let status = r.status.code() | if maint { MAINT_BIT } else { 0 };
         let latency = i64::try_from(r.latency_us).unwrap_or(i64::MAX);
-        let n = conn
-            .prepare_cached(INSERT_RESULT)?
-            .execute(params![sid, r.at_ms, status, latency, msg_id, metrics])?;
-        if n == 0 {
-            return Ok(false);
+        // The stream position is the newest stored result of the sensor: a
+        // newer result cannot be a duplicate and goes to the open block.
+        let newest = self.sensors[&r.sensor].stream.last.map(|l| l.at_ms);
+        let raw = Raw {
+            at_ms: r.at_ms,
+            status,
+            latency_us: latency,
+            message_id: msg_id,
+            metrics,
+        };
+        let appended =
+            newest.is_none_or(|t| r.at_ms > t) && self.append_to_block(conn, sid, &raw)?;
+        if !appended {
+            // Out of order: a plain row, unless a block already has it.
+            if self.in_blocks(conn, sid, r.at_ms)? {
+                return Ok(false);
+            }
+            let blob = (!raw.metrics.is_empty()).then(|| codec::encode_metrics(&raw.metrics));
+            let n = conn
+                .prepare_cached(INSERT_RESULT)?
+                .execute(params![sid, r.at_ms, status, latency, msg_id, blob])?;
+            if n == 0 {
+                return Ok(false);
+            }
         }
         let cap = rollup::cap_ms(r.interval_ms, cfg.default_gap_ms);
         let entry = self
@@ -365,6 +472,12 @@ impl State {
                 e.stream.outage.map_or(0, |o| o.down_ms),
             ])?;
             e.dirty = false;
+        }
+        for (&sid, ob) in self.blocks.iter_mut().filter(|(_, o)| o.dirty) {
+            if let Some(b) = &ob.block {
+                save_block(conn, sid, b)?;
+            }
+            ob.dirty = false;
         }
         for (&(g, start, sid), c) in self.rollups.iter_mut().filter(|(_, c)| c.dirty) {
             rollup::save_agg(conn, g, start, sid, &c.agg)?;
@@ -700,6 +813,9 @@ impl Writer {
                 }
                 if o.touched_rollups {
                     self.st.rollups.clear();
+                }
+                if o.touched_blocks {
+                    self.st.blocks.clear();
                 }
                 if o.touched_maintenance
                     && let Err(e) = self.st.reload_windows(&self.conn)
