@@ -988,3 +988,121 @@ fn escalation_through_the_store() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+fn plain_and_block_counts(path: &std::path::Path) -> (i64, i64, i64) {
+    let c = Connection::open(path).unwrap();
+    c.query_row(
+        "SELECT (SELECT count(*) FROM results), (SELECT count(*) FROM result_blocks), \
+         (SELECT coalesce(sum(n), 0) FROM result_blocks)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn out_of_order_results_and_duplicates_across_blocks_and_plain_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.db");
+    let store = Store::open(&path, test_opts()).unwrap();
+    let mut want: BTreeMap<i64, (Status, u64)> = BTreeMap::new();
+    let mut add = |store: &Store, t: i64, status: Status, lat: u64| {
+        let mut r = rec("a", t, status, lat, 1_000);
+        r.message = format!("m{}", t % 3);
+        r.metrics = vec![("latency_ms".into(), lat as f64 / 1000.0), ("code".into(), 200.0)];
+        store.record_blocking(r).unwrap();
+        want.entry(t).or_insert((status, lat));
+    };
+    for i in 0..500 {
+        add(&store, i * 1_000, Status::Ok, 1_000 + i as u64);
+    }
+    // Same batch: out of order, new (between two results) and duplicates
+    // of results still in the open block.
+    add(&store, 250_500, Status::Fail, 7);
+    add(&store, 499_000, Status::Error, 8); // duplicate of the newest
+    add(&store, 3_000, Status::Error, 9); // duplicate of a closed block's result
+    store.flush().unwrap();
+    add(&store, 100_001, Status::Warn, 10);
+    add(&store, 100_000, Status::Error, 11); // duplicate, in a block on file
+    add(&store, 250_500, Status::Ok, 12); // duplicate of a plain row
+    store.flush().unwrap();
+    let st = store.stats();
+    assert_eq!((st.queued, st.committed, st.duplicates), (506, 502, 4));
+    store.close().unwrap();
+    drop(store);
+    let (plain, blocks, in_blocks) = plain_and_block_counts(&path);
+    assert_eq!((plain, in_blocks), (2, 500));
+    assert!(blocks >= 2, "500 results with metrics span several blocks");
+
+    // Reopened: the open block is loaded from the file and extended.
+    let store = Store::open(&path, test_opts()).unwrap();
+    add(&store, 2_000, Status::Ok, 13); // duplicate
+    for i in 500..520 {
+        add(&store, i * 1_000, Status::Ok, 1_000 + i as u64);
+    }
+    store.flush().unwrap();
+    assert_eq!(store.stats().duplicates, 1);
+    assert_eq!(plain_and_block_counts(&path).1, blocks, "no new block for 20 results");
+    assert_eq!(store.reader().raw_count(Some("a")).unwrap(), want.len() as u64);
+
+    let all = store.history("a", 0, usize::MAX).unwrap();
+    let got: Vec<(i64, Status, u64)> = all.iter().map(|r| (r.at_ms, r.status, r.latency_us)).collect();
+    let expect: Vec<(i64, Status, u64)> = want.iter().rev().map(|(&t, &(s, l))| (t, s, l)).collect();
+    assert_eq!(got, expect);
+    for r in &all {
+        assert_eq!(r.message, format!("m{}", r.at_ms % 3));
+        assert_eq!(
+            r.metrics,
+            [("latency_ms".to_string(), r.latency_us as f64 / 1000.0), ("code".to_string(), 200.0)]
+        );
+    }
+    // Limits and lower bounds across blocks and plain rows.
+    for (since, limit) in [(0, 1), (0, 7), (100_000, 3), (100_001, 1000), (250_000, 2), (250_600, 1000), (519_000, 5), (519_001, 5)] {
+        let h: Vec<i64> = store.history("a", since, limit).unwrap().iter().map(|r| r.at_ms).collect();
+        let e: Vec<i64> = want.keys().rev().copied().filter(|&t| t >= since).take(limit).collect();
+        assert_eq!(h, e, "since {since} limit {limit}");
+    }
+    assert_eq!(store.reader().integrity_check().unwrap(), ["ok"]);
+}
+
+#[test]
+fn blocks_stay_small_and_compact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.db");
+    let store = Store::open(&path, test_opts()).unwrap();
+    let mut rng = Rng(5);
+    let n = 5_000;
+    for i in 0..n {
+        let lat = 800 + rng.below(4_000);
+        let failed = rng.chance(1);
+        let mut r = rec("web", i * 1_000 + rng.below(5) as i64, if failed { Status::Fail } else { Status::Ok }, lat, 1_000);
+        r.message = if failed { "HTTP 503".into() } else { "HTTP 200".into() };
+        r.metrics = vec![
+            ("latency_ms".into(), lat as f64 / 1000.0),
+            ("status_code".into(), if failed { 503.0 } else { 200.0 }),
+            ("body_bytes".into(), 2.0),
+        ];
+        store.record_blocking(r).unwrap();
+    }
+    store.flush().unwrap();
+    let c = Connection::open(&path).unwrap();
+    let (blocks, max_len, total): (i64, i64, i64) = c
+        .query_row(
+            "SELECT count(*), max(length(data)), sum(length(data)) FROM result_blocks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert!(max_len as usize <= crate::blocks::BLOCK_MAX_BYTES);
+    let per = total as f64 / n as f64;
+    assert!(per < 6.0, "{per} bytes per result");
+    assert!(blocks as f64 <= (total as f64 / (crate::blocks::BLOCK_MAX_BYTES - 20) as f64).ceil());
+    let overflow: i64 = c
+        .query_row("SELECT count(*) FROM dbstat WHERE name = 'result_blocks' AND pagetype = 'overflow'", [], |r| r.get(0))
+        .unwrap_or(0);
+    assert_eq!(overflow, 0, "blocks fit in b-tree pages");
+    let h = store.history("web", 0, 3).unwrap();
+    assert_eq!(h.len(), 3);
+    assert!(h[0].at_ms >= (n - 1) * 1_000 && h[0].at_ms > h[1].at_ms && h[1].at_ms > h[2].at_ms);
+    assert_eq!(store.history("web", 0, usize::MAX).unwrap().len(), n as usize);
+}
