@@ -53,7 +53,9 @@ fn main() {
     );
     let (sla_ms, raw_ms) = sla_query(&work);
     println!("from rollups (Store::sla)   : median {sla_ms:.3} ms");
-    println!("counting the month's raw results (Reader::history): median {raw_ms:.3} ms (baseline)");
+    println!(
+        "counting the month's raw results (Reader::history): median {raw_ms:.3} ms (baseline)"
+    );
     println!("ratio rollups/raw: {:.3}", sla_ms / raw_ms);
     println!("target ≤ 10 ms: {}", verdict(sla_ms <= 10.0));
 }
@@ -61,7 +63,6 @@ fn main() {
 fn verdict(ok: bool) -> &'static str {
     if ok { "MET" } else { "MISSED" }
 }
-
 
 /// A small deterministic generator (no dependency, same rows every run).
 struct Lcg(u64);

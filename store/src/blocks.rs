@@ -131,7 +131,11 @@ fn kind_of(v: f64, latency_us: i64) -> (Kind, i64) {
     if let Some(n) = exact_int(v) {
         return (Kind::Int, n);
     }
-    for (kind, scale) in [(Kind::Dec1, 10.0), (Kind::Dec2, 100.0), (Kind::Dec3, 1000.0)] {
+    for (kind, scale) in [
+        (Kind::Dec1, 10.0),
+        (Kind::Dec2, 100.0),
+        (Kind::Dec3, 1000.0),
+    ] {
         let n = (v * scale).round();
         if let Some(n) = exact_int(n)
             && (n as f64 / scale).to_bits() == v.to_bits()
@@ -283,8 +287,11 @@ impl Block {
                         let byte = *buf
                             .get(pos + i / 2)
                             .ok_or_else(|| StoreError::Corrupt("truncated block kinds".into()))?;
-                        p.kinds
-                            .push(Kind::from_u8(if i % 2 == 0 { byte & 15 } else { byte >> 4 })?);
+                        p.kinds.push(Kind::from_u8(if i % 2 == 0 {
+                            byte & 15
+                        } else {
+                            byte >> 4
+                        })?);
                     }
                     pos += n.div_ceil(2);
                 } else if p.kinds.len() != n {
@@ -295,11 +302,13 @@ impl Block {
                     let v = match kind {
                         Kind::Same => {
                             if !names_same {
-                                return Err(StoreError::Corrupt("repeated value without names".into()));
+                                return Err(StoreError::Corrupt(
+                                    "repeated value without names".into(),
+                                ));
                             }
-                            *p.values
-                                .get(i)
-                                .ok_or_else(|| StoreError::Corrupt("repeated value missing".into()))?
+                            *p.values.get(i).ok_or_else(|| {
+                                StoreError::Corrupt("repeated value missing".into())
+                            })?
                         }
                         Kind::LatencyMs => latency_ms(latency_us),
                         Kind::Int => unzigzag(get_varint(buf, &mut pos)?) as f64,
@@ -317,7 +326,12 @@ impl Block {
                     };
                     values.push(v);
                 }
-                metrics = p.names.iter().copied().zip(values.iter().copied()).collect();
+                metrics = p
+                    .names
+                    .iter()
+                    .copied()
+                    .zip(values.iter().copied())
+                    .collect();
                 p.values = values;
             }
             p.at_ms = at_ms;
@@ -429,7 +443,13 @@ impl Encoder {
 mod tests {
     use super::*;
 
-    fn raw(at_ms: i64, status: i64, latency_us: i64, message_id: i64, metrics: &[(i64, f64)]) -> Raw {
+    fn raw(
+        at_ms: i64,
+        status: i64,
+        latency_us: i64,
+        message_id: i64,
+        metrics: &[(i64, f64)],
+    ) -> Raw {
         Raw {
             at_ms,
             status,
@@ -443,8 +463,20 @@ mod tests {
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(b) {
             assert_eq!(
-                (x.at_ms, x.status, x.latency_us, x.message_id, x.metrics.len()),
-                (y.at_ms, y.status, y.latency_us, y.message_id, y.metrics.len())
+                (
+                    x.at_ms,
+                    x.status,
+                    x.latency_us,
+                    x.message_id,
+                    x.metrics.len()
+                ),
+                (
+                    y.at_ms,
+                    y.status,
+                    y.latency_us,
+                    y.message_id,
+                    y.metrics.len()
+                )
             );
             for (m, n) in x.metrics.iter().zip(&y.metrics) {
                 assert_eq!(m.0, n.0);
@@ -456,13 +488,49 @@ mod tests {
     #[test]
     fn roundtrip_bit_exact_with_every_kind_and_flag() {
         let rows = vec![
-            raw(1_000, 0, 1_234, 1, &[(1, 1.234), (2, 200.0), (3, 2.0), (4, 0.0)]),
-            raw(2_000, 0, 2_500, 1, &[(1, 2.5), (2, 200.0), (3, 2.0), (4, 0.0)]),
-            raw(3_001, 2 | 4, 0, 7, &[(1, 0.0), (2, 503.0), (3, 2.0), (4, 0.0)]),
+            raw(
+                1_000,
+                0,
+                1_234,
+                1,
+                &[(1, 1.234), (2, 200.0), (3, 2.0), (4, 0.0)],
+            ),
+            raw(
+                2_000,
+                0,
+                2_500,
+                1,
+                &[(1, 2.5), (2, 200.0), (3, 2.0), (4, 0.0)],
+            ),
+            raw(
+                3_001,
+                2 | 4,
+                0,
+                7,
+                &[(1, 0.0), (2, 503.0), (3, 2.0), (4, 0.0)],
+            ),
             raw(3_500, 3, 9, 0, &[]),
-            raw(4_000, 1, 12, 0, &[(9, 0.1), (8, -0.25), (7, 1.005), (6, 0.5)]),
-            raw(5_000, 0, 12, 0, &[(9, f64::NAN), (8, -0.0), (7, 1e300), (6, f64::INFINITY)]),
-            raw(6_000, 0, 12, 0, &[(9, f64::NAN), (8, -0.0), (7, 1e300), (6, -12.5)]),
+            raw(
+                4_000,
+                1,
+                12,
+                0,
+                &[(9, 0.1), (8, -0.25), (7, 1.005), (6, 0.5)],
+            ),
+            raw(
+                5_000,
+                0,
+                12,
+                0,
+                &[(9, f64::NAN), (8, -0.0), (7, 1e300), (6, f64::INFINITY)],
+            ),
+            raw(
+                6_000,
+                0,
+                12,
+                0,
+                &[(9, f64::NAN), (8, -0.0), (7, 1e300), (6, -12.5)],
+            ),
             raw(6_001, 0, i64::from(u32::MAX), 300, &[(1, -3.0)]),
             raw(7_000, 0, 1, 0, &[]),
             raw(i64::MAX / 2, 0, 1, 0, &[(1, 12_345_678_901.0), (2, 0.001)]),
@@ -473,7 +541,13 @@ mod tests {
         // Loading restores the encoder state: appending continues the stream.
         let (mut l, got) = Block::load(b.first_ms, b.data.clone()).unwrap();
         assert_same(&got, &rows);
-        let more = raw(i64::MAX / 2 + 1_000, 0, 1, 0, &[(1, 12_345_678_901.0), (2, 0.001)]);
+        let more = raw(
+            i64::MAX / 2 + 1_000,
+            0,
+            1,
+            0,
+            &[(1, 12_345_678_901.0), (2, 0.001)],
+        );
         l.push(&more);
         let mut all = rows.clone();
         all.push(more);
@@ -484,12 +558,19 @@ mod tests {
     #[test]
     fn typical_http_result_costs_four_bytes() {
         let mut b = Block::new(0);
-        let metrics = |lat: i64, code: f64| vec![(1, lat as f64 / 1000.0), (2, code), (3, 2.0), (4, 0.0)];
+        let metrics =
+            |lat: i64, code: f64| vec![(1, lat as f64 / 1000.0), (2, code), (3, 2.0), (4, 0.0)];
         b.push(&raw(0, 0, 1_234, 1, &metrics(1_234, 200.0)));
         b.push(&raw(1_000, 0, 1_000, 1, &metrics(1_000, 200.0)));
         let first = b.data.len();
         for i in 2..=101 {
-            b.push(&raw(i * 1_000, 0, 800 + i * 37, 1, &metrics(800 + i * 37, 200.0)));
+            b.push(&raw(
+                i * 1_000,
+                0,
+                800 + i * 37,
+                1,
+                &metrics(800 + i * 37, 200.0),
+            ));
         }
         assert_eq!(b.data.len() - first, 100 * 4);
         // A failure changes message, status and one metric: a few bytes more.
@@ -502,7 +583,10 @@ mod tests {
     fn try_push_limits_block_size_and_leaves_a_full_block_unchanged() {
         let mut b = Block::new(0);
         let big: Vec<(i64, f64)> = (0..200).map(|i| (i, 0.123_456_789 + i as f64)).collect();
-        assert!(b.try_push(&raw(0, 0, 1, 0, &big)), "an empty block takes anything");
+        assert!(
+            b.try_push(&raw(0, 0, 1, 0, &big)),
+            "an empty block takes anything"
+        );
         assert!(b.data.len() > BLOCK_MAX_BYTES);
         let full = b.data.clone();
         assert!(!b.try_push(&raw(1, 0, 1, 0, &[(1, 0.3)])));

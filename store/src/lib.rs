@@ -34,13 +34,14 @@
 //! | module | owns |
 //! |---|---|
 //! | `schema` | migrations (`PRAGMA user_version`), connection setup, durability choice (WAL + `synchronous=NORMAL` for history, FULL for escalation) |
-//! | `writer` | the writer thread: bounded queue, batching, interning (sensors, messages, metric names), rollup maintenance in the batch's transaction, retries |
+//! | `writer` | the writer thread: bounded queue, batching, interning (sensors, messages, metric names), appending results to result blocks and rollup maintenance in the batch's transaction, retries |
+//! | `blocks` | the result block encoding (per-sensor, delta-encoded raw results) |
 //! | `rollup` | the model turning a result stream into hourly/daily aggregates (coverage, outages, latency histogram) and their rows |
-//! | `retention` | pruning in small transactions, run by the writer between batches |
+//! | `retention` | pruning in small transactions (plain rows, whole blocks, trimmed block heads), run by the writer between batches |
 //! | `query` | [`Reader`]: history, transitions, states, rollups, maintenance |
 //! | `sla` | SLA per day/ISO week/month from daily rollups |
 //! | `calendar` | UTC hour/day/week/month arithmetic |
-//! | `codec` | compact blobs: metrics, latency histograms |
+//! | `codec` | compact blobs: metrics of plain rows, latency histograms |
 //! | `escalation` | incidents, timers, outbox: schema-backed typed CRUD |
 //!
 //! # Writing
@@ -60,8 +61,21 @@
 //!
 //! # Data model and definitions
 //!
-//! Raw results are `(sensor id, time ms)`-keyed `WITHOUT ROWID` rows of
-//! ~20-25 bytes (see `schema.rs`). Rollups per sensor per hour and per UTC
+//! Raw results are stored in **result blocks** (schema V3, `blocks.rs`):
+//! each sensor's results, in time order, are appended to its newest
+//! `result_blocks` row, `(sensor id, first result ms)`-keyed, whose blob
+//! holds up to ~800 bytes of results delta-encoded against their
+//! predecessor (time as delta-of-delta, status/maintenance and "same as
+//! before" flags, message id only when it changes, latency in µs, metrics
+//! with names and value kinds only when they change, values as "same as
+//! before", "= latency", small integers or scaled decimals when exact). A
+//! typical check costs ~4 bytes in its block, ~8.5 bytes of file per result
+//! all in (with rollups and b-tree overhead; 43.6 as plain rows in V2). The
+//! writer keeps each sensor's open block in memory and rewrites its row
+//! once per batch, in the batch's transaction, so a committed result is in
+//! a committed block. Results that arrive out of order (not newer than the
+//! sensor's latest) and rows of V2 databases are plain `(sensor id, time
+//! ms)`-keyed `results` rows; history reads merge the two. Rollups per sensor per hour and per UTC
 //! day hold checks, failures, warnings, up/down/maintenance time, outages
 //! started, outages ended with their duration, and latency min/max/sum plus
 //! a log histogram for p95. Definitions (from `rollup.rs`):
@@ -85,11 +99,13 @@
 //!
 //! # Retention
 //!
-//! Raw results older than [`StoreOptions::raw_retention`] (7 days) and
+//! Raw results (plain rows, and in blocks whole blocks or the expired head
+//! of the block straddling the cutoff, rewritten) older than
+//! [`StoreOptions::raw_retention`] (7 days) and
 //! rollups, transitions and maintenance windows older than
 //! [`StoreOptions::rollup_retention`] (400 days) are deleted by the writer
 //! every [`StoreOptions::prune_interval`], at most
-//! [`StoreOptions::prune_batch`] rows per transaction, with queued records
+//! [`StoreOptions::prune_batch`] rows (results) per transaction, with queued records
 //! committed between steps. `sensor_state`, incidents, timers and the outbox
 //! are not pruned.
 //!

@@ -86,21 +86,30 @@ impl PruneJob {
                 return Ok((deleted, false));
             };
             if last_ms < self.raw_cutoff && n <= budget {
-                conn.prepare_cached("DELETE FROM result_blocks WHERE sensor_id = ?1 AND first_ms = ?2")?
-                    .execute(params![sid, first_ms])?;
+                conn.prepare_cached(
+                    "DELETE FROM result_blocks WHERE sensor_id = ?1 AND first_ms = ?2",
+                )?
+                .execute(params![sid, first_ms])?;
                 deleted += n;
                 budget -= n;
                 continue;
             }
             // Trim the block's head: its expired results, at most `budget`.
             let data: Vec<u8> = conn
-                .prepare_cached("SELECT data FROM result_blocks WHERE sensor_id = ?1 AND first_ms = ?2")?
+                .prepare_cached(
+                    "SELECT data FROM result_blocks WHERE sensor_id = ?1 AND first_ms = ?2",
+                )?
                 .query_row(params![sid, first_ms], |r| r.get(0))?;
             let rows = Block::decode(first_ms, &data)?;
-            let expired = rows.iter().take_while(|r| r.at_ms < self.raw_cutoff).count() as i64;
+            let expired = rows
+                .iter()
+                .take_while(|r| r.at_ms < self.raw_cutoff)
+                .count() as i64;
             let cut = expired.min(budget);
-            conn.prepare_cached("DELETE FROM result_blocks WHERE sensor_id = ?1 AND first_ms = ?2")?
-                .execute(params![sid, first_ms])?;
+            conn.prepare_cached(
+                "DELETE FROM result_blocks WHERE sensor_id = ?1 AND first_ms = ?2",
+            )?
+            .execute(params![sid, first_ms])?;
             if let Some(b) = Block::encode_all(&rows[cut as usize..]) {
                 conn.prepare_cached(
                     "INSERT INTO result_blocks(sensor_id, first_ms, last_ms, n, data) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -119,7 +128,9 @@ impl PruneJob {
         }
         // Budget used up: more may remain (the next step finds out).
         let more = conn
-            .prepare_cached("SELECT 1 FROM result_blocks WHERE sensor_id = ?1 AND first_ms < ?2 LIMIT 1")?
+            .prepare_cached(
+                "SELECT 1 FROM result_blocks WHERE sensor_id = ?1 AND first_ms < ?2 LIMIT 1",
+            )?
             .query_row(params![sid, self.raw_cutoff], |_| Ok(()))
             .optional()?
             .is_some();
@@ -136,8 +147,7 @@ impl PruneJob {
                 let mut budget = batch;
                 let mut after = after;
                 loop {
-                    let Some(sid) = next_sensor(conn, after)?
-                    else {
+                    let Some(sid) = next_sensor(conn, after)? else {
                         self.phase = Phase::Blocks { after: i64::MIN };
                         break;
                     };

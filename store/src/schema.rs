@@ -435,6 +435,125 @@ mod tests {
         ));
     }
 
+    /// A V2 file as the V2 writer left it (schema V1 + V2, plain result
+    /// rows with codec metrics, interned names, the sensor's stream
+    /// position) opens under V3 with its history intact; new results go to
+    /// blocks; duplicates of old rows are still refused; retention still
+    /// removes the old rows.
+    #[test]
+    fn v2_database_keeps_its_history_after_migrating_to_v3() {
+        use crate::{CheckRecord, Status, Store, StoreOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v2.db");
+        let t0 = 1_700_000_000_000i64;
+        {
+            let c = Connection::open(&p).unwrap();
+            let _: String = c
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+                .unwrap();
+            c.execute_batch(V1).unwrap();
+            c.execute_batch(V2).unwrap();
+            c.pragma_update(None, "user_version", 2).unwrap();
+            c.execute(
+                "INSERT INTO sensors(id, name, last_at_ms, last_class, last_cap_ms) VALUES (1, 'web', ?1, 0, 20000)",
+                [t0 + 90_000],
+            )
+            .unwrap();
+            c.execute_batch(
+                "INSERT INTO messages(id, text, last_used_ms) VALUES (1, 'HTTP 200', 0), (2, 'HTTP 503', 0);
+                 INSERT INTO metric_names(id, name) VALUES (1, 'latency_ms'), (2, 'status_code');",
+            )
+            .unwrap();
+            for i in 0..10i64 {
+                let failed = i == 4;
+                let blob = crate::codec::encode_metrics(&[
+                    (1, 1.5 + i as f64),
+                    (2, if failed { 503.0 } else { 200.0 }),
+                ]);
+                c.execute(
+                    "INSERT OR IGNORE INTO results(sensor_id, at_ms, status, latency_us, message_id, metrics) \
+                     VALUES (1, ?1, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![
+                        t0 + i * 10_000,
+                        if failed { 2 } else { 0 },
+                        1_500 + i * 1_000,
+                        if failed { 2 } else { 1 },
+                        blob
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        let opts = StoreOptions {
+            prune_interval: None,
+            flush_interval: Duration::from_millis(20),
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&p, opts).unwrap();
+        assert_eq!(
+            user_version(&Connection::open(&p).unwrap()).unwrap(),
+            SCHEMA_VERSION
+        );
+        let check_old = |h: &[crate::CheckRow]| {
+            for (k, r) in h.iter().enumerate() {
+                let i = 9 - k as i64;
+                let failed = i == 4;
+                assert_eq!(r.at_ms, t0 + i * 10_000);
+                assert_eq!(r.status, if failed { Status::Fail } else { Status::Ok });
+                assert_eq!(r.latency_us as i64, 1_500 + i * 1_000);
+                assert_eq!(r.message, if failed { "HTTP 503" } else { "HTTP 200" });
+                assert_eq!(
+                    r.metrics,
+                    [
+                        ("latency_ms".to_string(), 1.5 + i as f64),
+                        (
+                            "status_code".to_string(),
+                            if failed { 503.0 } else { 200.0 }
+                        )
+                    ]
+                );
+            }
+        };
+        let h = store.history("web", 0, 100).unwrap();
+        assert_eq!(h.len(), 10);
+        check_old(&h);
+
+        let rec = |at_ms| CheckRecord {
+            sensor: "web".into(),
+            at_ms,
+            status: Status::Ok,
+            latency_us: 2_000,
+            message: "HTTP 200".into(),
+            interval_ms: 10_000,
+            ..Default::default()
+        };
+        store.record_blocking(rec(t0 + 50_000)).unwrap(); // duplicate of a V2 row
+        for i in 10..15 {
+            store.record_blocking(rec(t0 + i * 10_000)).unwrap();
+        }
+        store.flush().unwrap();
+        assert_eq!(store.stats().duplicates, 1);
+        let h = store.history("web", 0, 100).unwrap();
+        assert_eq!(h.len(), 15);
+        assert_eq!(h[0].at_ms, t0 + 140_000);
+        check_old(&h[5..]);
+        assert_eq!(store.reader().raw_count(None).unwrap(), 15);
+        let c = Connection::open(&p).unwrap();
+        let (plain, in_blocks): (i64, i64) = c
+            .query_row(
+                "SELECT (SELECT count(*) FROM results), (SELECT sum(n) FROM result_blocks)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((plain, in_blocks), (10, 5));
+        // Retention removes the V2 rows once they expire.
+        let stats = store.prune(t0 + 100_000 + 7 * 86_400_000).unwrap();
+        assert_eq!(stats.results, 10);
+        assert_eq!(store.history("web", 0, 100).unwrap().len(), 5);
+        assert_eq!(store.reader().integrity_check().unwrap(), ["ok"]);
+    }
+
     #[test]
     fn reader_is_query_only() {
         let dir = tempfile::tempdir().unwrap();

@@ -1009,7 +1009,10 @@ fn out_of_order_results_and_duplicates_across_blocks_and_plain_rows() {
     let mut add = |store: &Store, t: i64, status: Status, lat: u64| {
         let mut r = rec("a", t, status, lat, 1_000);
         r.message = format!("m{}", t % 3);
-        r.metrics = vec![("latency_ms".into(), lat as f64 / 1000.0), ("code".into(), 200.0)];
+        r.metrics = vec![
+            ("latency_ms".into(), lat as f64 / 1000.0),
+            ("code".into(), 200.0),
+        ];
         store.record_blocking(r).unwrap();
         want.entry(t).or_insert((status, lat));
     };
@@ -1042,24 +1045,58 @@ fn out_of_order_results_and_duplicates_across_blocks_and_plain_rows() {
     }
     store.flush().unwrap();
     assert_eq!(store.stats().duplicates, 1);
-    assert_eq!(plain_and_block_counts(&path).1, blocks, "no new block for 20 results");
-    assert_eq!(store.reader().raw_count(Some("a")).unwrap(), want.len() as u64);
+    assert_eq!(
+        plain_and_block_counts(&path).1,
+        blocks,
+        "no new block for 20 results"
+    );
+    assert_eq!(
+        store.reader().raw_count(Some("a")).unwrap(),
+        want.len() as u64
+    );
 
     let all = store.history("a", 0, usize::MAX).unwrap();
-    let got: Vec<(i64, Status, u64)> = all.iter().map(|r| (r.at_ms, r.status, r.latency_us)).collect();
-    let expect: Vec<(i64, Status, u64)> = want.iter().rev().map(|(&t, &(s, l))| (t, s, l)).collect();
+    let got: Vec<(i64, Status, u64)> = all
+        .iter()
+        .map(|r| (r.at_ms, r.status, r.latency_us))
+        .collect();
+    let expect: Vec<(i64, Status, u64)> =
+        want.iter().rev().map(|(&t, &(s, l))| (t, s, l)).collect();
     assert_eq!(got, expect);
     for r in &all {
         assert_eq!(r.message, format!("m{}", r.at_ms % 3));
         assert_eq!(
             r.metrics,
-            [("latency_ms".to_string(), r.latency_us as f64 / 1000.0), ("code".to_string(), 200.0)]
+            [
+                ("latency_ms".to_string(), r.latency_us as f64 / 1000.0),
+                ("code".to_string(), 200.0)
+            ]
         );
     }
     // Limits and lower bounds across blocks and plain rows.
-    for (since, limit) in [(0, 1), (0, 7), (100_000, 3), (100_001, 1000), (250_000, 2), (250_600, 1000), (519_000, 5), (519_001, 5)] {
-        let h: Vec<i64> = store.history("a", since, limit).unwrap().iter().map(|r| r.at_ms).collect();
-        let e: Vec<i64> = want.keys().rev().copied().filter(|&t| t >= since).take(limit).collect();
+    for (since, limit) in [
+        (0, 1),
+        (0, 7),
+        (100_000, 3),
+        (100_001, 1000),
+        (250_000, 2),
+        (250_600, 1000),
+        (519_000, 5),
+        (519_001, 5),
+    ] {
+        let h: Vec<i64> = store
+            .history("a", since, limit)
+            .unwrap()
+            .iter()
+            .map(|r| r.at_ms)
+            .collect();
+        let e: Vec<i64> = want
+            .keys()
+            .rev()
+            .copied()
+            .filter(|&t| t >= since)
+            .take(limit)
+            .collect();
         assert_eq!(h, e, "since {since} limit {limit}");
     }
     assert_eq!(store.reader().integrity_check().unwrap(), ["ok"]);
@@ -1075,8 +1112,18 @@ fn blocks_stay_small_and_compact() {
     for i in 0..n {
         let lat = 800 + rng.below(4_000);
         let failed = rng.chance(1);
-        let mut r = rec("web", i * 1_000 + rng.below(5) as i64, if failed { Status::Fail } else { Status::Ok }, lat, 1_000);
-        r.message = if failed { "HTTP 503".into() } else { "HTTP 200".into() };
+        let mut r = rec(
+            "web",
+            i * 1_000 + rng.below(5) as i64,
+            if failed { Status::Fail } else { Status::Ok },
+            lat,
+            1_000,
+        );
+        r.message = if failed {
+            "HTTP 503".into()
+        } else {
+            "HTTP 200".into()
+        };
         r.metrics = vec![
             ("latency_ms".into(), lat as f64 / 1000.0),
             ("status_code".into(), if failed { 503.0 } else { 200.0 }),
@@ -1098,11 +1145,18 @@ fn blocks_stay_small_and_compact() {
     assert!(per < 6.0, "{per} bytes per result");
     assert!(blocks as f64 <= (total as f64 / (crate::blocks::BLOCK_MAX_BYTES - 20) as f64).ceil());
     let overflow: i64 = c
-        .query_row("SELECT count(*) FROM dbstat WHERE name = 'result_blocks' AND pagetype = 'overflow'", [], |r| r.get(0))
-        .unwrap_or(0);
+        .query_row(
+            "SELECT count(*) FROM dbstat WHERE name = 'result_blocks' AND pagetype = 'overflow'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(overflow, 0, "blocks fit in b-tree pages");
     let h = store.history("web", 0, 3).unwrap();
     assert_eq!(h.len(), 3);
     assert!(h[0].at_ms >= (n - 1) * 1_000 && h[0].at_ms > h[1].at_ms && h[1].at_ms > h[2].at_ms);
-    assert_eq!(store.history("web", 0, usize::MAX).unwrap().len(), n as usize);
+    assert_eq!(
+        store.history("web", 0, usize::MAX).unwrap().len(),
+        n as usize
+    );
 }

@@ -274,7 +274,11 @@ impl State {
     }
 
     /// Interns the metric names: `(name id, value)` pairs.
-    fn metric_ids(&mut self, conn: &Connection, metrics: &[(String, f64)]) -> Result<Vec<(i64, f64)>> {
+    fn metric_ids(
+        &mut self,
+        conn: &Connection,
+        metrics: &[(String, f64)],
+    ) -> Result<Vec<(i64, f64)>> {
         let mut ids = Vec::with_capacity(metrics.len());
         for (name, v) in metrics {
             let id = match self.metric_names.get(name) {
@@ -317,7 +321,10 @@ impl State {
                     Some((first_ms, data)) => Some(Block::load(first_ms, data)?.0),
                     None => None,
                 };
-                v.insert(OpenBlock { block, dirty: false })
+                v.insert(OpenBlock {
+                    block,
+                    dirty: false,
+                })
             }
         };
         if let Some(b) = ob.block.as_mut() {

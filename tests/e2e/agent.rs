@@ -252,7 +252,9 @@ fn count_results(db: &std::path::Path) -> i64 {
     c.busy_timeout(Duration::from_secs(5)).unwrap();
     let total: i64 = c
         .query_row(
-            "SELECT COALESCE(SUM(cnt), 0) FROM (SELECT COUNT(*) AS cnt FROM results)",
+            // Plain rows plus the results held in the store's result blocks.
+            "SELECT COALESCE(SUM(cnt), 0) FROM (SELECT COUNT(*) AS cnt FROM results \
+             UNION ALL SELECT SUM(n) FROM result_blocks)",
             [],
             |r| r.get(0),
         )
