@@ -5,7 +5,9 @@
 //! 1. Raw insert rate of 200,000 HTTP-like results through `outpost_store`
 //!    (writer thread, rollups maintained), and database bytes per stored
 //!    result (database file + WAL after `close()`); baseline: a plain
-//!    batched SQLite insert loop of the same rows into one table.
+//!    batched SQLite insert loop of the same rows into one table. Also the
+//!    time of a history query (newest 100 results of one sensor) against
+//!    the same query on that plain table.
 //! 2. A month's SLA for one sensor from rollups (median of repeated
 //!    queries); baseline: reading that month's raw results (plain rows and
 //!    blocks, through `Reader::history`) and counting checks and failures.
@@ -25,6 +27,8 @@ const SENSORS: usize = 1_000;
 const BASELINE_BATCH: usize = 4_096;
 /// Repetitions of the SLA query (median taken).
 const SLA_RUNS: usize = 200;
+/// Results per history query (the newest of one sensor).
+const HISTORY_LIMIT: usize = 100;
 
 fn main() {
     let work = std::env::temp_dir().join("outpost-bench-store");
@@ -46,6 +50,12 @@ fn main() {
         "target: sustain the write rate of {SENSORS} sensors at 1 s (1,000 results/s): {}  ({:.0}x headroom)",
         verdict(rate >= 1_000.0),
         rate / 1_000.0
+    );
+
+    let (hist_ms, plain_hist_ms) = history_query(&work);
+    println!(
+        "history of one sensor, newest {HISTORY_LIMIT} results: median {hist_ms:.3} ms (plain SQLite table: {plain_hist_ms:.3} ms, ratio {:.2})",
+        hist_ms / plain_hist_ms
     );
 
     println!(
@@ -147,6 +157,43 @@ fn store_inserts(work: &Path) -> (f64, f64) {
     store.close().unwrap();
     drop(store);
     (rate, file_bytes(&db) as f64 / STORE_RECORDS as f64)
+}
+
+/// Median time of `Reader::history` for the newest [`HISTORY_LIMIT`]
+/// results of one sensor in the store written by [`store_inserts`], and of
+/// the same query on the plain SQLite table of [`plain_sqlite_inserts`] (ms).
+fn history_query(work: &Path) -> (f64, f64) {
+    let reader = outpost_store::Reader::open(work.join("store.db")).unwrap();
+    let mut times = Vec::with_capacity(SLA_RUNS);
+    for i in 0..SLA_RUNS {
+        let sensor = format!("s{:05}", i * 7 % STORE_SENSORS);
+        let t = Instant::now();
+        let h = reader.history(&sensor, 0, HISTORY_LIMIT).unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(h.len(), HISTORY_LIMIT);
+    }
+    let c = rusqlite::Connection::open(work.join("plain.db")).unwrap();
+    let mut plain = Vec::with_capacity(SLA_RUNS);
+    for i in 0..SLA_RUNS {
+        let sensor = format!("s{:05}", i * 7 % STORE_SENSORS);
+        let t = Instant::now();
+        let mut q = c
+            .prepare_cached(
+                "SELECT at_ms, status, latency_us, message, metrics FROM results \
+                 WHERE sensor = ?1 AND at_ms >= 0 ORDER BY at_ms DESC LIMIT ?2",
+            )
+            .unwrap();
+        let rows: Vec<(i64, i64, i64, String, String)> = q
+            .query_map(rusqlite::params![sensor, HISTORY_LIMIT as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        plain.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(rows.len(), HISTORY_LIMIT);
+    }
+    (median(&mut times), median(&mut plain))
 }
 
 /// The same rows with a plain prepared INSERT in batched transactions.
