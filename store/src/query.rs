@@ -157,7 +157,7 @@ impl Reader {
                 });
             }
             if plain {
-                raws.sort_by(|a, b| b.at_ms.cmp(&a.at_ms));
+                raws.sort_by_key(|r| std::cmp::Reverse(r.at_ms));
                 raws.truncate(limit);
             }
             let mut names: Option<HashMap<i64, String>> = None;
