@@ -33,9 +33,11 @@
 //! What the SDK owns: the generated bindings of the `outpost:plugin` WIT
 //! package ([`bindings`]), the conversion between them and plain Rust types
 //! ([`types`]), typed configuration parsing with errors that name the field
-//! ([`config`]), logging into the agent ([`log`]) and a small blocking HTTP
-//! client over `wasi:http` ([`http`]). It must not hold state between calls:
-//! the agent may run each call in a fresh instance.
+//! ([`config`]), logging into the agent ([`log`]), a small blocking HTTP
+//! client over `wasi:http` ([`http`]) and what a notifier's HTTP answer
+//! means for delivery: retryable or permanent ([`delivery`]). It must not
+//! hold state between calls: the agent may run each call in a fresh
+//! instance.
 //!
 //! Natively (not on `wasm32`) everything compiles, so plugin logic can be
 //! unit-tested with `cargo test`; only calls into the host are unavailable.
@@ -43,6 +45,7 @@
 
 pub mod bindings;
 pub mod config;
+pub mod delivery;
 pub mod http;
 pub mod log;
 pub mod types;

@@ -30,15 +30,11 @@ pub mod message;
 pub mod net;
 pub mod smtp;
 
+use outpost_plugin_sdk::delivery;
 use outpost_plugin_sdk::prelude::*;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub use config::Config;
-
-/// Kept back from the time the agent allows, so a slow server is reported
-/// by this plugin (naming the SMTP stage it hung in) rather than the call
-/// being killed at the agent's deadline.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
 
 /// The email notifier.
 pub struct Email;
@@ -58,8 +54,10 @@ impl Notifier for Email {
         let server = config
             .check()
             .map_err(|e| DeliveryError::permanent(format!("invalid configuration: {e}")))?;
-        let left = ctx.remaining();
-        let deadline = Instant::now() + left.saturating_sub(DEADLINE_MARGIN).max(left / 2);
+        // Short of the agent's deadline, so a slow server is reported by
+        // this plugin (naming the SMTP stage it hung in) rather than the
+        // call being killed.
+        let deadline = Instant::now() + delivery::exchange_timeout(ctx);
         let mail = message::build(&config, &alert);
         let conn = net::connect(&server.host, server.port, deadline).map_err(|e| {
             smtp::Failure::Net {

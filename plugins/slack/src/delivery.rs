@@ -1,5 +1,6 @@
-//! Classification of Slack's answers into delivered, retryable and
-//! permanent failures. Pure: the caller performs the request.
+//! What Slack's answers mean for a delivery: the SDK's classification
+//! ([`outpost_plugin_sdk::delivery`]) in Slack's wording, plus hints for
+//! Slack's known refusals. Pure: the caller performs the request.
 //!
 //! Slack's incoming webhooks answer `200 ok` on success. Failures carry a
 //! short text body naming the cause (`invalid_payload`, `no_service`,
@@ -7,28 +8,17 @@
 //! the error message. HTTP 429 carries `Retry-After` in seconds
 //! (<https://api.slack.com/docs/rate-limits>).
 
+use outpost_plugin_sdk::delivery::{self, Receiver};
 use outpost_plugin_sdk::http::HttpError;
 use outpost_plugin_sdk::prelude::*;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-/// Slack's error bodies are single words; anything longer is cut to this
-/// many characters so a proxy's HTML error page does not flood the log.
-pub const MAX_ERROR_TEXT: usize = 300;
-
-/// The answer is only inspected for its error text, so reading more than
-/// this is pointless.
-pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
-
-/// Kept back from the time the agent allows, so a slow receiver is reported
-/// by this plugin as a clear, retryable timeout rather than the call being
-/// killed by the agent's deadline.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
-
-/// The timeout for the HTTP exchange, given what is left of the call.
-pub fn request_timeout(ctx: &CheckContext) -> Duration {
-    let left = ctx.remaining();
-    left.saturating_sub(DEADLINE_MARGIN).max(left / 2)
-}
+/// How Slack is named in messages.
+pub const SLACK: Receiver<'static> = Receiver {
+    name: "Slack",
+    item: "message",
+    redirect_advice: "check `webhook_url`",
+};
 
 /// Decides what an HTTP answer means for the delivery.
 pub fn classify(
@@ -37,42 +27,12 @@ pub fn classify(
     body: &str,
     now: SystemTime,
 ) -> Result<(), DeliveryError> {
-    let text = snippet(body);
-    let detail = if text.is_empty() {
-        String::new()
-    } else {
-        format!(": {text}")
-    };
-    match status {
-        200..=299 => Ok(()),
-        429 => {
-            let wait = retry_after.and_then(|v| parse_retry_after(v, now));
-            let mut e = DeliveryError::retry(format!(
-                "Slack rate-limited the webhook (HTTP 429{})",
-                match wait {
-                    Some(w) => format!(", retry after {} s", w.as_secs_f64()),
-                    None => String::new(),
-                }
-            ));
-            e.retry_after = wait;
-            Err(e)
+    delivery::classify(&SLACK, status, retry_after, body, now).map_err(|mut e| {
+        if e.permanent && (400..=499).contains(&status) {
+            e.message.push_str(hint(status, &delivery::snippet(body)));
         }
-        408 | 500..=599 => {
-            let mut e = DeliveryError::retry(format!("Slack answered HTTP {status}{detail}"));
-            e.retry_after = retry_after.and_then(|v| parse_retry_after(v, now));
-            Err(e)
-        }
-        300..=399 => Err(DeliveryError::permanent(format!(
-            "Slack answered HTTP {status} (a redirect); check `webhook_url`"
-        ))),
-        400..=499 => Err(DeliveryError::permanent(format!(
-            "Slack refused the message with HTTP {status}{detail}{}",
-            hint(status, &text)
-        ))),
-        _ => Err(DeliveryError::retry(format!(
-            "unexpected HTTP {status} from Slack{detail}"
-        ))),
-    }
+        e
+    })
 }
 
 /// What an operator can do about a known refusal.
@@ -90,45 +50,19 @@ fn hint(status: u16, text: &str) -> &'static str {
     }
 }
 
-/// `Retry-After` as delta-seconds or an HTTP date, relative to `now`.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let v = value.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
-    }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// A transport failure: denied or malformed requests are permanent,
-/// everything else (refused, timeout, DNS, TLS) may pass on a retry.
+/// A transport failure, as `cannot reach Slack: ...`.
 pub fn transport_error(e: &HttpError) -> DeliveryError {
-    match e {
-        HttpError::Denied(_) | HttpError::BadUrl(_) | HttpError::Unavailable => {
-            DeliveryError::permanent(format!("cannot reach Slack: {e}"))
-        }
-        _ => DeliveryError::retry(format!("cannot reach Slack: {e}")),
-    }
-}
-
-fn snippet(body: &str) -> String {
-    let t = body.trim();
-    let mut s: String = t.chars().take(MAX_ERROR_TEXT).collect();
-    if s.len() < t.len() {
-        s.push('…');
-    }
-    s.replace(['\r', '\n'], " ")
+    delivery::transport_error(SLACK.name, e)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
+    /// Tue, 01 Dec 2026 19:00:00 GMT.
     fn now() -> SystemTime {
-        httpdate::parse_http_date("Tue, 01 Dec 2026 19:00:00 GMT").unwrap()
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_151_600)
     }
 
     #[test]
@@ -142,6 +76,7 @@ mod tests {
         assert!(!e.permanent);
         assert_eq!(e.retry_after, Some(Duration::from_secs(30)));
         assert!(e.message.contains("429"), "{}", e.message);
+        assert!(e.message.starts_with("Slack "), "{}", e.message);
         let e = classify(429, Some("Tue, 01 Dec 2026 19:00:07 GMT"), "", now()).unwrap_err();
         assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
         let e = classify(429, None, "", now()).unwrap_err();
@@ -155,7 +90,10 @@ mod tests {
         for status in [500, 502, 503, 504, 408] {
             let e = classify(status, None, "rollup_error", now()).unwrap_err();
             assert!(!e.permanent, "{status}");
-            assert!(e.message.contains(&status.to_string()));
+            assert_eq!(
+                e.message,
+                format!("Slack answered HTTP {status}: rollup_error")
+            );
         }
     }
 
@@ -163,10 +101,9 @@ mod tests {
     fn client_errors_are_permanent_with_slacks_text() {
         let e = classify(400, None, "invalid_payload", now()).unwrap_err();
         assert!(e.permanent);
-        assert!(
-            e.message.contains("HTTP 400: invalid_payload"),
-            "{}",
-            e.message
+        assert_eq!(
+            e.message,
+            "Slack refused the message with HTTP 400: invalid_payload (the message was malformed; please report this as a bug)"
         );
         let e = classify(404, None, "no_service", now()).unwrap_err();
         assert!(
@@ -176,13 +113,25 @@ mod tests {
         assert!(e.permanent && e.message.contains("action_prohibited"));
         let e = classify(410, None, "channel_is_archived", now()).unwrap_err();
         assert!(e.permanent && e.message.contains("archived"));
+        let e = classify(422, None, "something_else", now()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Slack refused the message with HTTP 422: something_else"
+        );
+    }
+
+    #[test]
+    fn redirects_point_at_the_webhook_url() {
+        let e = classify(302, None, "", now()).unwrap_err();
+        assert!(e.permanent);
+        assert!(e.message.ends_with("check `webhook_url`"), "{}", e.message);
     }
 
     #[test]
     fn long_bodies_are_cut() {
         let e = classify(400, None, &"x".repeat(10_000), now()).unwrap_err();
         assert!(
-            e.message.len() < MAX_ERROR_TEXT + 200,
+            e.message.len() < delivery::MAX_ERROR_TEXT + 200,
             "{}",
             e.message.len()
         );
@@ -190,7 +139,13 @@ mod tests {
 
     #[test]
     fn transport_errors() {
-        assert!(transport_error(&HttpError::Denied("h:443".into())).permanent);
+        let e = transport_error(&HttpError::Denied("h:443".into()));
+        assert!(e.permanent);
+        assert!(
+            e.message.starts_with("cannot reach Slack: "),
+            "{}",
+            e.message
+        );
         assert!(!transport_error(&HttpError::ConnectionRefused("h:443".into())).permanent);
         assert!(!transport_error(&HttpError::Timeout(Duration::from_secs(1))).permanent);
         assert!(!transport_error(&HttpError::Dns("h".into())).permanent);

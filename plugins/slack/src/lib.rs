@@ -10,8 +10,8 @@
 //! Crate map:
 //! - [`config`]: the typed configuration and its validation.
 //! - [`message`]: builds the JSON payload from an alert (pure).
-//! - [`delivery`]: turns an HTTP answer or transport error into
-//!   delivered / retryable / permanent (pure).
+//! - [`delivery`]: Slack's wording of the SDK's delivered / retryable /
+//!   permanent classification, with hints for Slack's refusals (pure).
 //!
 //! What it must not do: keep state between calls (the agent may use a fresh
 //! instance per call) or retry by itself (the agent's outbox retries,
@@ -48,8 +48,8 @@ impl Notifier for Slack {
                 "user-agent",
                 concat!("outpost-slack/", env!("CARGO_PKG_VERSION")),
             );
-        req.timeout = delivery::request_timeout(ctx);
-        req.max_body_bytes = delivery::MAX_ANSWER_BYTES;
+        req.timeout = outpost_plugin_sdk::delivery::exchange_timeout(ctx);
+        req.max_body_bytes = outpost_plugin_sdk::delivery::MAX_ANSWER_BYTES;
         match http::send(&req) {
             Ok(resp) => delivery::classify(
                 resp.status,

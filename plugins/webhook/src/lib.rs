@@ -14,8 +14,8 @@
 //! - [`config`]: the typed configuration and its validation.
 //! - [`payload`]: builds the body and headers from an alert (pure).
 //! - [`signature`]: the HMAC-SHA256 signature (pure).
-//! - [`delivery`]: turns an HTTP answer or transport error into
-//!   delivered / retryable / permanent (pure).
+//! - [`delivery`]: the SDK's delivered / retryable / permanent
+//!   classification worded for the format's receiver (pure).
 //!
 //! It must not keep state between calls nor retry by itself: the agent's
 //! outbox retries, honouring the `retry-after-ms` reported for HTTP 429.
@@ -51,8 +51,8 @@ impl Notifier for Webhook {
         let mut req = Request::new("POST", url);
         req.headers = payload::headers(&config, &alert, &body);
         req.body = body;
-        req.timeout = delivery::request_timeout(ctx);
-        req.max_body_bytes = delivery::MAX_ANSWER_BYTES;
+        req.timeout = outpost_plugin_sdk::delivery::exchange_timeout(ctx);
+        req.max_body_bytes = outpost_plugin_sdk::delivery::MAX_ANSWER_BYTES;
         let receiver = config.format.receiver();
         match http::send(&req) {
             Ok(resp) => delivery::classify(
