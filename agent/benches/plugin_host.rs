@@ -45,27 +45,51 @@ fn main() {
         let url = format!("http://127.0.0.1:{port}/health");
         let wasm = http_plugin(&url, &cache).await;
         if std::env::var_os("OUTPOST_BENCH_ONLY_WASM").is_some() {
-            println!("wasm: {wasm:?}");
+            println!("plugins/http (wasm): {wasm}");
             let _ = server.kill();
             return;
         }
         let native_fresh = native(&url, false).await;
         let native_pooled = native(&url, true).await;
         let _ = server.kill();
-        println!("plugins/http (wasm)              : {:>8.0} checks/CPU-s  ({:.2} CPU-s, {:.2} s wall)", wasm.0, wasm.1, wasm.2);
-        println!("reqwest, new connection per check: {:>8.0} checks/CPU-s  ({:.2} CPU-s, {:.2} s wall)", native_fresh.0, native_fresh.1, native_fresh.2);
-        println!("reqwest, pooled keep-alive       : {:>8.0} checks/CPU-s  ({:.2} CPU-s, {:.2} s wall)", native_pooled.0, native_pooled.1, native_pooled.2);
+        println!("plugins/http (wasm)              : {wasm}");
+        println!("reqwest, new connection per check: {native_fresh}");
+        println!("reqwest, pooled keep-alive       : {native_pooled}");
         println!("ratio wasm / native (same work, new connection each): {:.2}", wasm.0 / native_fresh.0);
         println!("ratio wasm / native pooled                          : {:.2}", wasm.0 / native_pooled.0);
     });
 }
 
-fn cpu_seconds() -> f64 {
+/// This process's (user, system) CPU seconds so far.
+fn cpu_times() -> (f64, f64) {
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the struct we own.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(u.ru_utime) + tv(u.ru_stime)
+    (tv(u.ru_utime), tv(u.ru_stime))
+}
+
+/// CPU use of `HTTP_REQUESTS` checks: (checks per CPU-second, CPU-s,
+/// wall s, user µs per check, system µs per check).
+struct Cpu(f64, f64, f64, f64, f64);
+
+impl Cpu {
+    fn since(c0: (f64, f64), t0: Instant) -> Cpu {
+        let c1 = cpu_times();
+        let (user, sys) = (c1.0 - c0.0, c1.1 - c0.1);
+        let n = HTTP_REQUESTS as f64;
+        Cpu(n / (user + sys), user + sys, t0.elapsed().as_secs_f64(), user / n * 1e6, sys / n * 1e6)
+    }
+}
+
+impl std::fmt::Display for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>8.0} checks/CPU-s  ({:.2} CPU-s, {:.2} s wall; per check {:.0} µs user + {:.0} µs system)",
+            self.0, self.1, self.2, self.3, self.4
+        )
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -99,7 +123,7 @@ async fn overhead(reuse: bool, cache: &std::path::Path) -> (f64, f64) {
     (percentile(&samples, 0.5), percentile(&samples, 0.99))
 }
 
-async fn http_plugin(url: &str, cache: &std::path::Path) -> (f64, f64, f64) {
+async fn http_plugin(url: &str, cache: &std::path::Path) -> Cpu {
     let host = Arc::new(
         PluginHost::new(HostConfig {
             cache_dir: Some(cache.to_path_buf()),
@@ -135,13 +159,12 @@ async fn http_plugin(url: &str, cache: &std::path::Path) -> (f64, f64, f64) {
         }
     };
     run(HTTP_CONCURRENCY * 10).await; // warm-up
-    let (c0, t0) = (cpu_seconds(), Instant::now());
+    let (c0, t0) = (cpu_times(), Instant::now());
     run(HTTP_REQUESTS).await;
-    let cpu = cpu_seconds() - c0;
-    (HTTP_REQUESTS as f64 / cpu, cpu, t0.elapsed().as_secs_f64())
+    Cpu::since(c0, t0)
 }
 
-async fn native(url: &str, pooled: bool) -> (f64, f64, f64) {
+async fn native(url: &str, pooled: bool) -> Cpu {
     let mut b = reqwest::Client::builder().timeout(Duration::from_secs(5));
     if !pooled {
         b = b.pool_max_idle_per_host(0);
@@ -172,8 +195,7 @@ async fn native(url: &str, pooled: bool) -> (f64, f64, f64) {
         }
     };
     run(HTTP_CONCURRENCY * 10).await;
-    let (c0, t0) = (cpu_seconds(), Instant::now());
+    let (c0, t0) = (cpu_times(), Instant::now());
     run(HTTP_REQUESTS).await;
-    let cpu = cpu_seconds() - c0;
-    (HTTP_REQUESTS as f64 / cpu, cpu, t0.elapsed().as_secs_f64())
+    Cpu::since(c0, t0)
 }

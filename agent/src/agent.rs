@@ -100,19 +100,46 @@ pub fn plugin_host(agent: &config::AgentConfig) -> anyhow::Result<PluginHost> {
         cache_dir: Some(agent.data_dir.join("plugin-cache")),
         limits: agent.limits,
         reuse_instances: agent.reuse_instances,
+        warm_instances: agent.warm_instances,
+        // Checks (bounded by the scheduler), plus notifier deliveries and
+        // the validation of a reloaded config running beside them.
+        concurrent_runs: agent.concurrency + 32,
         ..HostConfig::default()
     })
 }
 
-/// Loads a config for `outpost run`: the `[agent]` section first (it sets
-/// the plugin limits), then everything with the plugins of that host.
-pub async fn load_config(path: &Path) -> anyhow::Result<(Arc<PluginHost>, config::Loaded)> {
-    let bootstrap = PluginHost::new(HostConfig::default())?;
-    let first = config::load(path, &bootstrap).await?;
-    drop(bootstrap);
-    let host = Arc::new(plugin_host(&first.config.agent)?);
+/// Loads a config for `outpost run` (and `check-config`): the `[agent]`
+/// section first, on its own (it sets the plugin limits and the data
+/// directory holding the compiled-component cache), then everything, once,
+/// with the plugins of that host. `cache` is off for `check-config`, which
+/// must not create the data directory.
+pub async fn load_config(
+    path: &Path,
+    cache: bool,
+) -> anyhow::Result<(Arc<PluginHost>, config::Loaded)> {
+    let agent = config::agent_only(path)?;
+    let host = if cache {
+        plugin_host(&agent)?
+    } else {
+        PluginHost::new(HostConfig {
+            limits: agent.limits,
+            ..HostConfig::default()
+        })?
+    };
+    let host = Arc::new(host);
     let loaded = config::load(path, &host).await?;
     Ok((host, loaded))
+}
+
+/// Gives the heap memory freed after loading a config back to the OS:
+/// compiling a plugin the cache did not hold allocates tens of MiB that
+/// glibc would otherwise keep mapped for the life of the agent.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn include_fingerprint(cfg: &Config) -> Vec<(PathBuf, u128, u64)> {
@@ -191,7 +218,8 @@ fn resume_states(store: &Store, board: &Board, cfg: &Config) -> HashMap<String, 
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(path: &Path) -> anyhow::Result<()> {
-    let (host, loaded) = load_config(path).await?;
+    let (host, loaded) = load_config(path, true).await?;
+    release_freed_memory();
     let mut cfg = loaded.config;
     let mut plugins = loaded.plugins;
     std::fs::create_dir_all(&cfg.agent.data_dir).with_context(|| {
@@ -361,6 +389,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                     peers = new.config.topology.peers.len(),
                     "configuration reloaded"
                 );
+                release_freed_memory();
                 let _ = alerting_tx.send(Arc::new(AlertingConfig::new(
                     &new.config,
                     &new.plugins,

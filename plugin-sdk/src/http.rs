@@ -334,12 +334,11 @@ mod imp {
         }
     }
 
-    /// Waits for `p` or the deadline; false on timeout.
-    fn wait(p: &wasi::io::poll::Pollable, deadline: Instant) -> bool {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let timer = wasi::clocks::monotonic_clock::subscribe_duration(left.as_nanos() as u64);
-        let ready = poll::poll(&[p, &timer]);
-        ready.contains(&0)
+    /// Waits for `p` or the `deadline` pollable; false on timeout. One
+    /// deadline pollable serves a whole request: each host call and each
+    /// host timer costs, and a check makes several waits.
+    fn wait(p: &wasi::io::poll::Pollable, deadline: &wasi::io::poll::Pollable) -> bool {
+        poll::poll(&[p, deadline]).contains(&0)
     }
 
     pub fn send_once(
@@ -351,7 +350,9 @@ mod imp {
         max_body: usize,
     ) -> Result<Response, HttpError> {
         let started = Instant::now();
-        let deadline = started + timeout;
+        let deadline = wasi::clocks::monotonic_clock::subscribe_duration(
+            timeout.as_nanos().min(u64::MAX as u128) as u64,
+        );
         let entries: Vec<(String, Vec<u8>)> = headers
             .iter()
             .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
@@ -404,7 +405,7 @@ mod imp {
         }
         OutgoingBody::finish(out_body, None).map_err(|e| map_error(e, url, timeout))?;
 
-        if !wait(&fut.subscribe(), deadline) {
+        if !wait(&fut.subscribe(), &deadline) {
             return Err(HttpError::Timeout(timeout));
         }
         let resp = match fut.get() {
@@ -429,11 +430,16 @@ mod imp {
             .map_err(|_| HttpError::Transport("response body stream unavailable".into()))?;
         let mut data = Vec::new();
         let mut truncated = false;
+        let readable = stream.subscribe();
         loop {
-            if !wait(&stream.subscribe(), deadline) {
-                return Err(HttpError::Timeout(timeout));
-            }
+            // Read first: a small body usually arrived with the headers,
+            // and an empty read costs less than a poll.
             match stream.read(64 * 1024) {
+                Ok(chunk) if chunk.is_empty() => {
+                    if !wait(&readable, &deadline) {
+                        return Err(HttpError::Timeout(timeout));
+                    }
+                }
                 Ok(chunk) => {
                     if data.len() + chunk.len() > max_body {
                         data.extend_from_slice(&chunk[..max_body - data.len()]);
@@ -451,6 +457,7 @@ mod imp {
                 }
             }
         }
+        drop(readable);
         drop(stream);
         Ok(Response {
             status,

@@ -82,7 +82,7 @@ pub async fn run(c: ConfigArg) -> anyhow::Result<ExitCode> {
 
 /// `outpost check-config`.
 pub async fn check_config(c: ConfigArg) -> anyhow::Result<ExitCode> {
-    let (_, loaded) = crate::agent::load_config(&c.path).await?;
+    let (_, loaded) = crate::agent::load_config(&c.path, false).await?;
     let cfg = loaded.config;
     println!("{}: ok", cfg.path.display());
     println!(

@@ -75,6 +75,8 @@ pub struct AgentConfig {
     pub concurrency: u32,
     /// Keep plugin instances warm between runs of the same sensor.
     pub reuse_instances: bool,
+    /// At most this many warm instances (the rest run fresh each time).
+    pub warm_instances: u32,
     /// Base URL of this agent as people reach it (for acknowledgement
     /// links); default `http://<listen>`.
     pub public_url: String,
@@ -578,6 +580,9 @@ fn check_agent(
         },
         concurrency,
         reuse_instances: p.reuse_instances.unwrap_or(true),
+        warm_instances: p
+            .warm_instances
+            .unwrap_or(crate::plugin_host::DEFAULT_WARM_INSTANCES),
         public_url: match &a.public_url {
             Some(u)
                 if u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://") =>

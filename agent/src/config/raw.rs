@@ -107,6 +107,7 @@ pub struct RawPluginLimits {
     pub concurrency: Option<u32>,
     pub output_kb: Option<u32>,
     pub reuse_instances: Option<bool>,
+    pub warm_instances: Option<u32>,
 }
 
 /// `[defaults]`: values every sensor inherits.

@@ -9,15 +9,23 @@
 //!   `*Pre` per loaded plugin ([`Plugin`]);
 //! - an [`Instance`] per configured sensor or notifier, with its own store,
 //!   network policy ([`policy`]), memory limit and captured output
-//!   ([`sandbox`]).
+//!   ([`sandbox`]);
+//! - the pooling instance allocator: linear memories, tables, VM contexts
+//!   and fiber stacks come from slots reserved once, so a fresh instance
+//!   costs no `mmap`, and a slot's pages are given back (`madvise`) when its
+//!   instance ends, so memory follows the instances *live*, not the
+//!   instances ever made.
 //!
 //! Isolation scheme: an instance belongs to exactly one configured sensor
-//! (or notifier), so one check's state never reaches another sensor. By
-//! default the instance is kept warm between runs of *that* sensor, which
-//! makes a run cost a call instead of an instantiation; it is thrown away
-//! after any fault (trap, timeout, memory or output limit) and after
+//! (or notifier), so one check's state never reaches another sensor. Up to
+//! [`HostConfig::warm_instances`] instances (across all plugins, first come)
+//! are kept warm between runs of *their* sensor, which makes a run cost a
+//! call instead of an instantiation; every other run gets a fresh store,
+//! dropped when the run ends. A warm instance is thrown away after any
+//! fault (trap, timeout, memory or output limit) and after
 //! [`HostConfig::max_runs_per_instance`] runs, so a fault or leak of one run
-//! cannot accumulate. `reuse_instances = false` gives a fresh store per run.
+//! cannot accumulate. `reuse_instances = false` gives a fresh store to
+//! every run.
 //!
 //! Every fault is returned as a [`RunError`], never a panic; callers turn it
 //! into an `error` check result. This module must not know about schedules,
@@ -43,10 +51,12 @@ use bindings::wit;
 use sandbox::Sandbox;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+};
 
 /// The WIT package version this agent implements.
 pub const WIT_VERSION: &str = "0.1.0";
@@ -74,8 +84,19 @@ pub struct HostConfig {
     pub cache_dir: Option<PathBuf>,
     /// Per-instance limits.
     pub limits: Limits,
-    /// Keep an instance warm between runs of the same sensor.
+    /// Keep instances warm between runs of the same sensor (within
+    /// [`HostConfig::warm_instances`]).
     pub reuse_instances: bool,
+    /// How many instances may be kept warm at once, across all plugins.
+    /// A warm instance saves an instantiation per run (about 30 µs) but
+    /// keeps its memory (about 200 KiB for the HTTP sensor); past this
+    /// many, runs get a fresh instance from the pool.
+    pub warm_instances: u32,
+    /// How many runs may be in flight at once beyond the warm instances
+    /// (scheduler concurrency, notifier deliveries, config validation).
+    /// With `warm_instances` it sizes the instance pool; a run that finds
+    /// the pool full fails with an error result instead of waiting.
+    pub concurrent_runs: u32,
     /// Recycle a warm instance after this many runs. 1,000 runs bound what
     /// a leaking plugin can accumulate while making recycling cost noise.
     pub max_runs_per_instance: u32,
@@ -87,8 +108,57 @@ impl Default for HostConfig {
             cache_dir: None,
             limits: Limits::default(),
             reuse_instances: true,
+            warm_instances: DEFAULT_WARM_INSTANCES,
+            concurrent_runs: 96,
             max_runs_per_instance: 1000,
         }
+    }
+}
+
+/// Default of [`HostConfig::warm_instances`]: enough for a small agent's
+/// every sensor, a few MiB at most.
+pub const DEFAULT_WARM_INSTANCES: u32 = 16;
+
+/// Core instances, memories and tables one component may use, for sizing
+/// the pool: a Rust or C component built for `wasm32-wasip2` has its
+/// module, the WASI adapter and a few shims.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_COMPONENT: u32 = 8;
+
+/// Counts warm instances against [`HostConfig::warm_instances`].
+struct WarmBudget {
+    max: usize,
+    used: AtomicUsize,
+}
+
+impl WarmBudget {
+    /// A ticket if the budget has room.
+    fn try_take(self: &Arc<Self>) -> Option<WarmTicket> {
+        let mut cur = self.used.load(Ordering::Relaxed);
+        loop {
+            if cur >= self.max {
+                return None;
+            }
+            match self.used.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(WarmTicket(self.clone())),
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+/// One warm instance's share of the budget; given back on drop.
+struct WarmTicket(Arc<WarmBudget>);
+
+impl Drop for WarmTicket {
+    fn drop(&mut self) {
+        self.0.used.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -254,6 +324,7 @@ pub struct PluginHost {
     linker: Linker<Sandbox>,
     cache: Option<cache::ComponentCache>,
     config: HostConfig,
+    warm: Arc<WarmBudget>,
     _ticker: EpochTicker,
 }
 
@@ -268,6 +339,7 @@ impl PluginHost {
         // cleanly. The async fiber stack must exceed it.
         c.max_wasm_stack(1 << 20);
         c.async_stack_size(2 << 20);
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(&config)));
         let engine = Engine::new(&c)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -285,13 +357,27 @@ impl PluginHost {
             None => None,
         };
         let ticker = EpochTicker::start(engine.clone());
+        let warm = Arc::new(WarmBudget {
+            max: if config.reuse_instances {
+                config.warm_instances as usize
+            } else {
+                0
+            },
+            used: AtomicUsize::new(0),
+        });
         Ok(Self {
             engine,
             linker,
             cache,
             config,
+            warm,
             _ticker: ticker,
         })
+    }
+
+    /// How many instances are warm right now (for metrics and tests).
+    pub fn warm_instances(&self) -> usize {
+        self.warm.used.load(Ordering::Relaxed)
     }
 
     /// The host settings.
@@ -375,6 +461,7 @@ impl PluginHost {
             pre,
             engine: self.engine.clone(),
             config: self.config.clone(),
+            warm: self.warm.clone(),
             info: PluginInfo {
                 name: String::new(),
                 version: String::new(),
@@ -428,6 +515,31 @@ impl PluginHost {
     }
 }
 
+/// The instance pool: every slot reserved up front (virtual memory only),
+/// pages handed back to the OS when an instance ends. A few unused slots
+/// stay affine to their module so the next instance of the same plugin
+/// finds its copy-on-write memory image already mapped.
+fn pool_config(config: &HostConfig) -> PoolingAllocationConfig {
+    let slots = config.warm_instances.max(1) + config.concurrent_runs.max(1);
+    let mut p = PoolingAllocationConfig::new();
+    p.total_component_instances(slots)
+        .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(slots * MEMORIES_PER_COMPONENT)
+        .total_tables(slots * TABLES_PER_COMPONENT)
+        .total_stacks(slots)
+        // The limiter refuses growth past the cap first (and says so);
+        // the slot size only has to hold what it lets through.
+        .max_memory_size(config.limits.memory_bytes.clamp(64 << 10, 4 << 30))
+        .table_elements(100_000)
+        .max_unused_warm_slots(8)
+        // Small memories of short checks are reset with memset rather than
+        // madvise + page faults on the next instance.
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10)
+        .decommit_batch_size(8);
+    p
+}
+
 fn root_cause(e: &wasmtime::Error) -> String {
     let mut msg = format!("{e}");
     let chain: Vec<String> = e.chain().skip(1).map(|c| c.to_string()).collect();
@@ -450,6 +562,7 @@ pub struct Plugin {
     pre: PluginPre,
     engine: Engine,
     config: HostConfig,
+    warm: Arc<WarmBudget>,
     info: PluginInfo,
 }
 
@@ -499,6 +612,8 @@ struct Warm {
     store: Store<Sandbox>,
     bound: Bound,
     runs: u32,
+    /// Set once the instance is kept warm between runs.
+    ticket: Option<WarmTicket>,
 }
 
 /// One configured use of a plugin: its store (kept warm between runs when
@@ -573,6 +688,7 @@ impl Instance {
                 store,
                 bound,
                 runs: 0,
+                ticket: None,
             });
         }
         let w = self.warm.as_mut().expect("just created");
@@ -605,8 +721,11 @@ impl Instance {
         forward_output(&self.label, &out, &err);
         w.runs += 1;
         let keep = result.is_ok()
-            && self.plugin.config.reuse_instances
-            && w.runs < self.plugin.config.max_runs_per_instance;
+            && w.runs < self.plugin.config.max_runs_per_instance
+            && (w.ticket.is_some() || {
+                w.ticket = self.plugin.warm.try_take();
+                w.ticket.is_some()
+            });
         if !keep {
             self.warm = None;
         }

@@ -1,13 +1,15 @@
-//! HTTPS for plugins with operator-added trust roots.
+//! HTTPS for plugins: one TLS client configuration per process, with
+//! operator-added trust roots.
 //!
-//! wasmtime-wasi-http's default sender trusts exactly the Mozilla roots
-//! (webpki-roots). Services behind a private CA — internal APIs, and the
-//! end-to-end tests with certificates made on the fly — need more: when the
-//! environment variable [`CA_FILE_ENV`] names a PEM file, its certificates
-//! are trusted in addition, and HTTPS requests of plugins are sent by
-//! [`send`] here. Plain HTTP, and HTTPS without extra roots, stay on the
-//! default sender. The network allow-list is applied before either (in
-//! `sandbox`); this module only sends.
+//! wasmtime-wasi-http's default sender builds a TLS client configuration
+//! for every request and trusts exactly the Mozilla roots (webpki-roots).
+//! Here the configuration is built once ([`client_tls`]), and services
+//! behind a private CA — internal APIs, and the end-to-end tests with
+//! certificates made on the fly — are reachable too: when the environment
+//! variable [`CA_FILE_ENV`] names a PEM file, its certificates are trusted
+//! in addition. Every HTTPS request of a plugin is sent by [`send`]; plain
+//! HTTP stays on the default sender. The network allow-list is applied
+//! before either (in `sandbox`); this module only sends.
 
 use http_body_util::BodyExt;
 use rustls::pki_types::pem::PemObject;
@@ -25,38 +27,45 @@ pub const CA_FILE_ENV: &str = "OUTPOST_CA_FILE";
 /// sender; the run's own deadline stops the plugin long before.
 const DEFAULT_PHASE_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The client configuration with the extra roots, when [`CA_FILE_ENV`] is
-/// set. Read once per process; a file that cannot be used is logged and
-/// ignored (the default roots stay in force).
-pub fn extra_roots() -> Option<Arc<rustls::ClientConfig>> {
-    static CONFIG: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
+/// The client configuration: the Mozilla roots, plus those of the file
+/// [`CA_FILE_ENV`] names. Built once per process; a file that cannot be
+/// used is logged and ignored (the default roots stay in force).
+pub fn client_tls() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let path = std::env::var_os(CA_FILE_ENV)?;
-            match client_config(std::path::Path::new(&path)) {
-                Ok(c) => Some(Arc::new(c)),
-                Err(e) => {
+            let mut roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
+            if let Some(path) = std::env::var_os(CA_FILE_ENV) {
+                if let Err(e) = add_roots(&mut roots, std::path::Path::new(&path)) {
                     tracing::error!(
                         "{CA_FILE_ENV}={}: {e}; using the default roots only",
                         path.to_string_lossy()
                     );
-                    None
                 }
             }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            Arc::new(
+                rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .expect("ring supports the default protocol versions")
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            )
         })
         .clone()
 }
 
-fn client_config(path: &std::path::Path) -> Result<rustls::ClientConfig, String> {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-    };
+/// Adds the certificates of a PEM file to `roots`, all or none.
+fn add_roots(roots: &mut rustls::RootCertStore, path: &std::path::Path) -> Result<(), String> {
+    let mut extra = rustls::RootCertStore::empty();
     let mut added = 0;
     for cert in
         CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read PEM file: {e}"))?
     {
         let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
-        roots
+        extra
             .add(cert)
             .map_err(|e| format!("unusable certificate: {e}"))?;
         added += 1;
@@ -64,12 +73,8 @@ fn client_config(path: &std::path::Path) -> Result<rustls::ClientConfig, String>
     if added == 0 {
         return Err("the file holds no certificate".into());
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    roots.roots.extend(extra.roots);
+    Ok(())
 }
 
 /// The I/O future wasmtime-wasi-http expects next to a response.

@@ -111,9 +111,11 @@ impl WasiHttpHooks for PolicyHooks {
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         if https {
-            if let Some(tls) = super::outbound::extra_roots() {
-                return Box::new(super::outbound::send(request, options, tls));
-            }
+            return Box::new(super::outbound::send(
+                request,
+                options,
+                super::outbound::client_tls(),
+            ));
         }
         wasmtime_wasi_http::default_hooks().send_request(request, options, fut)
     }
