@@ -14,7 +14,7 @@
 //! the aggregator's (it parses and evaluates); and a bare `serde_json`
 //! parse of the same documents.
 //!
-//! `cargo bench -p outpost --bench federation` (OUTPOST_BENCH_SECS sets the
+//! `cargo bench --workspace --bench federation` (OUTPOST_BENCH_SECS sets the
 //! aggregation run, default 20). Without a release build: `cargo test -p
 //! outpost --bench federation --no-run --config
 //! 'profile.dev.package.outpost.opt-level=3'` and run the printed binary

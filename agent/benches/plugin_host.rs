@@ -1,4 +1,4 @@
-//! Plugin host benchmark (`cargo bench -p outpost --bench plugin_host`).
+//! Plugin host benchmark (`cargo bench --workspace --bench plugin_host`).
 //!
 //! Prints, in one run:
 //! (a) host overhead per run for a trivial sensor (instantiate if needed +

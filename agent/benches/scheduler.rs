@@ -1,4 +1,4 @@
-//! Agent benchmark (`cargo bench -p outpost --bench scheduler`): the
+//! Agent benchmark (`cargo bench --workspace --bench scheduler`): the
 //! figures of issue 3's "Performance" section, each next to its target and,
 //! where one makes sense, a baseline measured in the same run.
 //!
@@ -96,7 +96,7 @@ fn main() {
     );
 
     println!(
-        "\n== 2. agent RSS (VmRSS of the `outpost run` process at the end of its window; peak VmHWM in brackets)"
+        "\n== 2. agent RSS (VmRSS of the `outpost run` process at the end of its window; peak VmHWM in brackets;\n   anon = private memory (RssAnon), file = pages of the binary and of the compiled-plugin cache mapped in (RssFile: clean, shared, reclaimable))"
     );
     let many = run(MANY_SENSORS, MANY_INTERVAL, Duration::from_secs(10), true);
     let _ = server.kill();
@@ -113,9 +113,11 @@ fn main() {
             ""
         };
         println!(
-            "{label:<26}: {:>8.1} MiB  ({:.1} MiB){note}",
+            "{label:<26}: {:>8.1} MiB  ({:.1} MiB)  anon {:>7.1} MiB  file {:>5.1} MiB{note}",
             p.rss_kib as f64 / 1024.0,
-            p.hwm_kib as f64 / 1024.0
+            p.hwm_kib as f64 / 1024.0,
+            p.mem.anon_kib as f64 / 1024.0,
+            p.mem.file_kib as f64 / 1024.0
         );
     }
     let per_sensor = (many.rss_kib as f64 - full.rss_kib as f64) / (MANY_SENSORS - SENSORS) as f64;
@@ -149,6 +151,7 @@ struct Phase {
     lateness: Hist,
     rss_kib: u64,
     hwm_kib: u64,
+    mem: Rss,
     /// Checks in the window whose status was not ok.
     non_ok: u64,
     /// Stopped early at [`RSS_CAP_KIB`].
@@ -224,13 +227,15 @@ fn agent_phase(r: &AgentRun) -> Phase {
     let before = scrape(metrics_url).unwrap_or_default();
     capped = capped || !sleep_watching(pid, r.window);
     let after = scrape(metrics_url).unwrap_or_default();
-    let (rss_kib, hwm_kib) = rss(pid);
+    let mem = rss(pid);
+    let (rss_kib, hwm_kib) = (mem.rss_kib, mem.hwm_kib);
     stop(&mut child);
     let name = "outpost_scheduler_lateness_seconds";
     Phase {
         lateness: Hist::parse(&after, name).minus(&Hist::parse(&before, name)),
         rss_kib,
         hwm_kib,
+        mem,
         non_ok: non_ok_checks(&after).saturating_sub(non_ok_checks(&before)),
         capped,
     }
@@ -241,7 +246,7 @@ fn agent_phase(r: &AgentRun) -> Phase {
 fn sleep_watching(pid: u32, d: Duration) -> bool {
     let end = Instant::now() + d;
     while Instant::now() < end {
-        if rss(pid).0 > RSS_CAP_KIB {
+        if rss(pid).rss_kib > RSS_CAP_KIB {
             return false;
         }
         std::thread::sleep(
@@ -265,8 +270,15 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// `VmRSS` and `VmHWM` of a process, in KiB.
-fn rss(pid: u32) -> (u64, u64) {
+/// Memory figures of a process, in KiB (`/proc/<pid>/status`).
+struct Rss {
+    rss_kib: u64,
+    hwm_kib: u64,
+    anon_kib: u64,
+    file_kib: u64,
+}
+
+fn rss(pid: u32) -> Rss {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| {
         status
@@ -276,7 +288,12 @@ fn rss(pid: u32) -> (u64, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    Rss {
+        rss_kib: field("VmRSS:"),
+        hwm_kib: field("VmHWM:"),
+        anon_kib: field("RssAnon:"),
+        file_kib: field("RssFile:"),
+    }
 }
 
 /// `GET /metrics`, or `None` while the agent does not answer.

@@ -340,3 +340,49 @@ fn status_history_and_sla_commands_read_the_database() {
         "{body}"
     );
 }
+
+#[test]
+fn time_in_a_maintenance_window_is_left_out_of_the_sla() {
+    // Both sensors check the same failing target; only `db` is inside a
+    // weekly window that covers every moment of the week.
+    let target = Target::start(Mode::Error);
+    let url = target.url();
+    let agent = Agent::start(&format!(
+        "{}{}\n[[maintenance]]\ntargets = [\"db\"]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nstart = \"00:00\"\nduration = \"24h\"\nreason = \"migration\"\n",
+        sensor("db", &url, "interval = \"200ms\"\nretry_interval = \"200ms\""),
+        sensor("web", &url, "interval = \"200ms\"\nretry_interval = \"200ms\""),
+    ));
+    let sla = |name: &str| -> Value {
+        let out = agent.cli(&["sla", "--period", "day", "--sensor", name, "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
+        rows[0].clone()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while (sla("web")["failures"].as_u64().unwrap_or(0) < 4
+        || sla("db")["maintenance_ms"].as_i64().unwrap_or(0) < 600)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let web = sla("web");
+    let db = sla("db");
+    // Outside maintenance every failure counts.
+    assert!(web["failures"].as_u64().unwrap() >= 4, "{web}");
+    assert!(web["downtime_ms"].as_i64().unwrap() >= 600, "{web}");
+    assert_eq!(web["uptime_pct"].as_f64(), Some(0.0), "{web}");
+    assert_eq!(web["maintenance_ms"].as_i64(), Some(0), "{web}");
+    // Inside it the same failures are neither checks, downtime nor outages.
+    assert!(db["maintenance_ms"].as_i64().unwrap() >= 600, "{db}");
+    assert_eq!(db["checks"].as_u64(), Some(0), "{db}");
+    assert_eq!(db["failures"].as_u64(), Some(0), "{db}");
+    assert_eq!(db["downtime_ms"].as_i64(), Some(0), "{db}");
+    assert_eq!(db["outages"].as_u64(), Some(0), "{db}");
+    assert!(db["uptime_pct"].is_null(), "{db}");
+    // The results themselves are still recorded.
+    assert!(results(&agent, "db").len() >= 4);
+}
