@@ -51,7 +51,7 @@ fn cpu_seconds(who: i32) -> f64 {
 fn peer_doc(i: usize, version: u64) -> String {
     let services: Vec<serde_json::Value> = (0..SERVICES)
         .map(|s| {
-            let down = (s as u64 + version) % 37 == 0;
+            let down = (s as u64 + version).is_multiple_of(37);
             serde_json::json!({
                 "name": format!("svc-{s}"), "state": if down { "down" } else { "up" },
                 "since_ms": 1_700_000_000_000i64 + version as i64, "reason": if down { format!("svc-{s} is down because sensor db-{s} is down: 3 consecutive failures: connection refused") } else { format!("svc-{s} is up (1 of 1 members up)") },

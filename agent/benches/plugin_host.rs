@@ -78,7 +78,13 @@ impl Cpu {
         let c1 = cpu_times();
         let (user, sys) = (c1.0 - c0.0, c1.1 - c0.1);
         let n = HTTP_REQUESTS as f64;
-        Cpu(n / (user + sys), user + sys, t0.elapsed().as_secs_f64(), user / n * 1e6, sys / n * 1e6)
+        Cpu(
+            n / (user + sys),
+            user + sys,
+            t0.elapsed().as_secs_f64(),
+            user / n * 1e6,
+            sys / n * 1e6,
+        )
     }
 }
 

@@ -129,10 +129,10 @@ impl AppState {
         let snap = self.board.full();
         {
             let c = self.cache.lock().unwrap();
-            if let Some((v, b)) = c.as_ref() {
-                if *v == snap.version {
-                    return (*v, b.clone());
-                }
+            if let Some((v, b)) = c.as_ref()
+                && *v == snap.version
+            {
+                return (*v, b.clone());
             }
         }
         let body = Bytes::from(render_status(&self.me, self.started_ms, &snap));

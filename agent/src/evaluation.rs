@@ -241,10 +241,10 @@ impl Stage {
     async fn emit_nodes(&self, views: &[NodeView], only: Option<&[&str]>) {
         let now = now_ms();
         for v in views {
-            if let Some(names) = only {
-                if !names.contains(&v.name.as_str()) {
-                    continue;
-                }
+            if let Some(names) = only
+                && !names.contains(&v.name.as_str())
+            {
+                continue;
             }
             let kind = if v.kind == "system" {
                 TargetKind::System
@@ -349,38 +349,35 @@ impl Stage {
                 track.misses = 0;
                 track.last_ok_ms = Some(now);
                 track.last_error = None;
-                match new {
-                    Some(list) => {
-                        changed = true;
-                        let direct: Vec<String> = self.peers.keys().cloned().collect();
-                        self.views.retain(|_, v| !(v.via.first() == Some(&peer)));
-                        for v in list {
-                            if v.via.is_empty() {
-                                let since = match self.views.get(&peer) {
-                                    Some(old) if old.state == PeerState::Fresh => old.since_ms,
-                                    _ => now,
-                                };
-                                self.views.insert(
-                                    peer.clone(),
-                                    PeerView {
-                                        since_ms: since,
-                                        ..v
-                                    },
-                                );
-                            } else if !direct.contains(&v.name)
-                                && self
-                                    .views
-                                    .get(&v.name)
-                                    .is_none_or(|o| o.via.len() > v.via.len())
-                            {
-                                self.views.insert(v.name.clone(), v);
-                            }
+                // None is a 304: alive and unchanged. `last_seen_ms` stays
+                // the time of the last new document, so that this agent's
+                // own status does not change on every poll.
+                if let Some(list) = new {
+                    changed = true;
+                    let direct: Vec<String> = self.peers.keys().cloned().collect();
+                    self.views.retain(|_, v| v.via.first() != Some(&peer));
+                    for v in list {
+                        if v.via.is_empty() {
+                            let since = match self.views.get(&peer) {
+                                Some(old) if old.state == PeerState::Fresh => old.since_ms,
+                                _ => now,
+                            };
+                            self.views.insert(
+                                peer.clone(),
+                                PeerView {
+                                    since_ms: since,
+                                    ..v
+                                },
+                            );
+                        } else if !direct.contains(&v.name)
+                            && self
+                                .views
+                                .get(&v.name)
+                                .is_none_or(|o| o.via.len() > v.via.len())
+                        {
+                            self.views.insert(v.name.clone(), v);
                         }
                     }
-                    // 304: alive and unchanged. `last_seen_ms` stays the
-                    // time of the last new document, so that this agent's
-                    // own status does not change on every poll.
-                    None => {}
                 }
             }
             Err(error) => {

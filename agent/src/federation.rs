@@ -264,13 +264,13 @@ pub fn client() -> reqwest::Client {
 /// Reads a body up to `limit` bytes, failing as soon as it is exceeded (a
 /// huge body is never held in memory).
 async fn read_limited(resp: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
-    if let Some(n) = resp.content_length() {
-        if n > limit as u64 {
-            return Err(format!(
-                "the status is {n} bytes, more than the {} MiB limit",
-                limit >> 20
-            ));
-        }
+    if let Some(n) = resp.content_length()
+        && n > limit as u64
+    {
+        return Err(format!(
+            "the status is {n} bytes, more than the {} MiB limit",
+            limit >> 20
+        ));
     }
     let mut buf = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {

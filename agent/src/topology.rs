@@ -157,10 +157,10 @@ impl Graph {
         let mut direct: Vec<Vec<usize>> = vec![vec![]; nodes.len()];
         for (i, n) in nodes.iter().enumerate() {
             for m in &n.members {
-                if let Member::Node(name) = m {
-                    if let Some(&j) = index.get(name.as_str()) {
-                        direct[j].push(i);
-                    }
+                if let Member::Node(name) = m
+                    && let Some(&j) = index.get(name.as_str())
+                {
+                    direct[j].push(i);
                 }
             }
         }

@@ -265,18 +265,19 @@ pub fn send(req: &Request) -> Result<Response, HttpError> {
             other => other,
         })?;
         let is_redirect = matches!(resp.status, 301 | 302 | 303 | 307 | 308);
-        if is_redirect && redirects < req.max_redirects {
-            if let Some(loc) = resp.header("location") {
-                url = url.join(loc)?;
-                redirects += 1;
-                if resp.status == 303
-                    || ((resp.status == 301 || resp.status == 302) && method == "POST")
-                {
-                    method = "GET".into();
-                    body.clear();
-                }
-                continue;
+        if is_redirect
+            && redirects < req.max_redirects
+            && let Some(loc) = resp.header("location")
+        {
+            url = url.join(loc)?;
+            redirects += 1;
+            if resp.status == 303
+                || ((resp.status == 301 || resp.status == 302) && method == "POST")
+            {
+                method = "GET".into();
+                body.clear();
             }
+            continue;
         }
         resp.final_url = format!("{}://{}{}", url.scheme, url.authority(), url.path_and_query);
         resp.redirects = redirects;

@@ -96,7 +96,7 @@ fn http_like_records() -> Vec<CheckRecord> {
     for tick in 0..per_sensor as i64 {
         for s in 0..STORE_SENSORS {
             let latency_us = 800 + rng.next() % 4_000;
-            let failed = rng.next() % 100 == 0;
+            let failed = rng.next().is_multiple_of(100);
             out.push(CheckRecord {
                 sensor: format!("s{s:05}"),
                 at_ms: base + tick * 1_000 + (s as i64 * 997) % 1_000,
@@ -246,7 +246,7 @@ fn sla_query(work: &Path) -> (f64, f64) {
     let mut at = from;
     while at < to {
         // Two short outages a day on average.
-        let failed = rng.next() % 720 == 0;
+        let failed = rng.next().is_multiple_of(720);
         store
             .record_blocking(CheckRecord {
                 sensor: "web".into(),

@@ -1,4 +1,5 @@
 //! Store-level tests: writer + rollups + SLA + retention + readers.
+#![allow(clippy::type_complexity)] // tables of expected rows
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -349,8 +349,16 @@ fn time_in_a_maintenance_window_is_left_out_of_the_sla() {
     let url = target.url();
     let agent = Agent::start(&format!(
         "{}{}\n[[maintenance]]\ntargets = [\"db\"]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nstart = \"00:00\"\nduration = \"24h\"\nreason = \"migration\"\n",
-        sensor("db", &url, "interval = \"200ms\"\nretry_interval = \"200ms\""),
-        sensor("web", &url, "interval = \"200ms\"\nretry_interval = \"200ms\""),
+        sensor(
+            "db",
+            &url,
+            "interval = \"200ms\"\nretry_interval = \"200ms\""
+        ),
+        sensor(
+            "web",
+            &url,
+            "interval = \"200ms\"\nretry_interval = \"200ms\""
+        ),
     ));
     let sla = |name: &str| -> Value {
         let out = agent.cli(&["sla", "--period", "day", "--sensor", name, "--json"]);

@@ -192,7 +192,7 @@ fn serve_one(mut s: TcpStream, mode: &AtomicU8, hits: &AtomicUsize, times: &Mute
         }
         3 => return,
         _ => {
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 200
             } else {
                 500

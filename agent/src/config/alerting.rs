@@ -292,14 +292,14 @@ pub(super) fn check_escalation(
         .map_err(|m| src.err(e.name.span().start, format!("escalation[{index}].name"), m))?;
     let targets = selectors(src, "targets", &e.targets, at)?;
     for (sel, raw) in targets.iter().zip(&e.targets) {
-        if let Selector::Name(n) = sel {
-            if !target_known(n) {
-                return Err(src.err(
-                    raw.span().start,
-                    "targets",
-                    format!("no sensor, system, service or peer is named `{n}`"),
-                ));
-            }
+        if let Selector::Name(n) = sel
+            && !target_known(n)
+        {
+            return Err(src.err(
+                raw.span().start,
+                "targets",
+                format!("no sensor, system, service or peer is named `{n}`"),
+            ));
         }
     }
     if e.level.is_empty() {
@@ -432,14 +432,14 @@ pub(super) fn check_maintenance(
     let m = m.into_inner();
     let targets = selectors(src, "maintenance.targets", &m.targets, at)?;
     for (sel, raw) in targets.iter().zip(&m.targets) {
-        if let Selector::Name(n) = sel {
-            if !target_known(n) {
-                return Err(src.err(
-                    raw.span().start,
-                    "maintenance.targets",
-                    format!("no sensor, system, service or peer is named `{n}`"),
-                ));
-            }
+        if let Selector::Name(n) = sel
+            && !target_known(n)
+        {
+            return Err(src.err(
+                raw.span().start,
+                "maintenance.targets",
+                format!("no sensor, system, service or peer is named `{n}`"),
+            ));
         }
     }
     let window = match (&m.from, &m.to, &m.days) {

@@ -497,10 +497,10 @@ fn field_offset(text: &str, table_start: usize, field: &str) -> usize {
         if offset > table_start && t.starts_with('[') {
             break;
         }
-        if let Some((k, _)) = t.split_once('=') {
-            if k.trim().trim_matches('"') == first {
-                return offset + (line.len() - t.len());
-            }
+        if let Some((k, _)) = t.split_once('=')
+            && k.trim().trim_matches('"') == first
+        {
+            return offset + (line.len() - t.len());
         }
         // Inline table: `config = { url = "..." }`.
         if let Some(pos) = line
@@ -634,6 +634,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// A sensor as loaded, with the offsets of its `plugin` value and its
+/// `config` table.
+type LoadedSensor = (SensorConfig, (usize, usize));
+
 /// Checks one sensor; `None` when disabled. Also returns the offsets of the
 /// `plugin` value and the `config` table, for later messages.
 fn check_sensor(
@@ -643,7 +647,7 @@ fn check_sensor(
     d: &raw::RawDefaults,
     base: &Path,
     start: usize,
-) -> Result<Option<(SensorConfig, (usize, usize))>, ConfigError> {
+) -> Result<Option<LoadedSensor>, ConfigError> {
     let name = s.name.get_ref().clone();
     check_name(&name)
         .map_err(|m| src.err(s.name.span().start, format!("sensor[{index}].name"), m))?;
@@ -750,23 +754,23 @@ fn check_sensor(
         {
             return Err(src.err(at, "threshold", format!("rule on `{}` sets no bound: add warn_above, fail_above, warn_below or fail_below", t.metric)));
         }
-        if let (Some(w), Some(f)) = (t.warn_above, t.fail_above) {
-            if w > f {
-                return Err(src.err(
-                    at,
-                    "threshold.warn_above",
-                    format!("warn_above ({w}) is above fail_above ({f})"),
-                ));
-            }
+        if let (Some(w), Some(f)) = (t.warn_above, t.fail_above)
+            && w > f
+        {
+            return Err(src.err(
+                at,
+                "threshold.warn_above",
+                format!("warn_above ({w}) is above fail_above ({f})"),
+            ));
         }
-        if let (Some(w), Some(f)) = (t.warn_below, t.fail_below) {
-            if w < f {
-                return Err(src.err(
-                    at,
-                    "threshold.warn_below",
-                    format!("warn_below ({w}) is below fail_below ({f})"),
-                ));
-            }
+        if let (Some(w), Some(f)) = (t.warn_below, t.fail_below)
+            && w < f
+        {
+            return Err(src.err(
+                at,
+                "threshold.warn_below",
+                format!("warn_below ({w}) is below fail_below ({f})"),
+            ));
         }
         thresholds.push(Threshold {
             metric: t.metric,

@@ -741,10 +741,10 @@ fn topo_order(nodes: &[NodeConfig]) -> Result<Vec<usize>, Vec<String>> {
         mark[i] = 1;
         stack.push(i);
         for m in &nodes[i].members {
-            if let Member::Node(n) = m {
-                if let Some(&j) = index.get(n.as_str()) {
-                    visit(j, nodes, index, mark, stack, order)?;
-                }
+            if let Member::Node(n) = m
+                && let Some(&j) = index.get(n.as_str())
+            {
+                visit(j, nodes, index, mark, stack, order)?;
             }
         }
         stack.pop();

@@ -23,7 +23,7 @@ impl host_api::Host for Sandbox {
                 cut -= 1;
             }
             message.truncate(cut);
-            message.push_str("…");
+            message.push('…');
         }
         let who = &*self.label;
         match level {

@@ -37,13 +37,13 @@ pub fn client_tls() -> Arc<rustls::ClientConfig> {
             let mut roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.into(),
             };
-            if let Some(path) = std::env::var_os(CA_FILE_ENV) {
-                if let Err(e) = add_roots(&mut roots, std::path::Path::new(&path)) {
-                    tracing::error!(
-                        "{CA_FILE_ENV}={}: {e}; using the default roots only",
-                        path.to_string_lossy()
-                    );
-                }
+            if let Some(path) = std::env::var_os(CA_FILE_ENV)
+                && let Err(e) = add_roots(&mut roots, std::path::Path::new(&path))
+            {
+                tracing::error!(
+                    "{CA_FILE_ENV}={}: {e}; using the default roots only",
+                    path.to_string_lossy()
+                );
             }
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             Arc::new(

@@ -188,10 +188,10 @@ impl NetPolicy {
             if e.host == "localhost" && addr.ip().is_loopback() {
                 return true;
             }
-            if let Ok(addrs) = tokio::net::lookup_host((e.host.as_str(), e.port)).await {
-                if addrs.into_iter().any(|a| a.ip() == addr.ip()) {
-                    return true;
-                }
+            if let Ok(addrs) = tokio::net::lookup_host((e.host.as_str(), e.port)).await
+                && addrs.into_iter().any(|a| a.ip() == addr.ip())
+            {
+                return true;
             }
         }
         false

@@ -166,25 +166,25 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             "the list is empty; list the codes that count as success, e.g. [\"2xx\"] or [200, 204]",
         ));
     }
-    if let (Some(w), Some(f)) = (c.warn_latency, c.fail_latency) {
-        if w > f {
-            return Err(ConfigError::new(
-                "warn_latency",
-                format!(
-                    "warn_latency ({} ms) is above fail_latency ({} ms); the warning would never show",
-                    w.as_millis(),
-                    f.as_millis()
-                ),
-            ));
-        }
+    if let (Some(w), Some(f)) = (c.warn_latency, c.fail_latency)
+        && w > f
+    {
+        return Err(ConfigError::new(
+            "warn_latency",
+            format!(
+                "warn_latency ({} ms) is above fail_latency ({} ms); the warning would never show",
+                w.as_millis(),
+                f.as_millis()
+            ),
+        ));
     }
-    if let Some(t) = c.timeout {
-        if t.is_zero() {
-            return Err(ConfigError::new(
-                "timeout",
-                "must be more than 0, e.g. `5s`",
-            ));
-        }
+    if let Some(t) = c.timeout
+        && t.is_zero()
+    {
+        return Err(ConfigError::new(
+            "timeout",
+            "must be more than 0, e.g. `5s`",
+        ));
     }
     for (name, v) in [
         ("cert_warn_days", c.cert_warn_days),

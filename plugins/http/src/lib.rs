@@ -188,18 +188,18 @@ pub fn grade_response(c: &Config, o: &Observed) -> Vec<Finding> {
     } else {
         "".into()
     };
-    if let Some(s) = &c.body_contains {
-        if !text.contains(s.as_str()) {
-            out.push((Status::Fail, format!("body does not contain `{s}`{cut}")));
-        }
+    if let Some(s) = &c.body_contains
+        && !text.contains(s.as_str())
+    {
+        out.push((Status::Fail, format!("body does not contain `{s}`{cut}")));
     }
-    if let Some(re) = &c.body_regex {
-        if !re.0.is_match(&text) {
-            out.push((
-                Status::Fail,
-                format!("body does not match regex `{}`{cut}", re.0.as_str()),
-            ));
-        }
+    if let Some(re) = &c.body_regex
+        && !re.0.is_match(&text)
+    {
+        out.push((
+            Status::Fail,
+            format!("body does not match regex `{}`{cut}", re.0.as_str()),
+        ));
     }
     if !c.json.is_empty() {
         match serde_json::from_slice::<serde_json::Value>(o.body) {
@@ -230,7 +230,7 @@ pub fn summarize(findings: &[Finding], ok_message: String) -> (Status, String) {
         return (Status::Ok, ok_message);
     }
     let mut sorted: Vec<&Finding> = findings.iter().filter(|f| f.0 != Status::Ok).collect();
-    sorted.sort_by(|a, b| b.0.cmp(&a.0));
+    sorted.sort_by_key(|f| std::cmp::Reverse(f.0));
     let message = sorted
         .iter()
         .map(|f| f.1.as_str())
