@@ -131,17 +131,6 @@ pub async fn load_config(
     Ok((host, loaded))
 }
 
-/// Gives the heap memory freed after loading a config back to the OS:
-/// compiling a plugin the cache did not hold allocates tens of MiB that
-/// glibc would otherwise keep mapped for the life of the agent.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 fn include_fingerprint(cfg: &Config) -> Vec<(PathBuf, u128, u64)> {
     let mut out = vec![];
     for dir in &cfg.include_dirs {
@@ -219,7 +208,7 @@ fn resume_states(store: &Store, board: &Board, cfg: &Config) -> HashMap<String, 
 /// Runs the agent until SIGINT or SIGTERM.
 pub async fn run(path: &Path) -> anyhow::Result<()> {
     let (host, loaded) = load_config(path, true).await?;
-    release_freed_memory();
+    crate::memory::release_freed();
     let mut cfg = loaded.config;
     let mut plugins = loaded.plugins;
     std::fs::create_dir_all(&cfg.agent.data_dir).with_context(|| {
@@ -314,6 +303,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         wake: wake.clone(),
     });
     let server = tokio::spawn(api::serve(listener, api_state.clone(), extra));
+    let trimmer = tokio::spawn(crate::memory::trim_periodically());
     tracing::info!(
         agent = %cfg.agent.name,
         sensors = cfg.sensors.len(),
@@ -389,7 +379,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                     peers = new.config.topology.peers.len(),
                     "configuration reloaded"
                 );
-                release_freed_memory();
+                crate::memory::release_freed();
                 let _ = alerting_tx.send(Arc::new(AlertingConfig::new(
                     &new.config,
                     &new.plugins,
@@ -423,6 +413,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let _ = stop_outbox.send(true);
     let _ = outbox_task.await;
     server.abort();
+    trimmer.abort();
     store.close_async().await.context("flushing the database")?;
     drop(plugins);
     tracing::info!("stopped; all results committed");

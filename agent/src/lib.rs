@@ -5,6 +5,8 @@
 //!   sandbox (time, memory, output and network limits).
 //! - [`cli`]: the `outpost` command line (argument parsing and output
 //!   formatting only; the work is done by the modules above).
+//! - [`memory`]: the process heap policy (two malloc arenas, freed heap
+//!   returned to the OS after a config load and every minute).
 
 pub mod agent;
 pub mod api;
@@ -13,6 +15,7 @@ pub mod config;
 pub mod escalation;
 pub mod evaluation;
 pub mod federation;
+pub mod memory;
 pub mod metrics;
 pub mod page;
 pub mod plugin_host;

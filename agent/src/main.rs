@@ -5,6 +5,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    outpost::memory::limit_arenas();
     let args = outpost::cli::Cli::parse();
     outpost::cli::init_logging(&args);
     let rt = match tokio::runtime::Builder::new_multi_thread()

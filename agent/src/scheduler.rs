@@ -133,7 +133,11 @@ async fn run_sensor(
         let started = Instant::now();
         metrics.observe_lateness(started.saturating_duration_since(due).as_secs_f64());
         let at_ms = now_ms();
-        let mut result = match rt.instance.check(&rt.config_json, rt.cfg.timeout).await {
+        // Boxed: the check's future is large (wasmtime's call state) and
+        // lives only during the run; inline it would make every sensor's
+        // idle task that much bigger.
+        let check = Box::pin(rt.instance.check(&rt.config_json, rt.cfg.timeout));
+        let mut result = match check.await {
             Ok(r) => r,
             Err(e) => {
                 metrics.plugin_error(fault_kind(&e));
