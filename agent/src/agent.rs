@@ -228,6 +228,11 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     )
     .with_context(|| format!("cannot open the database {}", db.display()))?;
 
+    // Listen before any check runs: the checks' outgoing connections take
+    // ephemeral ports, and one of them must not be the port configured here.
+    let listener = tokio::net::TcpListener::bind(cfg.agent.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (agent.listen)", cfg.agent.listen))?;
     let metrics = Arc::new(Metrics::default());
     let board = Arc::new(Board::default());
     let resume = resume_states(&store, &board, &cfg);
@@ -292,9 +297,6 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         .with_tokens(&cfg.topology.api)
         .with_push(push_peers(&cfg), peer_tx.clone());
     let mut fed_tasks = federation_tasks(&cfg, &peer_tx, &api_state);
-    let listener = tokio::net::TcpListener::bind(cfg.agent.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (agent.listen)", cfg.agent.listen))?;
     let bound = listener.local_addr()?;
     let extra = escalation::http::routes(escalation::http::EscalationApi {
         store: store.clone(),
