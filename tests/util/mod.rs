@@ -332,17 +332,39 @@ impl Agent {
         timeout: Duration,
         f: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
+        self.poll(
+            timeout,
+            || self.status(),
+            f,
+            |s| {
+                format!(
+                    "{what}: not reached on agent `{}`; last status: {}",
+                    self.name,
+                    serde_json::to_string_pretty(s).unwrap()
+                )
+            },
+        )
+    }
+
+    /// Reads `get` every 50 ms until `f` holds on it; after `timeout`,
+    /// panics with `describe(last)` and the agent's logs.
+    fn poll(
+        &self,
+        timeout: Duration,
+        get: impl Fn() -> serde_json::Value,
+        f: impl Fn(&serde_json::Value) -> bool,
+        describe: impl Fn(&serde_json::Value) -> String,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let s = self.status();
-            if f(&s) {
-                return s;
+            let v = get();
+            if f(&v) {
+                return v;
             }
             assert!(
                 Instant::now() < deadline,
-                "{what}: not reached on agent `{}`; last status: {}\nlogs:\n{}",
-                self.name,
-                serde_json::to_string_pretty(&s).unwrap(),
+                "{}\nlogs:\n{}",
+                describe(&v),
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -431,19 +453,12 @@ impl Agent {
         timeout: Duration,
         f: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let s = self.sensor(name);
-            if f(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "condition not reached for `{name}`; last: {s}\nlogs:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.poll(
+            timeout,
+            || self.sensor(name),
+            f,
+            |s| format!("condition not reached for `{name}`; last: {s}"),
+        )
     }
 
     pub fn signal(&self, sig: i32) {
