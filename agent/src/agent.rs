@@ -382,6 +382,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                     "configuration reloaded"
                 );
                 crate::memory::release_freed();
+                crate::memory::release_startup_code();
                 let _ = alerting_tx.send(Arc::new(AlertingConfig::new(
                     &new.config,
                     &new.plugins,

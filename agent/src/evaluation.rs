@@ -37,7 +37,7 @@ pub struct Setup {
     /// Configured peers.
     pub peers: Vec<PeerConfig>,
     /// Enabled sensors (category and labels for events).
-    pub sensors: Vec<SensorConfig>,
+    pub sensors: Vec<std::sync::Arc<SensorConfig>>,
 }
 
 struct PeerTrack {

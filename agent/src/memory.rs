@@ -13,13 +13,72 @@ use std::time::Duration;
 /// How often [`trim_periodically`] hands freed heap back.
 pub const TRIM_EVERY: Duration = Duration::from_secs(60);
 
-/// Caps glibc's malloc arenas at two. Call before any thread starts.
+/// Caps glibc's malloc arenas at two, unless the operator chose a number
+/// (`MALLOC_ARENA_MAX`). Call before any thread starts.
 pub fn limit_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator tuning; called before threads.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+}
+
+/// Unmaps the resident pages of the executable's read-only segments (code,
+/// constants); later accesses map them back from the page cache. Only
+/// segments that were never writable are touched, so no relocated data is
+/// lost: their pages always equal the file's. Returns the bytes advised.
+pub fn release_startup_code() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        let mut advised = 0usize;
+        // SAFETY: the callback only reads the program headers it is given
+        // and advises whole pages inside non-writable PT_LOAD segments of
+        // the main executable (the first object listed).
+        unsafe {
+            libc::dl_iterate_phdr(
+                Some(advise_main_object),
+                (&mut advised as *mut usize).cast(),
+            );
+        }
+        advised
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
+#[cfg(target_os = "linux")]
+unsafe extern "C" fn advise_main_object(
+    info: *mut libc::dl_phdr_info,
+    _size: libc::size_t,
+    data: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: dl_iterate_phdr passes a valid info and our `data`.
+    let (info, advised) = unsafe { (&*info, &mut *data.cast::<usize>()) };
+    let page = 4096usize;
+    // SAFETY: dlpi_phdr points at dlpi_phnum headers.
+    let headers = unsafe { std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize) };
+    for h in headers {
+        if h.p_type != libc::PT_LOAD || h.p_flags & libc::PF_W != 0 {
+            continue;
+        }
+        let start = (info.dlpi_addr as usize + h.p_vaddr as usize).next_multiple_of(page);
+        let end = (info.dlpi_addr as usize + (h.p_vaddr + h.p_memsz) as usize) / page * page;
+        if end > start {
+            // SAFETY: whole pages of a read-only, file-backed private
+            // mapping; MADV_DONTNEED there only drops page-table entries.
+            if unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+            } == 0
+            {
+                *advised += end - start;
+            }
+        }
+    }
+    // Stop after the first object: the executable itself.
+    1
 }
 
 /// Gives the heap memory freed so far back to the OS.
@@ -31,9 +90,18 @@ pub fn release_freed() {
     }
 }
 
-/// Calls [`release_freed`] every [`TRIM_EVERY`] (a few hundred µs each).
+/// How long after start the startup code is released: long enough for
+/// every part of the agent to be up.
+pub const STARTUP_SETTLES: Duration = Duration::from_secs(5);
+
+/// Releases the startup code once the agent has settled, then calls
+/// [`release_freed`] every [`TRIM_EVERY`] (a few hundred µs each).
 pub async fn trim_periodically() {
-    let mut tick = tokio::time::interval(TRIM_EVERY);
+    tokio::time::sleep(STARTUP_SETTLES).await;
+    release_freed();
+    let code = release_startup_code();
+    tracing::debug!(bytes = code, "released startup code pages");
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TRIM_EVERY, TRIM_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -69,7 +69,7 @@ pub struct SensorRuntime {
 
 impl SensorRuntime {
     /// A runtime for `cfg`, resuming `machine` if given.
-    pub fn new(cfg: SensorConfig, plugin: Arc<Plugin>, machine: Option<Machine>) -> Self {
+    pub fn new(cfg: Arc<SensorConfig>, plugin: Arc<Plugin>, machine: Option<Machine>) -> Self {
         let policy = Policy {
             fail_after: cfg.fail_after,
             recover_after: cfg.recover_after,
@@ -88,7 +88,7 @@ impl SensorRuntime {
         let instance = plugin.instance(Arc::new(net), &cfg.name);
         let config_json = cfg.config.to_string();
         Self {
-            cfg: Arc::new(cfg),
+            cfg,
             instance,
             machine,
             thresholds: Evaluator::default(),
@@ -126,64 +126,79 @@ async fn run_sensor(
             _ = tokio::time::sleep_until(due) => {}
             _ = stop.changed() => return rt,
         }
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
-            _ = stop.changed() => return rt,
-        };
-        let started = Instant::now();
-        metrics.observe_lateness(started.saturating_duration_since(due).as_secs_f64());
-        let at_ms = now_ms();
-        // Boxed: the check's future is large (wasmtime's call state) and
-        // lives only during the run; inline it would make every sensor's
-        // idle task that much bigger.
-        let check = Box::pin(rt.instance.check(&rt.config_json, rt.cfg.timeout));
-        let mut result = match check.await {
-            Ok(r) => r,
-            Err(e) => {
-                metrics.plugin_error(fault_kind(&e));
-                tracing::warn!(sensor = %rt.cfg.name, error = %e, "plugin fault");
-                CheckResult::error(e.to_string())
-            }
-        };
-        drop(permit);
-        if result.latency_ms == 0.0 && result.status != Status::Error {
-            result.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-        }
-        rt.thresholds.apply(&rt.cfg.thresholds, &mut result, at_ms);
-        let step = rt.machine.observe(result.status, &result.message, at_ms);
-        let ev = CheckEvent {
-            sensor: rt.cfg.clone(),
-            at_ms,
-            result,
-            state: rt.machine.state(),
-            since_ms: rt.machine.since_ms(),
-            consecutive_failures: rt.machine.consecutive_failures(),
-            consecutive_successes: rt.machine.consecutive_successes(),
-            flapping: rt.machine.flapping(),
-            transition: step.transition,
-            flapping_changed: step.flapping_changed,
-        };
-        if events.send(ev).await.is_err() {
-            return rt;
-        }
-        let step = match rt.machine.state() {
-            State::Soft | State::Recovering => rt.cfg.retry_interval,
-            _ => rt.cfg.interval,
-        };
-        due += step;
-        let now = Instant::now();
-        if due < now {
-            // Missed slots (a check longer than its interval, or a stall)
-            // are skipped rather than run back to back.
-            let behind = now - due;
-            let skip = (behind.as_nanos() / step.as_nanos().max(1)) as u32 + 1;
-            due += step * skip;
+        // Boxed: a run's future (the permit wait, the check, the event
+        // send) is large and lives only while it runs; inline, every idle
+        // sensor's task would be that much bigger.
+        let run = Box::pin(run_once(&mut rt, &mut stop, &limit, &events, &metrics, due));
+        match run.await {
+            Some(next) => due = next,
+            None => return rt,
         }
     }
 }
 
+/// One run that was due at `due`: waits for a permit, checks, sends the
+/// event. Returns when the next run is due, or `None` to stop.
+async fn run_once(
+    rt: &mut SensorRuntime,
+    stop: &mut watch::Receiver<bool>,
+    limit: &Arc<Semaphore>,
+    events: &mpsc::Sender<CheckEvent>,
+    metrics: &Metrics,
+    due: Instant,
+) -> Option<Instant> {
+    let permit = tokio::select! {
+        p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
+        _ = stop.changed() => return None,
+    };
+    let started = Instant::now();
+    metrics.observe_lateness(started.saturating_duration_since(due).as_secs_f64());
+    let at_ms = now_ms();
+    let mut result = match rt.instance.check(&rt.config_json, rt.cfg.timeout).await {
+        Ok(r) => r,
+        Err(e) => {
+            metrics.plugin_error(fault_kind(&e));
+            tracing::warn!(sensor = %rt.cfg.name, error = %e, "plugin fault");
+            CheckResult::error(e.to_string())
+        }
+    };
+    drop(permit);
+    if result.latency_ms == 0.0 && result.status != Status::Error {
+        result.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    }
+    rt.thresholds.apply(&rt.cfg.thresholds, &mut result, at_ms);
+    let step = rt.machine.observe(result.status, &result.message, at_ms);
+    let ev = CheckEvent {
+        sensor: rt.cfg.clone(),
+        at_ms,
+        result,
+        state: rt.machine.state(),
+        since_ms: rt.machine.since_ms(),
+        consecutive_failures: rt.machine.consecutive_failures(),
+        consecutive_successes: rt.machine.consecutive_successes(),
+        flapping: rt.machine.flapping(),
+        transition: step.transition,
+        flapping_changed: step.flapping_changed,
+    };
+    events.send(ev).await.ok()?;
+    let step = match rt.machine.state() {
+        State::Soft | State::Recovering => rt.cfg.retry_interval,
+        _ => rt.cfg.interval,
+    };
+    let mut next = due + step;
+    let now = Instant::now();
+    if next < now {
+        // Missed slots (a check longer than its interval, or a stall) are
+        // skipped rather than run back to back.
+        let behind = now - next;
+        let skip = (behind.as_nanos() / step.as_nanos().max(1)) as u32 + 1;
+        next += step * skip;
+    }
+    Some(next)
+}
+
 struct Running {
-    cfg: SensorConfig,
+    cfg: Arc<SensorConfig>,
     plugin: Arc<Plugin>,
     stop: watch::Sender<bool>,
     handle: JoinHandle<SensorRuntime>,
@@ -219,19 +234,19 @@ impl Scheduler {
     /// ones stop, new ones start (resuming `resume[name]` if present).
     pub async fn apply(
         &mut self,
-        sensors: &[SensorConfig],
+        sensors: &[Arc<SensorConfig>],
         plugins: &HashMap<String, Arc<Plugin>>,
         mut resume: HashMap<String, Machine>,
     ) -> Vec<String> {
         let wanted: HashMap<&str, &SensorConfig> =
-            sensors.iter().map(|s| (s.name.as_str(), s)).collect();
+            sensors.iter().map(|s| (s.name.as_str(), &**s)).collect();
         let mut removed = vec![];
         let names: Vec<String> = self.running.keys().cloned().collect();
         for name in names {
             let keep = match wanted.get(name.as_str()) {
                 Some(new) => {
                     let r = &self.running[&name];
-                    **new == r.cfg
+                    **new == *r.cfg
                         && plugins
                             .get(&new.plugin)
                             .is_some_and(|p| Arc::ptr_eq(p, &r.plugin))

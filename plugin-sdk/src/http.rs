@@ -304,9 +304,7 @@ mod imp {
 mod imp {
     use super::*;
     use wasi::http::outgoing_handler;
-    use wasi::http::types::{
-        ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
-    };
+    use wasi::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
     use wasi::io::poll;
     use wasi::io::streams::StreamError;
 
@@ -360,19 +358,24 @@ mod imp {
             .collect();
         let fields = Fields::from_list(&entries)
             .map_err(|e| HttpError::BadUrl(format!("bad header: {e:?}")))?;
+        // Every call below crosses into the host, which costs about a
+        // microsecond: what the defaults already say (method GET, no body,
+        // the host's timeouts, bounded by `deadline` here) is not sent.
         let req = OutgoingRequest::new(fields);
         let m = match method.to_ascii_uppercase().as_str() {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "DELETE" => Method::Delete,
-            "PATCH" => Method::Patch,
-            "OPTIONS" => Method::Options,
-            other => Method::Other(other.to_string()),
+            "GET" => None,
+            "HEAD" => Some(Method::Head),
+            "POST" => Some(Method::Post),
+            "PUT" => Some(Method::Put),
+            "DELETE" => Some(Method::Delete),
+            "PATCH" => Some(Method::Patch),
+            "OPTIONS" => Some(Method::Options),
+            other => Some(Method::Other(other.to_string())),
         };
-        req.set_method(&m)
-            .map_err(|_| HttpError::BadUrl(format!("bad method `{method}`")))?;
+        if let Some(m) = m {
+            req.set_method(&m)
+                .map_err(|_| HttpError::BadUrl(format!("bad method `{method}`")))?;
+        }
         let scheme = if url.scheme == "https" {
             Scheme::Https
         } else {
@@ -384,27 +387,30 @@ mod imp {
             .map_err(|_| HttpError::BadUrl(format!("bad host `{}`", url.host)))?;
         req.set_path_with_query(Some(&url.path_and_query))
             .map_err(|_| HttpError::BadUrl(format!("bad path `{}`", url.path_and_query)))?;
-        let out_body = req
-            .body()
-            .map_err(|_| HttpError::Transport("request body unavailable".into()))?;
-        let opts = RequestOptions::new();
-        let ns = timeout.as_nanos() as u64;
-        let _ = opts.set_connect_timeout(Some(ns));
-        let _ = opts.set_first_byte_timeout(Some(ns));
-        let _ = opts.set_between_bytes_timeout(Some(ns));
-        let fut =
-            outgoing_handler::handle(req, Some(opts)).map_err(|e| map_error(e, url, timeout))?;
-        {
-            let stream = out_body
-                .write()
-                .map_err(|_| HttpError::Transport("request body stream unavailable".into()))?;
-            for chunk in body.chunks(4096) {
-                stream
-                    .blocking_write_and_flush(chunk)
-                    .map_err(|e| HttpError::Transport(format!("writing request body: {e:?}")))?;
+        let out_body = if body.is_empty() {
+            None
+        } else {
+            Some(
+                req.body()
+                    .map_err(|_| HttpError::Transport("request body unavailable".into()))?,
+            )
+        };
+        // No request options: waits below end at `deadline`, and dropping
+        // the pending response cancels the host's request.
+        let fut = outgoing_handler::handle(req, None).map_err(|e| map_error(e, url, timeout))?;
+        if let Some(out_body) = out_body {
+            {
+                let stream = out_body
+                    .write()
+                    .map_err(|_| HttpError::Transport("request body stream unavailable".into()))?;
+                for chunk in body.chunks(4096) {
+                    stream.blocking_write_and_flush(chunk).map_err(|e| {
+                        HttpError::Transport(format!("writing request body: {e:?}"))
+                    })?;
+                }
             }
+            OutgoingBody::finish(out_body, None).map_err(|e| map_error(e, url, timeout))?;
         }
-        OutgoingBody::finish(out_body, None).map_err(|e| map_error(e, url, timeout))?;
 
         if !wait(&fut.subscribe(), &deadline) {
             return Err(HttpError::Timeout(timeout));

@@ -18,7 +18,7 @@
 //!         PluginInfo::sensor("ping", env!("CARGO_PKG_VERSION"), "Says hello")
 //!             .field(ConfigField::required("url", "string", "what to check"))
 //!     }
-//!     fn check(config: Config, ctx: &CheckContext) -> CheckResult {
+//!     fn check(config: &Config, ctx: &CheckContext) -> CheckResult {
 //!         CheckResult::ok(format!("{} is fine", config.url))
 //!     }
 //! }
@@ -36,8 +36,10 @@
 //! ([`config`]), logging into the agent ([`log`]), a small blocking HTTP
 //! client over `wasi:http` ([`http`]) and what a notifier's HTTP answer
 //! means for delivery: retryable or permanent ([`delivery`]). It must not
-//! hold state between calls: the agent may run each call in a fresh
-//! instance.
+//! hold state between calls (the agent may run each call in a fresh
+//! instance), with one exception that changes no outcome: a sensor's last
+//! parsed and validated configuration is kept with its text, so a reused
+//! instance does not parse the same JSON on every check.
 //!
 //! Natively (not on `wasm32`) everything compiles, so plugin logic can be
 //! unit-tested with `cargo test`; only calls into the host are unavailable.
@@ -69,7 +71,7 @@ pub mod prelude {
 pub trait Sensor {
     /// The plugin's configuration, deserialized from the JSON the agent
     /// passes. Use `#[serde(deny_unknown_fields)]` so typos are reported.
-    type Config: serde::de::DeserializeOwned;
+    type Config: serde::de::DeserializeOwned + 'static;
 
     /// Name, version, description and configuration keys.
     fn info() -> PluginInfo;
@@ -82,8 +84,9 @@ pub trait Sensor {
     }
 
     /// Runs one check. A failing target is a [`CheckResult`] with status
-    /// `Fail`, never a panic.
-    fn check(config: Self::Config, ctx: &CheckContext) -> CheckResult;
+    /// `Fail`, never a panic. The configuration has been validated; the
+    /// same parsed value may serve several checks of a reused instance.
+    fn check(config: &Self::Config, ctx: &CheckContext) -> CheckResult;
 }
 
 /// A notifier. Implement this and call [`export_notifier!`].

@@ -260,14 +260,15 @@ CREATE TABLE result_blocks(
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Page cache of the history writer, in KiB (negative `cache_size`). At
-/// 1,000 sensors each batch touches the tail leaf page of every sensor in
-/// `results` plus the rollup pages; 32 MiB keeps those and the interior
-/// pages resident so commits do not read from disk.
-const WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// 1,000 sensors each batch touches every sensor's open block and its
+/// hour and day rollup rows: about a thousand leaf pages, 4 MiB with the
+/// interior pages. A miss is a read from the OS page cache, not the disk;
+/// a larger cache only grows the agent's memory with the database.
+const WRITER_CACHE_KIB: i64 = 4 * 1024;
 
 /// Page cache of readers and the escalation connection, in KiB. SLA and
 /// history queries read a few hundred pages at most.
-const READER_CACHE_KIB: i64 = 4 * 1024;
+const READER_CACHE_KIB: i64 = 1024;
 
 /// After a checkpoint, truncate the WAL file back to this size so one burst
 /// (or a reader holding a snapshot while the WAL grew) does not leave a huge

@@ -153,8 +153,10 @@ pub struct Config {
     pub path: PathBuf,
     /// `[agent]`.
     pub agent: AgentConfig,
-    /// Enabled sensors, in file order.
-    pub sensors: Vec<SensorConfig>,
+    /// Enabled sensors, in file order. Shared (not copied) by the
+    /// scheduler and the evaluation stage: a thousand sensors' configs
+    /// are held once.
+    pub sensors: Vec<Arc<SensorConfig>>,
     /// Notifiers.
     pub notifiers: Vec<NotifierConfig>,
     /// Escalation policies.
@@ -418,7 +420,7 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
         config: Config {
             path: path.to_path_buf(),
             agent,
-            sensors,
+            sensors: sensors.into_iter().map(Arc::new).collect(),
             notifiers,
             escalations,
             maintenance,

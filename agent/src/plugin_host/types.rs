@@ -54,7 +54,39 @@ pub struct CheckResult {
     pub metrics: BTreeMap<String, f64>,
     /// Structured details from the plugin.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub details: Option<serde_json::Value>,
+    pub details: Option<Details>,
+}
+
+/// A plugin's structured details: JSON text as the plugin wrote it. The
+/// agent only shows them (`outpost plugin run`), so they are parsed when
+/// serialized, not on every check; text that is not JSON is shown as a
+/// JSON string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Details(pub String);
+
+impl Details {
+    /// The details as a JSON value.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0).unwrap_or_else(|_| serde_json::Value::String(self.0.clone()))
+    }
+}
+
+impl std::fmt::Display for Details {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Details {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Details {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Details(serde_json::Value::deserialize(d)?.to_string()))
+    }
 }
 
 impl CheckResult {

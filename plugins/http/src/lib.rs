@@ -102,8 +102,8 @@ impl Sensor for Http {
         config::validate(config)
     }
 
-    fn check(config: Config, ctx: &CheckContext) -> CheckResult {
-        run(&config, ctx)
+    fn check(config: &Config, ctx: &CheckContext) -> CheckResult {
+        run(config, ctx)
     }
 }
 

@@ -84,8 +84,8 @@ impl Sensor for Mongo {
         Settings::from_config(config).map(|_| ())
     }
 
-    fn check(config: Config, ctx: &CheckContext) -> CheckResult {
-        match Settings::from_config(&config) {
+    fn check(config: &Config, ctx: &CheckContext) -> CheckResult {
+        match Settings::from_config(config) {
             Ok(s) => check::run(&s, ctx.remaining(), None),
             Err(e) => CheckResult::error(format!("invalid configuration: {e}")),
         }

@@ -84,7 +84,7 @@ impl Sensor for Hostile {
         }
     }
 
-    fn check(config: Config, _ctx: &CheckContext) -> CheckResult {
+    fn check(config: &Config, _ctx: &CheckContext) -> CheckResult {
         let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         match config.mode.as_str() {
             "ok" => CheckResult::ok("fine"),
