@@ -117,7 +117,7 @@ pub fn sensor_check<T: Sensor>(
                 value: m.value,
             })
             .collect(),
-        details: r.details.map(|d| d.to_string()),
+        details: r.details,
     }
 }
 

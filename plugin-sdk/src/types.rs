@@ -39,8 +39,17 @@ pub struct CheckResult {
     pub latency_ms: f64,
     /// Named measurements.
     pub metrics: Vec<Metric>,
-    /// Optional structured details (a JSON value).
-    pub details: Option<serde_json::Value>,
+    /// Optional structured details, as JSON text ([`CheckResult::details`]
+    /// serializes them; [`CheckResult::details_value`] reads them back).
+    #[serde(serialize_with = "json_text")]
+    pub details: Option<String>,
+}
+
+fn json_text<S: serde::Serializer>(text: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    text.as_deref()
+        .map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap_or_else(|_| t.into()))
+        .serialize(s)
 }
 
 impl CheckResult {
@@ -83,10 +92,19 @@ impl CheckResult {
         });
         self
     }
-    /// Sets the details document.
-    pub fn details(mut self, details: serde_json::Value) -> Self {
-        self.details = Some(details);
+    /// Sets the details document: any serializable value (a
+    /// `serde_json::Value`, or a struct deriving `Serialize`, which costs
+    /// less to build and write than a `Value` tree).
+    pub fn details(mut self, details: impl serde::Serialize) -> Self {
+        self.details = serde_json::to_string(&details).ok();
         self
+    }
+    /// The details as a JSON value (for tests and callers that inspect
+    /// them).
+    pub fn details_value(&self) -> Option<serde_json::Value> {
+        self.details
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
     }
     /// Raises the status to `status` if that is worse, appending `reason`
     /// to the message. Handy when several conditions are evaluated.

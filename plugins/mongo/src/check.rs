@@ -384,7 +384,7 @@ mod tests {
         assert_eq!(r.message, "2 of 3 hosts usable; c:3: connection refused");
         assert_eq!(metric(&r, "hosts_reachable"), 2.0);
         assert_eq!(metric(&r, "primary_reachable"), 1.0);
-        assert_eq!(r.details.as_ref().unwrap()["set"]["primary"], "a:1");
+        assert_eq!(r.details_value().unwrap()["set"]["primary"], "a:1");
     }
 
     #[test]
@@ -419,7 +419,10 @@ mod tests {
             "{}",
             r.message
         );
-        assert_eq!(r.details.unwrap()["set"]["unchecked"], json!(["evil:9"]));
+        assert_eq!(
+            r.details_value().unwrap()["set"]["unchecked"],
+            json!(["evil:9"])
+        );
     }
 
     #[test]
