@@ -23,6 +23,28 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("email", "outpost-plugin-email", "outpost_plugin_email.wasm"),
 ];
 
+/// Places the functions an agent runs in its steady state (listed in
+/// `hot-symbols.txt`, see `scripts/hot-symbols`) together at the start of
+/// the binary's text. The kernel maps code in 64 KiB runs around each
+/// touched page, so scattered hot functions kept most of the 21 MiB of
+/// text resident. Only where the linker is lld (Rust's default for
+/// x86_64 Linux); elsewhere the binary is just not reordered.
+fn order_hot_code(manifest: &Path) {
+    let list = manifest.join("hot-symbols.txt");
+    println!("cargo:rerun-if-changed={}", list.display());
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let lld_default = var("CARGO_CFG_TARGET_ARCH") == "x86_64"
+        && var("CARGO_CFG_TARGET_OS") == "linux"
+        && var("CARGO_CFG_TARGET_ENV") == "gnu";
+    if lld_default && list.exists() {
+        println!(
+            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
+            list.display()
+        );
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+    }
+}
+
 /// Fixture components for tests: (env suffix, package, artifact).
 const FIXTURES: &[(&str, &str, &str)] = &[
     (
@@ -41,6 +63,7 @@ const FIXTURES: &[(&str, &str, &str)] = &[
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
+    order_hot_code(&manifest);
     for dir in [
         "plugin-sdk",
         "plugins",

@@ -179,3 +179,60 @@ pub fn notifier_notify<T: Notifier>(
     };
     T::notify(cfg, alert, &ctx).map_err(to_wit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static VALIDATIONS: AtomicU32 = AtomicU32::new(0);
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Cfg {
+        word: String,
+    }
+
+    /// Echoes its configured word; counts how often a configuration is
+    /// parsed and validated.
+    struct Echo;
+
+    impl Sensor for Echo {
+        type Config = Cfg;
+        fn info() -> PluginInfo {
+            PluginInfo::sensor("echo", "0", "echoes")
+        }
+        fn validate(c: &Cfg) -> Result<(), ConfigError> {
+            VALIDATIONS.fetch_add(1, Ordering::SeqCst);
+            if c.word.is_empty() {
+                return Err(ConfigError::new("word", "must not be empty"));
+            }
+            Ok(())
+        }
+        fn check(c: &Cfg, _ctx: &CheckContext) -> CheckResult {
+            CheckResult::ok(c.word.clone())
+        }
+    }
+
+    #[test]
+    fn a_configuration_is_parsed_once_while_it_stays_the_same() {
+        let check = |cfg: &str| sensor_check::<Echo>(cfg, 1000).message;
+        let before = VALIDATIONS.load(Ordering::SeqCst);
+        assert_eq!(check(r#"{"word":"a"}"#), "a");
+        assert_eq!(check(r#"{"word":"a"}"#), "a");
+        assert_eq!(VALIDATIONS.load(Ordering::SeqCst) - before, 1);
+        // Another text is parsed again and replaces the cached one.
+        assert_eq!(check(r#"{"word":"b"}"#), "b");
+        assert_eq!(VALIDATIONS.load(Ordering::SeqCst) - before, 2);
+        // An invalid one is reported every time and is not cached...
+        for _ in 0..2 {
+            let msg = check(r#"{"word":""}"#);
+            assert!(msg.contains("word") && msg.contains("must not be empty"), "{msg}");
+        }
+        assert_eq!(VALIDATIONS.load(Ordering::SeqCst) - before, 4);
+        // ...nor does it leave the previous one in place.
+        assert_eq!(check(r#"{"word":"b"}"#), "b");
+        assert_eq!(VALIDATIONS.load(Ordering::SeqCst) - before, 5);
+        assert!(check(r#"{"word":1}"#).starts_with("invalid configuration"));
+    }
+}
