@@ -227,7 +227,10 @@ mod tests {
         // An invalid one is reported every time and is not cached...
         for _ in 0..2 {
             let msg = check(r#"{"word":""}"#);
-            assert!(msg.contains("word") && msg.contains("must not be empty"), "{msg}");
+            assert!(
+                msg.contains("word") && msg.contains("must not be empty"),
+                "{msg}"
+            );
         }
         assert_eq!(VALIDATIONS.load(Ordering::SeqCst) - before, 4);
         // ...nor does it leave the previous one in place.
