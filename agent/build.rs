@@ -36,7 +36,11 @@ fn order_hot_code(manifest: &Path) {
     let lld_default = var("CARGO_CFG_TARGET_ARCH") == "x86_64"
         && var("CARGO_CFG_TARGET_OS") == "linux"
         && var("CARGO_CFG_TARGET_ENV") == "gnu";
-    if lld_default && list.exists() {
+    // A build that links with another linker (GNU ld knows no ordering
+    // file) can opt out.
+    println!("cargo:rerun-if-env-changed=OUTPOST_NO_CODE_ORDER");
+    let opted_out = std::env::var_os("OUTPOST_NO_CODE_ORDER").is_some();
+    if lld_default && !opted_out && list.exists() {
         println!(
             "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
             list.display()
