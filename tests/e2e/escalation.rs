@@ -590,10 +590,16 @@ notify = ["l1"]
     target.set(Mode::Up);
     rx.wait_for("/l1", 2, Duration::from_secs(10), &agent);
     std::thread::sleep(Duration::from_secs(2));
+    let pages: Vec<String> = rx
+        .requests_to("/l1")
+        .iter()
+        .map(|r| format!("{} {}", r.json()["event"], r.json()["target"]))
+        .collect();
     assert_eq!(
         events(&rx, "/l1"),
         ["opened", "resolved"],
-        "dependents resolve silently"
+        "dependents resolve silently; pages: {pages:?}\n{}",
+        agent.logs()
     );
     let incs = incidents(&agent);
     assert!(incs.iter().all(|i| i["state"] == "resolved"), "{incs:?}");
