@@ -382,7 +382,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                     "configuration reloaded"
                 );
                 crate::memory::release_freed();
-                crate::memory::release_startup_code();
+                crate::memory::release_code_pages();
                 let _ = alerting_tx.send(Arc::new(AlertingConfig::new(
                     &new.config,
                     &new.plugins,

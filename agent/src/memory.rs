@@ -10,7 +10,7 @@
 //! Startup (config parsing, plugin loading, migrations) runs code that the
 //! steady state never touches again, and its pages stay mapped: megabytes
 //! of the binary counted in the agent's RSS. Once the agent is up, after a
-//! reload and with every heap trim, [`release_startup_code`] unmaps the
+//! reload and with every heap trim, [`release_code_pages`] unmaps the
 //! binary's read-only pages; the kernel maps back, from the page cache,
 //! only what the checks keep running (the build packs that code together:
 //! `hot-symbols.txt`).
@@ -52,7 +52,7 @@ pub fn limit_arenas() {
 /// constants); later accesses map them back from the page cache. Only
 /// segments that were never writable are touched, so no relocated data is
 /// lost: their pages always equal the file's. Returns the bytes advised.
-pub fn release_startup_code() -> usize {
+pub fn release_code_pages() -> usize {
     #[cfg(target_os = "linux")]
     {
         let mut advised = 0usize;
@@ -128,7 +128,7 @@ pub async fn trim_periodically() {
     loop {
         tick.tick().await;
         release_freed();
-        let code = release_startup_code();
+        let code = release_code_pages();
         tracing::trace!(bytes = code, "released heap and code pages");
     }
 }
@@ -138,18 +138,18 @@ mod tests {
     use super::*;
 
     /// A constant the test reads back after its page was released.
-    static TEXT: &str = "outpost: read-only data survives release_startup_code";
+    static TEXT: &str = "outpost: read-only data survives release_code_pages";
 
     #[test]
     #[cfg(target_os = "linux")]
     fn released_code_and_constants_map_back_unchanged() {
         let before: String = TEXT.to_string();
-        let advised = release_startup_code();
+        let advised = release_code_pages();
         // The test binary's code and constants are megabytes.
         assert!(advised > 1 << 20, "advised only {advised} bytes");
         // Code runs and constants read the same after the release.
         assert_eq!(TEXT, before);
         assert_eq!(format!("{}", 6 * 7), "42");
-        assert!(release_startup_code() > 0);
+        assert!(release_code_pages() > 0);
     }
 }
