@@ -142,13 +142,13 @@ async fn run_sensor(
 async fn run_once(
     rt: &mut SensorRuntime,
     stop: &mut watch::Receiver<bool>,
-    limit: &Arc<Semaphore>,
+    limit: &Semaphore,
     events: &mpsc::Sender<CheckEvent>,
     metrics: &Metrics,
     due: Instant,
 ) -> Option<Instant> {
     let permit = tokio::select! {
-        p = limit.clone().acquire_owned() => p.expect("semaphore closed"),
+        p = limit.acquire() => p.expect("semaphore closed"),
         _ = stop.changed() => return None,
     };
     let started = Instant::now();

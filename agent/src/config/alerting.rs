@@ -222,11 +222,14 @@ impl Maintenance {
     }
 }
 
+/// Parses a target list; a plain name must be a known sensor, system,
+/// service or peer.
 fn selectors(
     src: &Source,
     key: &str,
     list: &[Spanned<String>],
     at: usize,
+    target_known: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Selector>, ConfigError> {
     if list.is_empty() {
         return Err(src.err(
@@ -236,7 +239,19 @@ fn selectors(
         ));
     }
     list.iter()
-        .map(|s| Selector::parse(s.get_ref()).map_err(|m| src.err(s.span().start, key, m)))
+        .map(|s| {
+            let sel = Selector::parse(s.get_ref()).map_err(|m| src.err(s.span().start, key, m))?;
+            if let Selector::Name(n) = &sel
+                && !target_known(n)
+            {
+                return Err(src.err(
+                    s.span().start,
+                    key,
+                    format!("no sensor, system, service or peer is named `{n}`"),
+                ));
+            }
+            Ok(sel)
+        })
         .collect()
 }
 
@@ -290,18 +305,7 @@ pub(super) fn check_escalation(
     let name = e.name.get_ref().clone();
     check_name(&name)
         .map_err(|m| src.err(e.name.span().start, format!("escalation[{index}].name"), m))?;
-    let targets = selectors(src, "targets", &e.targets, at)?;
-    for (sel, raw) in targets.iter().zip(&e.targets) {
-        if let Selector::Name(n) = sel
-            && !target_known(n)
-        {
-            return Err(src.err(
-                raw.span().start,
-                "targets",
-                format!("no sensor, system, service or peer is named `{n}`"),
-            ));
-        }
-    }
+    let targets = selectors(src, "targets", &e.targets, at, target_known)?;
     if e.level.is_empty() {
         return Err(src.err(
             at,
@@ -430,18 +434,7 @@ pub(super) fn check_maintenance(
 ) -> Result<Maintenance, ConfigError> {
     let at = m.span().start;
     let m = m.into_inner();
-    let targets = selectors(src, "maintenance.targets", &m.targets, at)?;
-    for (sel, raw) in targets.iter().zip(&m.targets) {
-        if let Selector::Name(n) = sel
-            && !target_known(n)
-        {
-            return Err(src.err(
-                raw.span().start,
-                "maintenance.targets",
-                format!("no sensor, system, service or peer is named `{n}`"),
-            ));
-        }
-    }
+    let targets = selectors(src, "maintenance.targets", &m.targets, at, target_known)?;
     let window = match (&m.from, &m.to, &m.days) {
         (Some(from), Some(to), None) => {
             let f = parse_timestamp(from.get_ref())
