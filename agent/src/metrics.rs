@@ -93,10 +93,23 @@ impl Histogram {
 /// Per-sensor series.
 #[derive(Debug, Clone)]
 struct SensorSeries {
-    checks: BTreeMap<Status, u64>,
+    /// Checks by status, indexed by [`status_index`].
+    checks: [u64; STATUSES.len()],
     latency: Histogram,
     up: f64,
     state_code: f64,
+}
+
+/// Every status, in the order the counters are printed.
+const STATUSES: [Status; 4] = [Status::Ok, Status::Warn, Status::Fail, Status::Error];
+
+fn status_index(s: Status) -> usize {
+    match s {
+        Status::Ok => 0,
+        Status::Warn => 1,
+        Status::Fail => 2,
+        Status::Error => 3,
+    }
 }
 
 /// The agent's metrics.
@@ -155,12 +168,12 @@ impl Metrics {
     ) {
         let mut s = self.sensors.lock().unwrap();
         let e = s.entry(sensor.to_string()).or_insert_with(|| SensorSeries {
-            checks: BTreeMap::new(),
+            checks: [0; STATUSES.len()],
             latency: Histogram::new(LATENCY_BUCKETS),
             up: 0.0,
             state_code: 0.0,
         });
-        *e.checks.entry(status).or_default() += 1;
+        e.checks[status_index(status)] += 1;
         e.latency.observe(latency_s);
         e.up = if up { 1.0 } else { 0.0 };
         e.state_code = state_code;
@@ -234,7 +247,7 @@ impl Metrics {
         }
         out.push_str("# HELP outpost_checks_total Checks run, by sensor and status.\n# TYPE outpost_checks_total counter\n");
         for (name, s) in &sensors {
-            for (st, n) in &s.checks {
+            for (st, &n) in STATUSES.iter().zip(&s.checks).filter(|(_, n)| **n > 0) {
                 let _ = writeln!(
                     out,
                     "outpost_checks_total{{sensor=\"{}\",status=\"{}\"}} {n}",

@@ -64,7 +64,6 @@ pub struct SensorRuntime {
     instance: crate::plugin_host::Instance,
     machine: Machine,
     thresholds: Evaluator,
-    config_json: String,
 }
 
 impl SensorRuntime {
@@ -83,16 +82,14 @@ impl SensorRuntime {
         };
         let net = match &cfg.allow {
             Some(list) => NetPolicy::new(list.clone()),
-            None => NetPolicy::from_config(&cfg.config, &[]),
+            None => NetPolicy::from_config(&cfg.config.value(), &[]),
         };
         let instance = plugin.instance(Arc::new(net), &cfg.name);
-        let config_json = cfg.config.to_string();
         Self {
             cfg,
             instance,
             machine,
             thresholds: Evaluator::default(),
-            config_json,
         }
     }
 
@@ -154,7 +151,7 @@ async fn run_once(
     let started = Instant::now();
     metrics.observe_lateness(started.saturating_duration_since(due).as_secs_f64());
     let at_ms = now_ms();
-    let mut result = match rt.instance.check(&rt.config_json, rt.cfg.timeout).await {
+    let mut result = match rt.instance.check(rt.cfg.config.json(), rt.cfg.timeout).await {
         Ok(r) => r,
         Err(e) => {
             metrics.plugin_error(fault_kind(&e));

@@ -3,6 +3,7 @@
 //! typical value costs one or two bytes.
 
 use crate::error::{Result, StoreError};
+use crate::rollup::LatencyHist;
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -100,10 +101,10 @@ pub(crate) fn decode_metrics(buf: &[u8]) -> Result<Vec<(i64, f64)>> {
 
 /// Encodes a sparse histogram (ascending bucket index, count) as
 /// `varint(index delta), varint(count)` pairs.
-pub(crate) fn encode_hist(hist: &std::collections::BTreeMap<u16, u64>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hist.len() * 2);
+pub(crate) fn encode_hist(hist: &LatencyHist) -> Vec<u8> {
+    let mut out = Vec::new();
     let mut prev = 0u64;
-    for (&idx, &count) in hist {
+    for (idx, count) in hist.iter() {
         put_varint(&mut out, u64::from(idx) - prev);
         put_varint(&mut out, count);
         prev = u64::from(idx);
@@ -111,15 +112,15 @@ pub(crate) fn encode_hist(hist: &std::collections::BTreeMap<u16, u64>) -> Vec<u8
     out
 }
 
-pub(crate) fn decode_hist(buf: &[u8]) -> Result<std::collections::BTreeMap<u16, u64>> {
+pub(crate) fn decode_hist(buf: &[u8]) -> Result<LatencyHist> {
     let mut pos = 0;
     let mut idx = 0u64;
-    let mut out = std::collections::BTreeMap::new();
+    let mut out = LatencyHist::default();
     while pos < buf.len() {
         idx += get_varint(buf, &mut pos)?;
         let count = get_varint(buf, &mut pos)?;
         let i = u16::try_from(idx).map_err(|_| StoreError::Corrupt("histogram index".into()))?;
-        out.insert(i, count);
+        out.set(i, count);
     }
     Ok(out)
 }
@@ -179,10 +180,12 @@ mod tests {
 
     #[test]
     fn hist_roundtrip() {
-        let mut h = std::collections::BTreeMap::new();
-        h.insert(3u16, 10u64);
-        h.insert(40, 1);
-        h.insert(975, 123_456);
+        let h: LatencyHist = [(975u16, 123_456u64), (3, 10), (40, 1)].into_iter().collect();
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            [(3, 10), (40, 1), (975, 123_456)],
+            "kept in bucket order"
+        );
         assert_eq!(decode_hist(&encode_hist(&h)).unwrap(), h);
     }
 }

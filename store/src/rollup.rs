@@ -31,8 +31,6 @@
 //!   counted as a check but does not change coverage or outages: the writer
 //!   cannot rewrite the past intervals it already split.
 
-use std::collections::BTreeMap;
-
 use crate::calendar::{DAY_MS, HOUR_MS, floor_to};
 use crate::error::Result;
 use crate::types::{Granularity, LatencyStats, RollupRow, Status};
@@ -270,7 +268,7 @@ pub(crate) struct Agg {
     pub lat_min: u64,
     pub lat_max: u64,
     pub lat_sum: u64,
-    pub hist: BTreeMap<u16, u64>,
+    pub hist: LatencyHist,
 }
 
 impl Agg {
@@ -286,7 +284,7 @@ impl Agg {
         self.failures += u64::from(status.is_failure());
         self.warnings += u64::from(status == Status::Warn);
         self.lat_sum = self.lat_sum.saturating_add(latency_us);
-        *self.hist.entry(bucket_of(latency_us)).or_default() += 1;
+        self.hist.add(bucket_of(latency_us));
     }
 
     pub(crate) fn uptime_pct(&self) -> Option<f64> {
@@ -365,16 +363,61 @@ pub(crate) fn bucket_range(idx: u16) -> (u64, u64) {
     (low, low + (width - 1))
 }
 
+/// A sparse latency histogram: (bucket, count) pairs in ascending bucket
+/// order. A bucket's count is at most `u32::MAX` (a day of checks every
+/// 20 µs). Kept for every cached rollup, so it is a flat vector: 8 bytes
+/// per filled bucket, where a map took several times that.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LatencyHist(Vec<(u16, u32)>);
+
+impl LatencyHist {
+    /// Counts one value in bucket `idx`.
+    pub(crate) fn add(&mut self, idx: u16) {
+        match self.0.binary_search_by_key(&idx, |&(i, _)| i) {
+            Ok(at) => self.0[at].1 = self.0[at].1.saturating_add(1),
+            Err(at) => self.0.insert(at, (idx, 1)),
+        }
+    }
+
+    /// Sets bucket `idx` to `count` (saturating at `u32::MAX`).
+    pub(crate) fn set(&mut self, idx: u16, count: u64) {
+        let count = u32::try_from(count).unwrap_or(u32::MAX);
+        match self.0.binary_search_by_key(&idx, |&(i, _)| i) {
+            Ok(at) => self.0[at].1 = count,
+            Err(at) => self.0.insert(at, (idx, count)),
+        }
+    }
+
+    /// (bucket, count) in ascending bucket order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.0.iter().map(|&(i, c)| (i, u64::from(c)))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(u16, u64)> for LatencyHist {
+    fn from_iter<I: IntoIterator<Item = (u16, u64)>>(it: I) -> Self {
+        let mut h = LatencyHist::default();
+        for (i, c) in it {
+            h.set(i, c);
+        }
+        h
+    }
+}
+
 /// Nearest-rank percentile `p` (1-100) from a histogram, as the midpoint of
 /// the bucket holding it.
-pub(crate) fn percentile(hist: &BTreeMap<u16, u64>, p: u64) -> u64 {
-    let n: u64 = hist.values().sum();
+pub(crate) fn percentile(hist: &LatencyHist, p: u64) -> u64 {
+    let n: u64 = hist.iter().map(|(_, c)| c).sum();
     if n == 0 {
         return 0;
     }
     let rank = (p * n).div_ceil(100).max(1);
     let mut seen = 0;
-    for (&idx, &c) in hist {
+    for (idx, c) in hist.iter() {
         seen += c;
         if seen >= rank {
             let (lo, hi) = bucket_range(idx);
@@ -402,7 +445,7 @@ pub(crate) fn agg_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Res
                 Box::new(e),
             )
         })?,
-        None => BTreeMap::new(),
+        None => LatencyHist::default(),
     };
     Ok(Agg {
         checks: g(0)? as u64,
@@ -538,15 +581,15 @@ mod tests {
     #[test]
     fn percentile_is_in_the_exact_values_bucket() {
         let vals: Vec<u64> = (1..=1000u64).map(|i| i * i * 37 % 900_001).collect();
-        let mut h = BTreeMap::new();
+        let mut h = LatencyHist::default();
         for &v in &vals {
-            *h.entry(bucket_of(v)).or_insert(0) += 1;
+            h.add(bucket_of(v));
         }
         let mut s = vals.clone();
         s.sort();
         let exact = s[(95 * s.len()).div_ceil(100) - 1];
         assert_eq!(bucket_of(percentile(&h, 95)), bucket_of(exact));
-        let one: BTreeMap<u16, u64> = [(bucket_of(7), 1)].into();
+        let one: LatencyHist = [(bucket_of(7), 1)].into_iter().collect();
         assert_eq!(percentile(&one, 95), 7);
     }
 

@@ -188,7 +188,7 @@ fn brute_force(
         a.lat_min = *v.iter().min().unwrap();
         a.lat_max = *v.iter().max().unwrap();
         for &l in v {
-            *a.hist.entry(bucket_of(l)).or_default() += 1;
+            a.hist.add(bucket_of(l));
         }
     }
     (out, lat)

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::calendar::{DAY_MS, HOUR_MS, floor_to};
 use crate::blocks::{Block, Raw};
 use crate::codec;
 use crate::error::{Result, StoreError};
@@ -105,10 +106,12 @@ pub(crate) const MESSAGE_TOUCH_SLACK_MS: i64 = 3_600_000;
 /// while the common case (a few fixed messages per sensor) always hits.
 const MESSAGE_CACHE_MAX: usize = 8_192;
 
-/// Rollup rows kept in memory after a commit. At 1,000 sensors a batch
-/// touches ~2,000 rows (current hour and day per sensor, plus the previous
-/// ones around a boundary); 50,000 keeps all of them warm and bounds memory
-/// (~10 MB) when results arrive for many old buckets.
+/// Rollup rows kept in memory after a commit, at most. A stream in order
+/// only writes each sensor's current hour and day (and the previous ones
+/// around a boundary): when the newest result enters a new hour, the
+/// buckets before the previous hour and day are dropped
+/// ([`State::evict_rollups`]). This bound is for late results reaching
+/// many old buckets within one hour.
 const ROLLUP_CACHE_MAX: usize = 50_000;
 
 struct SensorEntry {
@@ -145,10 +148,12 @@ struct State {
     /// Open blocks by sensor id, loaded on a sensor's first in-order result.
     blocks: HashMap<i64, OpenBlock>,
     windows: Vec<Window>,
-    /// Sensor states of the current batch (latest wins; `None` deletes).
-    pending_states: HashMap<String, Option<SensorState>>,
     /// message id → new last_used_ms, written at the end of the batch.
     message_touches: HashMap<i64, i64>,
+    /// Time of the newest result written, and the hour whose start last
+    /// evicted the rollup cache.
+    newest_ms: i64,
+    evicted_hour_ms: i64,
 }
 
 const INSERT_RESULT: &str = "INSERT OR IGNORE INTO results(sensor_id, at_ms, status, latency_us, message_id, metrics) \
@@ -383,6 +388,7 @@ impl State {
         r: &CheckRecord,
     ) -> Result<bool> {
         let sid = self.sensor_id(conn, &r.sensor)?;
+        self.newest_ms = self.newest_ms.max(r.at_ms);
         let maint = r.in_maintenance || self.in_window(&r.sensor, r.at_ms);
         let msg_id = self.message_id(conn, &r.message, r.at_ms)?;
         let metrics = self.metric_ids(conn, &r.metrics)?;
@@ -462,8 +468,32 @@ impl State {
         Ok(id)
     }
 
-    /// Writes everything the batch changed in memory.
-    fn write_dirty(&mut self, conn: &Connection) -> Result<()> {
+    /// Drops cached rollups a stream in order will not write again (all
+    /// are clean after a commit): once the newest result is in a new hour,
+    /// every bucket before the previous hour (hourly) or the previous day
+    /// (daily). A late result reloads what it needs.
+    fn evict_rollups(&mut self) {
+        let hour = floor_to(self.newest_ms, HOUR_MS);
+        if hour != self.evicted_hour_ms {
+            self.evicted_hour_ms = hour;
+            let day = floor_to(self.newest_ms, DAY_MS);
+            self.rollups.retain(|&(g, start, _), _| match g {
+                Granularity::Hour => start >= hour - HOUR_MS,
+                Granularity::Day => start >= day - DAY_MS,
+            });
+        }
+        if self.rollups.len() > ROLLUP_CACHE_MAX {
+            self.rollups.clear();
+        }
+    }
+
+    /// Writes everything the batch changed in memory, and the batch's
+    /// sensor states (`None` deletes one).
+    fn write_dirty(
+        &mut self,
+        conn: &Connection,
+        states: HashMap<&str, Option<&SensorState>>,
+    ) -> Result<()> {
         let mut up = conn.prepare_cached(
             "UPDATE sensors SET last_at_ms = ?2, last_class = ?3, last_cap_ms = ?4, \
              outage_start_ms = ?5, outage_down_ms = ?6 WHERE id = ?1",
@@ -496,9 +526,9 @@ impl State {
         for (id, at) in self.message_touches.drain() {
             touch.execute(params![id, at])?;
         }
-        for (sensor, s) in self.pending_states.drain() {
+        for (sensor, s) in states {
             match s {
-                Some(s) => crate::query::upsert_sensor_state(conn, &s)?,
+                Some(s) => crate::query::upsert_sensor_state(conn, s)?,
                 None => {
                     conn.execute("DELETE FROM sensor_state WHERE sensor = ?1", [sensor])?;
                 }
@@ -666,6 +696,9 @@ impl Writer {
             return Ok(out);
         }
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        // Sensor states of this batch: the latest of each wins. Borrowed
+        // from the batch, dropped with it.
+        let mut states: HashMap<&str, Option<&SensorState>> = HashMap::new();
         for m in batch {
             match m {
                 Msg::Record(r) => {
@@ -677,12 +710,10 @@ impl Writer {
                 }
                 Msg::Transition(t) => self.st.write_transition(&self.conn, t)?,
                 Msg::State(s) => {
-                    self.st
-                        .pending_states
-                        .insert(s.sensor.clone(), Some(s.clone()));
+                    states.insert(&s.sensor, Some(s));
                 }
                 Msg::DeleteState(name) => {
-                    self.st.pending_states.insert(name.clone(), None);
+                    states.insert(name, None);
                 }
                 Msg::AddMaintenance {
                     target,
@@ -699,7 +730,7 @@ impl Writer {
                 Msg::Flush(_) | Msg::Prune { .. } | Msg::Shutdown(_) => {}
             }
         }
-        self.st.write_dirty(&self.conn)?;
+        self.st.write_dirty(&self.conn, states)?;
         self.conn.execute_batch("COMMIT")?;
         self.counters.transactions.fetch_add(1, Ordering::Relaxed);
         Ok(out)
@@ -746,9 +777,7 @@ impl Writer {
                     .duplicates
                     .fetch_add(o.duplicates, Ordering::Relaxed);
                 maintenance_ids = o.maintenance_ids;
-                if self.st.rollups.len() > ROLLUP_CACHE_MAX {
-                    self.st.rollups.clear();
-                }
+                self.st.evict_rollups();
             }
             Err(e) => {
                 tracing::error!(error = %e, records, "store writer: batch dropped after retries");
@@ -872,4 +901,53 @@ pub(crate) fn find_sensor_id(conn: &Connection, name: &str) -> Result<Option<i64
         .prepare_cached("SELECT id FROM sensors WHERE name = ?1")?
         .query_row([name], |r| r.get(0))
         .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_hour_evicts_the_rollups_a_stream_in_order_no_longer_writes() {
+        let mut st = State::default();
+        let t0 = 10 * DAY_MS;
+        let mut cache = |g: Granularity, start: i64| {
+            st.rollups.insert(
+                (g, start, 1),
+                CachedAgg {
+                    agg: Agg::default(),
+                    dirty: false,
+                },
+            );
+        };
+        for h in 0..5 {
+            cache(Granularity::Hour, t0 + h * HOUR_MS);
+        }
+        cache(Granularity::Day, t0 - DAY_MS);
+        cache(Granularity::Day, t0 - 2 * DAY_MS);
+        cache(Granularity::Day, t0);
+        st.newest_ms = t0 + 4 * HOUR_MS + 5;
+        st.evict_rollups();
+        let mut kept: Vec<_> = st.rollups.keys().map(|&(g, s, _)| (g, s - t0)).collect();
+        kept.sort_by_key(|&(g, s)| (g as u8, s));
+        assert_eq!(
+            kept,
+            [
+                (Granularity::Hour, 3 * HOUR_MS),
+                (Granularity::Hour, 4 * HOUR_MS),
+                (Granularity::Day, -DAY_MS),
+                (Granularity::Day, 0),
+            ]
+        );
+        // Within the same hour, a late result's reloaded bucket stays.
+        st.rollups.insert(
+            (Granularity::Hour, t0, 1),
+            CachedAgg {
+                agg: Agg::default(),
+                dirty: false,
+            },
+        );
+        st.evict_rollups();
+        assert_eq!(st.rollups.len(), 5);
+    }
 }

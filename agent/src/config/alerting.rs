@@ -93,8 +93,8 @@ pub struct NotifierConfig {
     pub timeout: Duration,
     /// Explicit allow-list; `None` means what the config names.
     pub allow: Option<Vec<Endpoint>>,
-    /// Plugin configuration as JSON.
-    pub config: serde_json::Value,
+    /// Plugin configuration.
+    pub config: super::PluginConfig,
 }
 
 /// One level of an escalation policy.
@@ -270,15 +270,7 @@ pub(super) fn check_notifier(
     }
     let allow = super::parse_allow(src, n.allow.as_deref())?;
     let plugin_at = n.plugin.span().start;
-    let (config, config_at) = match n.config {
-        Some(c) => {
-            let at = c.span().start;
-            let json = serde_json::to_value(c.into_inner())
-                .map_err(|e| src.err(at, "config", e.to_string()))?;
-            (json, at)
-        }
-        None => (serde_json::json!({}), plugin_at),
-    };
+    let (config, config_at) = super::PluginConfig::from_table(src, n.config, plugin_at)?;
     Ok((
         NotifierConfig {
             name,

@@ -128,8 +128,8 @@ pub struct SensorConfig {
     pub labels: BTreeMap<String, String>,
     /// Explicit network allow-list; `None` means "what the config names".
     pub allow: Option<Vec<Endpoint>>,
-    /// The plugin configuration, as JSON.
-    pub config: serde_json::Value,
+    /// The plugin configuration.
+    pub config: PluginConfig,
     /// Metric rules.
     pub thresholds: Vec<Threshold>,
     /// Where it is defined (`file:line`), for messages.
@@ -143,6 +143,44 @@ impl SensorConfig {
     /// Whether a maintenance window covers this sensor at `now_ms`.
     pub fn in_maintenance(&self, now_ms: i64) -> bool {
         self.maintenance.iter().any(|w| w.active(now_ms))
+    }
+}
+
+/// A plugin's `config` table, held as the compact JSON text the plugin
+/// receives. A thousand sensors keep a few dozen bytes each instead of a
+/// JSON tree; the tree is rebuilt only where the host reads values (the
+/// network allow-list it derives from the URLs in it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginConfig(Box<str>);
+
+impl PluginConfig {
+    /// The configuration of `table` (an empty object when absent), and
+    /// where it starts (`default_at` when absent), for error messages.
+    fn from_table(
+        src: &Source,
+        table: Option<Spanned<toml::Table>>,
+        default_at: usize,
+    ) -> Result<(PluginConfig, usize), ConfigError> {
+        match table {
+            Some(t) => {
+                let at = t.span().start;
+                let json = serde_json::to_string(t.get_ref())
+                    .map_err(|e| src.err(at, "config", e.to_string()))?;
+                Ok((PluginConfig(json.into()), at))
+            }
+            None => Ok((PluginConfig("{}".into()), default_at)),
+        }
+    }
+
+    /// The JSON text, as handed to the plugin.
+    pub fn json(&self) -> &str {
+        &self.0
+    }
+
+    /// The configuration as a JSON value.
+    pub fn value(&self) -> serde_json::Value {
+        // Built from a TOML table by `from_table`: always valid JSON.
+        serde_json::from_str(&self.0).unwrap_or_default()
     }
 }
 
@@ -420,7 +458,7 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
         config: Config {
             path: path.to_path_buf(),
             agent,
-            sensors: sensors.into_iter().map(Arc::new).collect(),
+            sensors: shared(sensors),
             notifiers,
             escalations,
             maintenance,
@@ -429,6 +467,14 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
         },
         plugins,
     })
+}
+
+/// The sensors behind `Arc`s, in a vector of exactly their number (a
+/// collect in place would keep the buffer the configs themselves took).
+fn shared(sensors: Vec<SensorConfig>) -> Vec<Arc<SensorConfig>> {
+    let mut v: Vec<Arc<SensorConfig>> = sensors.into_iter().map(Arc::new).collect();
+    v.shrink_to_fit();
+    v
 }
 
 /// Loads a plugin once per spec and checks its kind.
@@ -462,12 +508,12 @@ async fn validate_plugin_config(
     plugin: &Arc<Plugin>,
     src: &Source,
     config_at: usize,
-    config: &serde_json::Value,
+    config: &PluginConfig,
     who: &str,
     spec: &str,
 ) -> Result<(), ConfigError> {
     let mut probe = plugin.instance(Arc::new(crate::plugin_host::NetPolicy::deny_all()), who);
-    match probe.validate(&config.to_string()).await {
+    match probe.validate(config.json()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             let offset = field_offset(&src.text, config_at, &e.field);
@@ -736,15 +782,7 @@ fn check_sensor(
         return Err(src.err(at, "recover_after", "must be at least 1"));
     }
     let allow = parse_allow(src, s.allow.as_deref())?;
-    let (config, config_at) = match s.config {
-        Some(c) => {
-            let at = c.span().start;
-            let json = serde_json::to_value(c.into_inner())
-                .map_err(|e| src.err(at, "config", e.to_string()))?;
-            (json, at)
-        }
-        None => (serde_json::json!({}), start),
-    };
+    let (config, config_at) = PluginConfig::from_table(src, s.config, start)?;
     let mut thresholds = Vec::new();
     for t in s.threshold {
         let at = t.span().start;

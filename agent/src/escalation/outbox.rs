@@ -154,11 +154,11 @@ pub async fn deliver(store: &Store, cfg: &AlertingConfig, e: OutboxEntry) {
     let alert = alert_of(&e, ack_url);
     let policy = match &ncfg.allow {
         Some(list) => NetPolicy::new(list.clone()),
-        None => NetPolicy::from_config(&ncfg.config, &[]),
+        None => NetPolicy::from_config(&ncfg.config.value(), &[]),
     };
     let mut instance = plugin.instance(Arc::new(policy), &ncfg.name);
     let outcome = instance
-        .notify(&ncfg.config.to_string(), &alert, ncfg.timeout)
+        .notify(ncfg.config.json(), &alert, ncfg.timeout)
         .await;
     let result = match outcome {
         Ok(Ok(())) => Ok(()),
