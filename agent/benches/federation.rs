@@ -26,6 +26,7 @@
 //! (ratio 2.1); bare parse of a round's changed documents 1.9 ms.
 
 use outpost::config::topology::{Member, NodeConfig, NodeKind, PeerConfig, Rule};
+use outpost::config::{PluginConfig, SensorConfig};
 use outpost::evaluation::{self, Setup, Stage};
 use outpost::federation::{self, Identity};
 use outpost::metrics::Metrics;
@@ -261,11 +262,24 @@ fn status_render() {
     let board = Arc::new(Board::default());
     for i in 0..1000 {
         board.put(SensorView {
-            name: format!("sensor-{i:04}"),
-            plugin: "http".into(),
-            category: Some("Bench".into()),
-            description: None,
-            labels: BTreeMap::from([("team".into(), "core".into())]),
+            sensor: Arc::new(SensorConfig {
+                name: format!("sensor-{i:04}"),
+                plugin: "http".into(),
+                interval: Duration::from_secs(30),
+                timeout: Duration::from_secs(10),
+                jitter: Duration::ZERO,
+                retry_interval: Duration::from_secs(10),
+                fail_after: 3,
+                recover_after: 2,
+                category: Some("Bench".into()),
+                description: None,
+                labels: BTreeMap::from([("team".into(), "core".into())]),
+                allow: None,
+                config: PluginConfig::default(),
+                thresholds: vec![],
+                origin: "bench".into(),
+                maintenance: vec![],
+            }),
             state: outpost::state::State::Up,
             since_ms: 1_700_000_000_000,
             reason: "2 consecutive successes".into(),
@@ -274,7 +288,6 @@ fn status_render() {
             last_status: Some(outpost::plugin_host::Status::Ok),
             last_message: "HTTP 200 in 12 ms".into(),
             last_latency_ms: Some(12.5),
-            interval_ms: 30_000,
         });
     }
     let me = Identity {

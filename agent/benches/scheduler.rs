@@ -17,7 +17,15 @@
 //!
 //! Lateness comes from the agent's own histogram, so p50/p99/max are bucket
 //! upper bounds (0.5, 1, 2, 5, 10, 20 ms, ...), the mean is exact.
-//! Environment: `OUTPOST_BENCH_WINDOW_S` (measurement window, default 15).
+//!
+//! 3. Steady-state RSS: the agent's memory keeps growing for minutes after
+//!    start (SQLite page cache filling, rollup histograms, heap spread), so
+//!    the RSS target is judged on a longer 1,000-sensor run, sampled every
+//!    5 s: the largest sample after its first minute.
+//!
+//! Environment: `OUTPOST_BENCH_WINDOW_S` (measurement window, default 15),
+//! `OUTPOST_BENCH_STEADY_S` (length of the steady-state run, default 180;
+//! 0 skips it).
 
 mod common;
 use std::io::{Read, Write};
@@ -122,12 +130,85 @@ fn main() {
     }
     let per_sensor = (many.rss_kib as f64 - full.rss_kib as f64) / (MANY_SENSORS - SENSORS) as f64;
     println!("marginal RSS per sensor (1,000 → 10,000): {per_sensor:.1} KiB");
+
+    let steady_s: u64 = std::env::var("OUTPOST_BENCH_STEADY_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(180);
+    if steady_s == 0 {
+        println!(
+            "target ≤ 25 MiB at {SENSORS} sensors, {}s after start: {}  ({:.2}x the target; steady state not measured: OUTPOST_BENCH_STEADY_S=0)",
+            (WARMUP + window).as_secs(),
+            verdict(full.rss_kib as f64 / 1024.0 <= 25.0),
+            full.rss_kib as f64 / 1024.0 / 25.0,
+        );
+        return;
+    }
     println!(
-        "target ≤ 25 MiB at {SENSORS} sensors: {}  ({:.1}x the target; fresh instances {:.1}x)",
-        verdict(full.rss_kib as f64 / 1024.0 <= 25.0),
-        full.rss_kib as f64 / 1024.0 / 25.0,
-        fresh.rss_kib as f64 / 1024.0 / 25.0
+        "\n== 3. steady-state RSS: {SENSORS} sensors at 1 s for {steady_s} s, VmRSS every {}s (MiB; anon/file)",
+        STEADY_SAMPLE.as_secs()
     );
+    let (mut server, port) = common::spawn_server();
+    let samples = steady_phase(&work, port, Duration::from_secs(steady_s));
+    let _ = server.kill();
+    let _ = server.wait();
+    for row in samples.chunks(6) {
+        let line: Vec<String> = row
+            .iter()
+            .map(|(t, m)| {
+                format!(
+                    "{:>4}s {:>5.1} ({:.1}/{:.1})",
+                    t.as_secs(),
+                    m.rss_kib as f64 / 1024.0,
+                    m.anon_kib as f64 / 1024.0,
+                    m.file_kib as f64 / 1024.0
+                )
+            })
+            .collect();
+        println!("  {}", line.join("  "));
+    }
+    let settled: Vec<u64> = samples
+        .iter()
+        .filter(|(t, _)| *t >= STEADY_SETTLE)
+        .map(|(_, m)| m.rss_kib)
+        .collect();
+    let max = settled.iter().copied().max().unwrap_or(0) as f64 / 1024.0;
+    let mean = settled.iter().sum::<u64>() as f64 / settled.len().max(1) as f64 / 1024.0;
+    println!(
+        "after the first {}s: max {max:.1} MiB, mean {mean:.1} MiB",
+        STEADY_SETTLE.as_secs()
+    );
+    println!(
+        "target ≤ 25 MiB at {SENSORS} sensors (largest steady-state sample): {}  ({:.2}x the target)",
+        verdict(max <= 25.0),
+        max / 25.0
+    );
+}
+
+/// Sampling period of the steady-state run.
+const STEADY_SAMPLE: Duration = Duration::from_secs(5);
+/// Samples before this are start-up, not steady state.
+const STEADY_SETTLE: Duration = Duration::from_secs(60);
+
+/// Runs 1,000 sensors for `length`, sampling the agent's memory.
+fn steady_phase(work: &Path, server_port: u16, length: Duration) -> Vec<(Duration, Rss)> {
+    let (mut child, _api) = start_agent(&AgentRun {
+        work,
+        sensors: SENSORS,
+        interval: "1s",
+        server_port,
+        window: length,
+        reuse_instances: true,
+    });
+    let pid = child.id();
+    let start = Instant::now();
+    let mut samples = vec![];
+    while start.elapsed() < length {
+        std::thread::sleep(STEADY_SAMPLE);
+        samples.push((start.elapsed(), rss(pid)));
+    }
+    stop(&mut child);
+    samples
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -175,6 +256,32 @@ const RSS_CAP_KIB: u64 = 8 << 20;
 /// Starts `outpost run` with `sensors` http sensors, waits [`WARMUP`],
 /// measures over `window`, stops it.
 fn agent_phase(r: &AgentRun) -> Phase {
+    let (mut child, api) = start_agent(r);
+    let metrics_url = ("127.0.0.1", api);
+    let pid = child.id();
+    let mut capped = !sleep_watching(pid, WARMUP);
+    // An agent too busy to answer /metrics in time still gets its RSS
+    // measured; its lateness is then reported as empty.
+    let before = scrape(metrics_url).unwrap_or_default();
+    capped = capped || !sleep_watching(pid, r.window);
+    let after = scrape(metrics_url).unwrap_or_default();
+    let mem = rss(pid);
+    let (rss_kib, hwm_kib) = (mem.rss_kib, mem.hwm_kib);
+    stop(&mut child);
+    let name = "outpost_scheduler_lateness_seconds";
+    Phase {
+        lateness: Hist::parse(&after, name).minus(&Hist::parse(&before, name)),
+        rss_kib,
+        hwm_kib,
+        mem,
+        non_ok: non_ok_checks(&after).saturating_sub(non_ok_checks(&before)),
+        capped,
+    }
+}
+
+/// Writes the config of `r` on a fresh database, starts `outpost run` and
+/// waits until it answers `/metrics`. Returns the child and its API port.
+fn start_agent(r: &AgentRun) -> (Child, u16) {
     let dir = r.work.join("agent");
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -220,25 +327,7 @@ fn agent_phase(r: &AgentRun) -> Phase {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let pid = child.id();
-    let mut capped = !sleep_watching(pid, WARMUP);
-    // An agent too busy to answer /metrics in time still gets its RSS
-    // measured; its lateness is then reported as empty.
-    let before = scrape(metrics_url).unwrap_or_default();
-    capped = capped || !sleep_watching(pid, r.window);
-    let after = scrape(metrics_url).unwrap_or_default();
-    let mem = rss(pid);
-    let (rss_kib, hwm_kib) = (mem.rss_kib, mem.hwm_kib);
-    stop(&mut child);
-    let name = "outpost_scheduler_lateness_seconds";
-    Phase {
-        lateness: Hist::parse(&after, name).minus(&Hist::parse(&before, name)),
-        rss_kib,
-        hwm_kib,
-        mem,
-        non_ok: non_ok_checks(&after).saturating_sub(non_ok_checks(&before)),
-        capped,
-    }
+    (child, api)
 }
 
 /// Sleeps `d` while watching the process's RSS; false (early) when it

@@ -176,11 +176,7 @@ fn resume_states(store: &Store, board: &Board, cfg: &Config) -> HashMap<String, 
             );
         }
         board.put(SensorView {
-            name: s.name.clone(),
-            plugin: s.plugin.clone(),
-            category: s.category.clone(),
-            description: s.description.clone(),
-            labels: s.labels.clone(),
+            sensor: s.clone(),
             state: prev
                 .and_then(|p| State::parse(&p.state))
                 .unwrap_or(State::Unknown),
@@ -199,7 +195,6 @@ fn resume_states(store: &Store, board: &Board, cfg: &Config) -> HashMap<String, 
             last_latency_ms: prev
                 .and_then(|p| p.last_latency_us)
                 .map(|u| u as f64 / 1000.0),
-            interval_ms: s.interval.as_millis() as u64,
         });
     }
     resume

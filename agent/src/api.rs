@@ -233,11 +233,11 @@ pub fn render_status(me: &Identity, started_ms: i64, s: &Snapshot) -> Vec<u8> {
             .sensors
             .iter()
             .map(|v| SensorDoc {
-                name: &v.name,
-                plugin: &v.plugin,
-                category: &v.category,
-                description: &v.description,
-                labels: &v.labels,
+                name: &v.sensor.name,
+                plugin: &v.sensor.plugin,
+                category: &v.sensor.category,
+                description: &v.sensor.description,
+                labels: &v.sensor.labels,
                 state: v.state,
                 since_ms: v.since_ms,
                 reason: &v.reason,
@@ -246,8 +246,8 @@ pub fn render_status(me: &Identity, started_ms: i64, s: &Snapshot) -> Vec<u8> {
                 last_status: v.last_status,
                 last_message: &v.last_message,
                 last_latency_ms: v.last_latency_ms,
-                interval_ms: v.interval_ms,
-                incident: s.incidents.get(&v.name),
+                interval_ms: v.interval_ms(),
+                incident: s.incidents.get(v.name()),
             })
             .collect(),
         systems: s

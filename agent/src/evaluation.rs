@@ -121,11 +121,13 @@ impl Stage {
     pub fn apply(&mut self, setup: Setup) {
         let (_, views) = self.board.snapshot();
         for v in views {
-            self.sensors.entry(v.name.clone()).or_insert(SensorTrack {
-                state: v.state,
-                health: sensor_health(v.state),
-                since_ms: v.since_ms,
-            });
+            self.sensors
+                .entry(v.name().to_owned())
+                .or_insert(SensorTrack {
+                    state: v.state,
+                    health: sensor_health(v.state),
+                    since_ms: v.since_ms,
+                });
         }
         self.sensors
             .retain(|n, _| setup.sensors.iter().any(|s| &s.name == n));

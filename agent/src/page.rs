@@ -58,7 +58,7 @@ fn when(ms: i64) -> String {
 
 /// Local sensors under each node (through systems and services).
 fn leaf_sensors(s: &Snapshot) -> HashMap<String, Vec<String>> {
-    let sensors: HashSet<&str> = s.sensors.iter().map(|v| v.name.as_str()).collect();
+    let sensors: HashSet<&str> = s.sensors.iter().map(|v| v.name()).collect();
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     // Nodes are causes first, so members are done before their users.
     for n in &s.nodes {
@@ -255,7 +255,7 @@ pub fn render(
         let _ = write!(
             o,
             "<div class=\"node sensor\" data-sensor=\"{0}\" data-state=\"{1}\"><div class=\"row\"><span class=\"name\">{0}</span>",
-            esc(&v.name),
+            esc(v.name()),
             v.state
         );
         state_badge(&mut o, v.state.as_str());
@@ -265,7 +265,7 @@ pub fn render(
             esc(&v.reason),
             esc(&v.last_message)
         );
-        if let Some(b) = bars.get(&v.name) {
+        if let Some(b) = bars.get(v.name()) {
             render_bar(&mut o, b);
         }
         o.push_str("</div>");
@@ -322,7 +322,7 @@ pub fn render(
 pub async fn page(State(st): State<AppState>) -> Response {
     let snap = st.board().full();
     let db = st.db_path().to_path_buf();
-    let mut names: Vec<String> = snap.sensors.iter().map(|v| v.name.clone()).collect();
+    let mut names: Vec<String> = snap.sensors.iter().map(|v| v.name().to_owned()).collect();
     names.sort();
     let agent = st.identity().name.clone();
     let html = tokio::task::spawn_blocking(move || {

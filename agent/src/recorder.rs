@@ -105,14 +105,10 @@ pub async fn run(
         );
         let reason = match &ev.transition {
             Some(t) => t.reason.clone(),
-            None => board.get(&s.name).map(|v| v.reason).unwrap_or_default(),
+            None => board.reason(&s.name).unwrap_or_default(),
         };
         board.put(SensorView {
-            name: s.name.clone(),
-            plugin: s.plugin.clone(),
-            category: s.category.clone(),
-            description: s.description.clone(),
-            labels: s.labels.clone(),
+            sensor: s.clone(),
             state: ev.state,
             since_ms: ev.since_ms,
             reason,
@@ -121,7 +117,6 @@ pub async fn run(
             last_status: Some(r.status),
             last_message: r.message.clone(),
             last_latency_ms: Some(r.latency_ms),
-            interval_ms: s.interval.as_millis() as u64,
         });
         if let Some(n) = &next {
             let _ = n.send(ev).await;

@@ -151,7 +151,11 @@ async fn run_once(
     let started = Instant::now();
     metrics.observe_lateness(started.saturating_duration_since(due).as_secs_f64());
     let at_ms = now_ms();
-    let mut result = match rt.instance.check(rt.cfg.config.json(), rt.cfg.timeout).await {
+    let mut result = match rt
+        .instance
+        .check(rt.cfg.config.json(), rt.cfg.timeout)
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             metrics.plugin_error(fault_kind(&e));

@@ -2,26 +2,20 @@
 //! recorder), system, service and peer (kept by the evaluation stage), read
 //! by the HTTP API and status page. Readers never write.
 
+use crate::config::SensorConfig;
 use crate::plugin_host::Status;
 use crate::state::State;
 use crate::topology::NodeView;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 /// What is known about one sensor now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SensorView {
-    /// Name.
-    pub name: String,
-    /// Plugin spec.
-    pub plugin: String,
-    /// Category, if any.
-    pub category: Option<String>,
-    /// Description, if any.
-    pub description: Option<String>,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
+    /// The sensor's configuration (name, plugin, category, description,
+    /// labels, interval), shared with the scheduler, not copied.
+    pub sensor: Arc<SensorConfig>,
     /// State.
     pub state: State,
     /// Since when (Unix ms).
@@ -38,8 +32,18 @@ pub struct SensorView {
     pub last_message: String,
     /// Last check latency (ms).
     pub last_latency_ms: Option<f64>,
+}
+
+impl SensorView {
+    /// The sensor's name.
+    pub fn name(&self) -> &str {
+        &self.sensor.name
+    }
+
     /// Check interval (ms).
-    pub interval_ms: u64,
+    pub fn interval_ms(&self) -> u64 {
+        self.sensor.interval.as_millis() as u64
+    }
 }
 
 /// A peer agent as this agent sees it (direct, pushed or relayed).
@@ -132,9 +136,9 @@ impl Board {
     /// Inserts or replaces a view.
     pub fn put(&self, view: SensorView) {
         let mut g = self.inner.write().unwrap();
-        if g.sensors.get(&view.name) != Some(&view) {
+        if g.sensors.get(view.name()) != Some(&view) {
             g.version += 1;
-            g.sensors.insert(view.name.clone(), view);
+            g.sensors.insert(view.name().to_owned(), view);
         }
     }
 
@@ -214,6 +218,12 @@ impl Board {
     /// One view.
     pub fn get(&self, name: &str) -> Option<SensorView> {
         self.inner.read().unwrap().sensors.get(name).cloned()
+    }
+
+    /// Why a sensor is in its state, if it is on the board.
+    pub fn reason(&self, name: &str) -> Option<String> {
+        let g = self.inner.read().unwrap();
+        g.sensors.get(name).map(|v| v.reason.clone())
     }
 
     /// The node views.

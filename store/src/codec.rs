@@ -180,7 +180,9 @@ mod tests {
 
     #[test]
     fn hist_roundtrip() {
-        let h: LatencyHist = [(975u16, 123_456u64), (3, 10), (40, 1)].into_iter().collect();
+        let h: LatencyHist = [(975u16, 123_456u64), (3, 10), (40, 1)]
+            .into_iter()
+            .collect();
         assert_eq!(
             h.iter().collect::<Vec<_>>(),
             [(3, 10), (40, 1), (975, 123_456)],

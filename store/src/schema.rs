@@ -261,10 +261,12 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Page cache of the history writer, in KiB (negative `cache_size`). At
 /// 1,000 sensors each batch touches every sensor's open block and its
-/// hour and day rollup rows: a few hundred leaf pages (blocks of several
-/// sensors share a page). A miss is a read from the OS page cache, not the
-/// disk; a larger cache only grows the agent's memory with the database.
-const WRITER_CACHE_KIB: i64 = 2 * 1024;
+/// hour and day rollup rows: about 250 leaf pages (blocks of several
+/// sensors share a page) plus the interior pages above them, ~1.1 MiB. A
+/// miss is a read from the OS page cache, not the disk; a larger cache only
+/// grows the agent's memory with the database (the cache fills to its
+/// limit within minutes).
+const WRITER_CACHE_KIB: i64 = 1280;
 
 /// Page cache of readers and the escalation connection, in KiB. SLA and
 /// history queries read a few hundred pages at most.

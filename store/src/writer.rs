@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::calendar::{DAY_MS, HOUR_MS, floor_to};
 use crate::blocks::{Block, Raw};
+use crate::calendar::{DAY_MS, HOUR_MS, floor_to};
 use crate::codec;
 use crate::error::{Result, StoreError};
 use crate::retention::PruneJob;

@@ -153,6 +153,13 @@ impl SensorConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginConfig(Box<str>);
 
+impl Default for PluginConfig {
+    /// An empty table (`{}`).
+    fn default() -> Self {
+        PluginConfig("{}".into())
+    }
+}
+
 impl PluginConfig {
     /// The configuration of `table` (an empty object when absent), and
     /// where it starts (`default_at` when absent), for error messages.
@@ -168,7 +175,7 @@ impl PluginConfig {
                     .map_err(|e| src.err(at, "config", e.to_string()))?;
                 Ok((PluginConfig(json.into()), at))
             }
-            None => Ok((PluginConfig("{}".into()), default_at)),
+            None => Ok((PluginConfig::default(), default_at)),
         }
     }
 

@@ -175,7 +175,15 @@ impl Engine {
                 ev = events.recv() => match ev {
                     Some(ev) => {
                         let now = now_ms();
-                        tokio::task::block_in_place(|| self.observe(ev, now));
+                        if self.may_touch_store(&ev) {
+                            tokio::task::block_in_place(|| self.observe(ev, now));
+                        } else {
+                            // The common case (up, no incident): memory only.
+                            // Handing the worker over to another thread for it,
+                            // a thousand times a second, cost a thread switch
+                            // per check and kept a dozen threads alive.
+                            self.observe(ev, now);
+                        }
                     }
                     None => break,
                 },
@@ -189,6 +197,17 @@ impl Engine {
                     tokio::task::block_in_place(|| self.tick(now));
                 }
             }
+        }
+    }
+
+    /// Whether observing `ev` may read or write the database: a down
+    /// target may open an incident (and read silences first), an up one may
+    /// resolve its open incident; anything else only updates memory.
+    fn may_touch_store(&self, ev: &TargetEvent) -> bool {
+        match ev.health {
+            Health::Down => true,
+            Health::Up => self.open.contains_key(&ev.target),
+            Health::Unknown => false,
         }
     }
 
