@@ -24,8 +24,9 @@
 //!    5 s: the largest sample after its first minute.
 //!
 //! Environment: `OUTPOST_BENCH_WINDOW_S` (measurement window, default 15),
-//! `OUTPOST_BENCH_STEADY_S` (length of the steady-state run, default 180;
-//! 0 skips it).
+//! `OUTPOST_BENCH_STEADY_S` (length of the steady-state run, default 330:
+//! past the store's first retention pass, 300 s after start, whose work
+//! raises RSS for a few seconds; 0 skips it).
 
 mod common;
 use std::io::{Read, Write};
@@ -134,7 +135,7 @@ fn main() {
     let steady_s: u64 = std::env::var("OUTPOST_BENCH_STEADY_S")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(180);
+        .unwrap_or(330);
     if steady_s == 0 {
         println!(
             "target ≤ 25 MiB at {SENSORS} sensors, {}s after start: {}  ({:.2}x the target; steady state not measured: OUTPOST_BENCH_STEADY_S=0)",
