@@ -93,24 +93,16 @@ impl Histogram {
 /// Per-sensor series.
 #[derive(Debug, Clone)]
 struct SensorSeries {
-    /// Checks by status, indexed by [`status_index`].
+    /// Checks by status, indexed by `status as usize`.
     checks: [u64; STATUSES.len()],
     latency: Histogram,
     up: f64,
     state_code: f64,
 }
 
-/// Every status, in the order the counters are printed.
+/// Every status in declaration order (`status as usize` indexes it), the
+/// order the counters are printed in.
 const STATUSES: [Status; 4] = [Status::Ok, Status::Warn, Status::Fail, Status::Error];
-
-fn status_index(s: Status) -> usize {
-    match s {
-        Status::Ok => 0,
-        Status::Warn => 1,
-        Status::Fail => 2,
-        Status::Error => 3,
-    }
-}
 
 /// The agent's metrics.
 #[derive(Debug)]
@@ -173,7 +165,7 @@ impl Metrics {
             up: 0.0,
             state_code: 0.0,
         });
-        e.checks[status_index(status)] += 1;
+        e.checks[status as usize] += 1;
         e.latency.observe(latency_s);
         e.up = if up { 1.0 } else { 0.0 };
         e.state_code = state_code;

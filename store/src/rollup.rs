@@ -371,21 +371,27 @@ pub(crate) fn bucket_range(idx: u16) -> (u64, u64) {
 pub(crate) struct LatencyHist(Vec<(u16, u32)>);
 
 impl LatencyHist {
+    /// The count of bucket `idx`, inserted as 0 if the bucket is empty.
+    fn count_mut(&mut self, idx: u16) -> &mut u32 {
+        let at = match self.0.binary_search_by_key(&idx, |&(i, _)| i) {
+            Ok(at) => at,
+            Err(at) => {
+                self.0.insert(at, (idx, 0));
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+
     /// Counts one value in bucket `idx`.
     pub(crate) fn add(&mut self, idx: u16) {
-        match self.0.binary_search_by_key(&idx, |&(i, _)| i) {
-            Ok(at) => self.0[at].1 = self.0[at].1.saturating_add(1),
-            Err(at) => self.0.insert(at, (idx, 1)),
-        }
+        let c = self.count_mut(idx);
+        *c = c.saturating_add(1);
     }
 
     /// Sets bucket `idx` to `count` (saturating at `u32::MAX`).
     pub(crate) fn set(&mut self, idx: u16, count: u64) {
-        let count = u32::try_from(count).unwrap_or(u32::MAX);
-        match self.0.binary_search_by_key(&idx, |&(i, _)| i) {
-            Ok(at) => self.0[at].1 = count,
-            Err(at) => self.0.insert(at, (idx, count)),
-        }
+        *self.count_mut(idx) = u32::try_from(count).unwrap_or(u32::MAX);
     }
 
     /// (bucket, count) in ascending bucket order.
