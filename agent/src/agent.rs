@@ -98,6 +98,9 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 pub fn plugin_host(agent: &config::AgentConfig) -> anyhow::Result<PluginHost> {
     PluginHost::new(HostConfig {
         cache_dir: Some(agent.data_dir.join("plugin-cache")),
+        // The agent lives long: a cache miss is compiled by a child copy
+        // of this executable, so the compiler's memory is never ours.
+        compiler: std::env::current_exe().ok(),
         limits: agent.limits,
         reuse_instances: agent.reuse_instances,
         warm_instances: agent.warm_instances,

@@ -106,6 +106,36 @@ fn soft_hard_recovered_after_exact_counts() {
     assert_eq!(count_between(t[3].0, t[4].0, "fail"), 0);
 }
 
+/// The long-running agent never compiles a plugin itself: on a first
+/// start a child copy of the binary compiles it into the cache, and the
+/// agent maps the image from there; a restart finds it and compiles
+/// nothing.
+#[test]
+fn a_first_start_compiles_plugins_in_a_child_process_and_a_restart_reuses_them() {
+    let target = Target::start(Mode::Up);
+    let mut agent = Agent::start(&sensor("web", &target.url(), "interval = \"200ms\""));
+    agent.wait_sensor("web", Duration::from_secs(30), |s| state(s) == "up");
+    let compiled = |logs: &str| logs.matches("compiled in a child process").count();
+    let logs = agent.logs();
+    assert_eq!(compiled(&logs), 1, "{logs}");
+    assert!(!logs.contains("compiling it here"), "{logs}");
+    let cache = agent.db().with_file_name("plugin-cache");
+    let files: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.len() == 1 && files[0].ends_with(".cwasm"),
+        "{files:?}"
+    );
+    agent.stop();
+    let hits = target.hits();
+    agent.spawn();
+    agent.wait_sensor("web", Duration::from_secs(30), |_| target.hits() > hits + 2);
+    let logs = agent.logs();
+    assert_eq!(compiled(&logs), 1, "the restart compiled again:\n{logs}");
+}
+
 #[test]
 fn soft_failures_are_rechecked_at_the_retry_interval() {
     let target = Target::start(Mode::Up);

@@ -54,6 +54,25 @@ pub enum Command {
     /// Run, inspect and test plugins by hand.
     #[command(subcommand)]
     Plugin(plugin::PluginCmd),
+    /// Internal: compiles a component read from stdin for the agent's
+    /// engine, so `outpost run` keeps Cranelift out of its own memory.
+    #[command(hide = true)]
+    CompilePlugin(CompilePluginArgs),
+}
+
+/// Arguments of the hidden `compile-plugin` (see
+/// [`crate::plugin_host::compiler`]).
+#[derive(Debug, clap::Args)]
+pub struct CompilePluginArgs {
+    /// Where to write the compiled image.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long)]
+    memory_bytes: usize,
+    #[arg(long)]
+    warm_instances: u32,
+    #[arg(long)]
+    concurrent_runs: u32,
 }
 
 /// Sets up tracing to stderr.
@@ -90,6 +109,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ack(a) => alerting::ack(a).await,
         Command::Silence(a) => alerting::silence(a).await,
         Command::Incidents(a) => alerting::incidents(a).await,
+        Command::CompilePlugin(a) => {
+            let engine = crate::plugin_host::compiler::EngineArgs {
+                memory_bytes: a.memory_bytes,
+                warm_instances: a.warm_instances,
+                concurrent_runs: a.concurrent_runs,
+            };
+            crate::plugin_host::compiler::child_main(engine, &a.out)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

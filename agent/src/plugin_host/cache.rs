@@ -6,7 +6,11 @@
 //! precompile-compatibility hash, and only files this module wrote (in a
 //! directory it created) are ever deserialized: deserializing is `unsafe`
 //! because a crafted file could contain arbitrary machine code.
+//!
+//! A miss is compiled by a child process when one is configured
+//! ([`super::compiler`]), in-process otherwise or when the child fails.
 
+use super::compiler::ChildCompiler;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -18,11 +22,17 @@ use wasmtime::component::Component;
 pub struct ComponentCache {
     dir: PathBuf,
     engine_key: String,
+    child: Option<ChildCompiler>,
 }
 
 impl ComponentCache {
-    /// Uses (and creates, owner-only) `dir`.
-    pub fn new(engine: &Engine, dir: PathBuf) -> std::io::Result<Self> {
+    /// Uses (and creates, owner-only) `dir`; misses are compiled by
+    /// `child` when given.
+    pub(crate) fn new(
+        engine: &Engine,
+        dir: PathBuf,
+        child: Option<ChildCompiler>,
+    ) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         #[cfg(unix)]
         {
@@ -35,6 +45,7 @@ impl ComponentCache {
         Ok(Self {
             dir,
             engine_key: format!("{:016x}", h.finish()),
+            child,
         })
     }
 
@@ -52,32 +63,139 @@ impl ComponentCache {
         wasm: &[u8],
     ) -> wasmtime::Result<(Component, bool)> {
         let path = self.path_for(wasm);
-        if path.exists() {
-            // SAFETY: the file lives in our owner-only cache directory, is
-            // named by the content hash of the component and the engine's
-            // compatibility hash, and was written by `store` below from
-            // `Component::serialize`. wasmtime additionally checks its
-            // header and engine compatibility before use.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(c) => return Ok((c, true)),
+        if path.exists()
+            && let Some(c) = load(engine, &path)
+        {
+            return Ok((c, true));
+        }
+        if let Some(child) = &self.child {
+            let tmp = tmp_path(&path);
+            let started = std::time::Instant::now();
+            match child.compile(wasm, &tmp) {
+                Ok(()) => match std::fs::rename(&tmp, &path) {
+                    Ok(()) => {
+                        if let Some(c) = load(engine, &path) {
+                            tracing::info!(path = %path.display(), ms = started.elapsed().as_millis() as u64, "component compiled in a child process and cached");
+                            return Ok((c, false));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "could not write the compiled-component cache");
+                        let _ = std::fs::remove_file(&tmp);
+                    }
+                },
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled-component cache entry");
-                    let _ = std::fs::remove_file(&path);
+                    tracing::warn!(error = %e, "compiling the component in a child process failed; compiling it here")
                 }
             }
         }
         let component = Component::from_binary(engine, wasm)?;
-        if let Err(e) = store(&path, &component.serialize()?) {
-            tracing::warn!(path = %path.display(), error = %e, "could not write the compiled-component cache");
+        match store(&path, &component.serialize()?) {
+            // Mapped from the file, the code is page cache the kernel can
+            // drop, not anonymous memory for the process's life.
+            Ok(()) => match load(engine, &path) {
+                Some(mapped) => Ok((mapped, false)),
+                None => Ok((component, false)),
+            },
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "could not write the compiled-component cache");
+                Ok((component, false))
+            }
         }
-        Ok((component, false))
     }
+}
+
+/// Maps a cache entry; `None` (and the entry removed) when it is unusable.
+fn load(engine: &Engine, path: &Path) -> Option<Component> {
+    // SAFETY: the file lives in our owner-only cache directory, is named by
+    // the content hash of the component and the engine's compatibility
+    // hash, and was written by `store` below from `Component::serialize`,
+    // or by our own executable's `compile-plugin` from the same engine
+    // settings. wasmtime additionally checks its header and engine
+    // compatibility before use.
+    match unsafe { Component::deserialize_file(engine, path) } {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled-component cache entry");
+            let _ = std::fs::remove_file(path);
+            None
+        }
+    }
+}
+
+/// Where an entry is written before it is renamed to `path`.
+fn tmp_path(path: &Path) -> PathBuf {
+    path.with_extension(format!("tmp{}", std::process::id()))
 }
 
 /// Writes atomically (temporary file + rename) so a crash never leaves a
 /// half-written entry under the final name.
 fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let tmp = tmp_path(path);
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin_host::{HostConfig, builtin, engine_config};
+
+    fn cache_with(child: &str) -> (tempfile::TempDir, Engine, ComponentCache) {
+        let config = HostConfig::default();
+        let engine = Engine::new(&engine_config(&config)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let child = ChildCompiler::new(PathBuf::from(child), &config);
+        let cache = ComponentCache::new(&engine, dir.path().join("c"), Some(child)).unwrap();
+        (dir, engine, cache)
+    }
+
+    fn entries(cache: &ComponentCache) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&cache.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A child that cannot start, or exits without an image, costs nothing
+    /// but a log line: the component is compiled here and cached, and the
+    /// next load is a hit.
+    #[test]
+    fn a_failing_child_compiler_falls_back_to_compiling_here() {
+        let wasm = builtin::BUILTINS[0].wasm;
+        for exe in ["/nonexistent/outpost", "/bin/true", "/bin/false"] {
+            let (_dir, engine, cache) = cache_with(exe);
+            let (_, hit) = cache.load_or_compile(&engine, wasm).unwrap();
+            assert!(!hit, "{exe}");
+            let files = entries(&cache);
+            assert_eq!(files.len(), 1, "{exe}: {files:?}");
+            assert!(files[0].ends_with(".cwasm"), "{exe}: {files:?}");
+            let (_, hit) = cache.load_or_compile(&engine, wasm).unwrap();
+            assert!(hit, "{exe}");
+        }
+    }
+
+    /// The child builds its engine from [`EngineArgs`]: an image from an
+    /// engine built that way loads into the host's engine.
+    #[test]
+    fn an_image_from_the_childs_engine_settings_loads_into_the_hosts_engine() {
+        use crate::plugin_host::compiler::EngineArgs;
+        let config = HostConfig {
+            warm_instances: 7,
+            concurrent_runs: 40,
+            ..HostConfig::default()
+        };
+        let mut config = config;
+        config.limits.memory_bytes = 16 << 20;
+        let host_engine = Engine::new(&engine_config(&config)).unwrap();
+        let child_config = EngineArgs::of(&config).host_config();
+        let image =
+            crate::plugin_host::precompile(&child_config, builtin::BUILTINS[0].wasm).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.cwasm");
+        std::fs::write(&path, image).unwrap();
+        assert!(load(&host_engine, &path).is_some());
+    }
 }

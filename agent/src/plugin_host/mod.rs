@@ -34,6 +34,7 @@
 mod bindings;
 pub mod builtin;
 mod cache;
+pub mod compiler;
 mod host_api;
 mod outbound;
 mod output;
@@ -82,6 +83,11 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct HostConfig {
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Compile cache misses in a child process running this executable
+    /// (`outpost compile-plugin`) so Cranelift never enters this process's
+    /// memory ([`compiler`]); `None` compiles in-process. Only used with a
+    /// cache.
+    pub compiler: Option<PathBuf>,
     /// Per-instance limits.
     pub limits: Limits,
     /// Keep instances warm between runs of the same sensor (within
@@ -106,6 +112,7 @@ impl Default for HostConfig {
     fn default() -> Self {
         Self {
             cache_dir: None,
+            compiler: None,
             limits: Limits::default(),
             reuse_instances: true,
             warm_instances: DEFAULT_WARM_INSTANCES,
@@ -331,23 +338,21 @@ pub struct PluginHost {
 impl PluginHost {
     /// Builds the engine and linker.
     pub fn new(config: HostConfig) -> anyhow::Result<Self> {
-        let mut c = wasmtime::Config::new();
-        c.epoch_interruption(true);
-        c.wasm_component_model(true);
-        c.cranelift_opt_level(wasmtime::OptLevel::Speed);
-        // A guest stack of 1 MiB fits deep-but-sane recursion; overflow traps
-        // cleanly. The async fiber stack must exceed it.
-        c.max_wasm_stack(1 << 20);
-        c.async_stack_size(2 << 20);
-        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(&config)));
-        let engine = Engine::new(&c)?;
+        let engine = Engine::new(&engine_config(&config))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::host_api::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
         wit::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
         let cache = match &config.cache_dir {
-            Some(dir) => match cache::ComponentCache::new(&engine, dir.clone()) {
+            Some(dir) => match cache::ComponentCache::new(
+                &engine,
+                dir.clone(),
+                config
+                    .compiler
+                    .clone()
+                    .map(|exe| compiler::ChildCompiler::new(exe, &config)),
+            ) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), error = %e, "compiled-component cache disabled");
@@ -513,6 +518,28 @@ impl PluginHost {
             exports,
         })
     }
+}
+
+/// The engine settings for `config`. A compiled image only loads into an
+/// engine built the same way, so [`compiler`]'s child builds its engine
+/// here too, from [`compiler::EngineArgs`]: whatever this reads from
+/// `config` must be in there.
+fn engine_config(config: &HostConfig) -> wasmtime::Config {
+    let mut c = wasmtime::Config::new();
+    c.epoch_interruption(true);
+    c.wasm_component_model(true);
+    c.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // A guest stack of 1 MiB fits deep-but-sane recursion; overflow traps
+    // cleanly. The async fiber stack must exceed it.
+    c.max_wasm_stack(1 << 20);
+    c.async_stack_size(2 << 20);
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(config)));
+    c
+}
+
+/// Compiles `wasm` into the image a host with `config` loads.
+fn precompile(config: &HostConfig, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
+    Engine::new(&engine_config(config))?.precompile_component(wasm)
 }
 
 /// The instance pool: every slot reserved up front (virtual memory only),
