@@ -68,26 +68,12 @@ impl ComponentCache {
         {
             return Ok((c, true));
         }
-        if let Some(child) = &self.child {
-            let tmp = tmp_path(&path);
-            let started = std::time::Instant::now();
-            match child.compile(wasm, &tmp) {
-                Ok(()) => match std::fs::rename(&tmp, &path) {
-                    Ok(()) => {
-                        if let Some(c) = load(engine, &path) {
-                            tracing::info!(path = %path.display(), ms = started.elapsed().as_millis() as u64, "component compiled in a child process and cached");
-                            return Ok((c, false));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "could not write the compiled-component cache");
-                        let _ = std::fs::remove_file(&tmp);
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "compiling the component in a child process failed; compiling it here")
-                }
-            }
+        if let Some(c) = self
+            .child
+            .as_ref()
+            .and_then(|child| compile_in(child, engine, wasm, &path))
+        {
+            return Ok((c, false));
         }
         let component = Component::from_binary(engine, wasm)?;
         match store(&path, &component.serialize()?) {
@@ -103,6 +89,30 @@ impl ComponentCache {
             }
         }
     }
+}
+
+/// Has `child` compile `wasm` into the entry `path` and maps it; `None`
+/// (with a warning saying why) when that did not work out.
+fn compile_in(
+    child: &ChildCompiler,
+    engine: &Engine,
+    wasm: &[u8],
+    path: &Path,
+) -> Option<Component> {
+    let tmp = tmp_path(path);
+    let started = std::time::Instant::now();
+    if let Err(e) = child.compile(wasm, &tmp) {
+        tracing::warn!(error = %e, "compiling the component in a child process failed; compiling it here");
+        return None;
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        tracing::warn!(path = %path.display(), error = %e, "could not write the compiled-component cache");
+        let _ = std::fs::remove_file(&tmp);
+        return None;
+    }
+    let c = load(engine, path)?;
+    tracing::info!(path = %path.display(), ms = started.elapsed().as_millis() as u64, "component compiled in a child process and cached");
+    Some(c)
 }
 
 /// Maps a cache entry; `None` (and the entry removed) when it is unusable.
