@@ -67,12 +67,8 @@ pub struct CompilePluginArgs {
     /// Where to write the compiled image.
     #[arg(long)]
     out: PathBuf,
-    #[arg(long)]
-    memory_bytes: usize,
-    #[arg(long)]
-    warm_instances: u32,
-    #[arg(long)]
-    concurrent_runs: u32,
+    #[command(flatten)]
+    engine: crate::plugin_host::compiler::EngineArgs,
 }
 
 /// Sets up tracing to stderr.
@@ -110,12 +106,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Silence(a) => alerting::silence(a).await,
         Command::Incidents(a) => alerting::incidents(a).await,
         Command::CompilePlugin(a) => {
-            let engine = crate::plugin_host::compiler::EngineArgs {
-                memory_bytes: a.memory_bytes,
-                warm_instances: a.warm_instances,
-                concurrent_runs: a.concurrent_runs,
-            };
-            crate::plugin_host::compiler::child_main(engine, &a.out)?;
+            crate::plugin_host::compiler::child_main(a.engine, &a.out)?;
             Ok(ExitCode::SUCCESS)
         }
     }

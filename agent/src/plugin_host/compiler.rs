@@ -35,13 +35,17 @@ pub(crate) struct ChildCompiler {
 /// The parts of [`HostConfig`] the engine is built from (see
 /// `super::engine_config`); everything else is left at its default in the
 /// child.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// They are also the child's command-line flags (`--memory-bytes`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct EngineArgs {
     /// [`super::Limits::memory_bytes`].
+    #[arg(long)]
     pub memory_bytes: usize,
     /// [`HostConfig::warm_instances`].
+    #[arg(long)]
     pub warm_instances: u32,
     /// [`HostConfig::concurrent_runs`].
+    #[arg(long)]
     pub concurrent_runs: u32,
 }
 
