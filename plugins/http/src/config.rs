@@ -123,9 +123,20 @@ pub struct BodyRegex(pub regex::Regex);
 impl<'de> Deserialize<'de> for BodyRegex {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        regex::Regex::new(&text)
-            .map(BodyRegex)
-            .map_err(|e| serde::de::Error::custom(format!("invalid regular expression: {e}")))
+        regex::Regex::new(&text).map(BodyRegex).map_err(|e| {
+            // The plugin carries the Unicode tables of `\w`, `\d`, `\s`
+            // and `(?i)` only: those of scripts, categories and other
+            // properties would triple its memory image, which every
+            // concurrent check maps.
+            let hint = if e.to_string().contains("Unicode property") {
+                " (`\\p{…}` properties are not supported; Unicode-aware \
+                 `\\w`, `\\d`, `\\s` and `(?i)` are, and so are explicit \
+                 ranges such as `[\\x{370}-\\x{3ff}]`)"
+            } else {
+                ""
+            };
+            serde::de::Error::custom(format!("invalid regular expression: {e}{hint}"))
+        })
     }
 }
 
@@ -293,6 +304,11 @@ mod tests {
                 r#"{"url":"http://h/","body_regex":"("}"#,
                 "body_regex",
                 "regular expression",
+            ),
+            (
+                r#"{"url":"http://h/","body_regex":"\\p{Greek}"}"#,
+                "body_regex",
+                "Unicode property",
             ),
             (
                 r#"{"url":"http://h/","cert_warn_days":1,"cert_fail_days":5}"#,

@@ -539,6 +539,13 @@ mod tests {
     }
 
     #[test]
+    fn body_regex_is_unicode_aware_for_classes_and_case() {
+        let c = cfg(r#"{"url":"http://h/","body_regex":"(?i)^ÉTAT: \\w+ \\d+$"}"#);
+        assert_eq!(verdict(&c, &obs(200, "état: prêt ٣", 1)).0, Status::Ok);
+        assert_eq!(verdict(&c, &obs(200, "état: prêt x", 1)).0, Status::Fail);
+    }
+
+    #[test]
     fn body_conditions() {
         let c = cfg(r#"{"url":"http://h/","body_contains":"ready","body_regex":"^v\\d+$"}"#);
         assert_eq!(
