@@ -164,12 +164,18 @@ pub fn release_freed() {
 /// every part of the agent to be up.
 pub const STARTUP_SETTLES: Duration = Duration::from_secs(5);
 
-/// Releases the startup code once the agent has settled, then, every
-/// [`TRIM_EVERY`], hands freed heap back and releases the code pages again,
-/// so that code run once in a while (a reload, an API request, a burst of
-/// failures) does not stay mapped for good. Each round costs well under a
-/// millisecond, plus the minor faults that map the checks' code back.
+/// Releases the startup code at once (the caller has loaded the config,
+/// the plugins and the database) and again once the agent has settled,
+/// then, every [`TRIM_EVERY`], hands freed heap back and releases the code
+/// pages again, so that code run once in a while (a reload, an API request,
+/// a burst of failures) does not stay mapped for good. The first release
+/// keeps the startup code from adding to the pages the first round of
+/// checks maps in (a peak of 28 MiB at 1,000 sensors without it). Each
+/// round costs well under a millisecond, plus the minor faults that map
+/// the checks' code back.
 pub async fn trim_periodically() {
+    release_freed();
+    release_code_pages();
     tokio::time::sleep(STARTUP_SETTLES).await;
     let mut tick = tokio::time::interval(TRIM_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
