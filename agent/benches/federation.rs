@@ -285,7 +285,7 @@ fn status_render() {
             reason: "2 consecutive successes".into(),
             flapping: false,
             last_check_ms: Some(1_700_000_000_000 + i),
-            last_status: Some(outpost::plugin_host::Status::Ok),
+            last_status: Some(outpost_plugin_host::Status::Ok),
             last_message: "HTTP 200 in 12 ms".into(),
             last_latency_ms: Some(12.5),
         });

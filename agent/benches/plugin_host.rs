@@ -14,7 +14,7 @@
 //! work is not counted. Figures are relative: compare the ratios.
 
 mod common;
-use outpost::plugin_host::{HostConfig, NetPolicy, PluginHost, Status};
+use outpost_plugin_host::{HostConfig, NetPolicy, PluginHost, Status};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -149,7 +149,7 @@ async fn overhead(reuse: bool, cache: &std::path::Path) -> (f64, f64) {
     })
     .unwrap();
     let plugin = host
-        .load_spec(env!("OUTPOST_FIXTURE_HOSTILE"))
+        .load_spec(outpost_plugin_host::fixtures::HOSTILE)
         .await
         .unwrap();
     let mut inst = plugin.instance(Arc::new(NetPolicy::deny_all()), "bench");
@@ -177,7 +177,7 @@ async fn measure(work: impl std::future::Future<Output = ()>) -> Cpu {
 
 /// `plugins/http` checking `url` from [`HTTP_CONCURRENCY`] sensors.
 struct WasmHttp {
-    plugin: Arc<outpost::plugin_host::Plugin>,
+    plugin: Arc<outpost_plugin_host::Plugin>,
     policy: Arc<NetPolicy>,
     cfg: Arc<String>,
     _host: Arc<PluginHost>,

@@ -20,7 +20,6 @@ use crate::escalation::{self, AlertingConfig, engine::Engine, token};
 use crate::evaluation;
 use crate::federation::{self, Identity, PeerUpdate};
 use crate::metrics::Metrics;
-use crate::plugin_host::{HostConfig, PluginHost};
 use crate::recorder;
 use crate::scheduler::{CheckEvent, Scheduler};
 use crate::state::{Machine, Policy, State};
@@ -28,6 +27,7 @@ use crate::status::{Board, SensorView};
 use crate::targets::TargetEvent;
 use crate::topology::Graph;
 use anyhow::Context;
+use outpost_plugin_host::{HostConfig, PluginHost};
 use outpost_store::{Store, StoreOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -185,7 +185,7 @@ fn resume_states(store: &Store, board: &Board, cfg: &Config) -> HashMap<String, 
                 .unwrap_or(State::Unknown),
             since_ms: prev
                 .map(|p| p.since_ms)
-                .unwrap_or_else(crate::scheduler::now_ms),
+                .unwrap_or_else(outpost_types::time::now_ms),
             reason: if prev.is_some() {
                 "resumed from the database".into()
             } else {
@@ -193,7 +193,7 @@ fn resume_states(store: &Store, board: &Board, cfg: &Config) -> HashMap<String, 
             },
             flapping: prev.map(|p| p.flapping).unwrap_or(false),
             last_check_ms: prev.and_then(|p| p.last_check_ms),
-            last_status: prev.and_then(|p| p.last_status).map(recorder::agent_status),
+            last_status: prev.and_then(|p| p.last_status),
             last_message: prev.map(|p| p.last_message.clone()).unwrap_or_default(),
             last_latency_ms: prev
                 .and_then(|p| p.last_latency_us)
@@ -380,7 +380,6 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
                     "configuration reloaded"
                 );
                 crate::memory::release_freed();
-                crate::memory::release_code_pages();
                 let _ = alerting_tx.send(Arc::new(AlertingConfig::new(
                     &new.config,
                     &new.plugins,

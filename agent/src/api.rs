@@ -73,7 +73,7 @@ impl AppState {
     ) -> Self {
         Self {
             me,
-            started_ms: crate::scheduler::now_ms(),
+            started_ms: outpost_types::time::now_ms(),
             board,
             metrics,
             db,
@@ -176,7 +176,7 @@ struct SensorDoc<'a> {
     reason: &'a str,
     flapping: bool,
     last_check_ms: Option<i64>,
-    last_status: Option<crate::plugin_host::Status>,
+    last_status: Option<outpost_plugin_host::Status>,
     last_message: &'a str,
     last_latency_ms: Option<f64>,
     interval_ms: u64,
@@ -228,7 +228,7 @@ pub fn render_status(me: &Identity, started_ms: i64, s: &Snapshot) -> Vec<u8> {
             version: env!("CARGO_PKG_VERSION"),
             started_at_ms: started_ms,
         },
-        generated_at_ms: crate::scheduler::now_ms(),
+        generated_at_ms: outpost_types::time::now_ms(),
         sensors: s
             .sensors
             .iter()
@@ -465,13 +465,13 @@ async fn history(
     let since = match q
         .since
         .as_deref()
-        .map(crate::plugin_host::parse_duration)
+        .map(outpost_types::duration::parse)
         .transpose()
     {
         Ok(d) => d.unwrap_or(std::time::Duration::from_secs(3600)),
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("`since`: {e}")),
     };
-    let since_ms = crate::scheduler::now_ms() - since.as_millis() as i64;
+    let since_ms = outpost_types::time::now_ms() - since.as_millis() as i64;
     let limit = q.limit.unwrap_or(1000).min(10_000);
     let db = st.db.clone();
     let rows = tokio::task::spawn_blocking(move || {
@@ -529,7 +529,7 @@ async fn sla(State(st): State<AppState>, Query(q): Query<SlaParams>) -> Response
             );
         }
     };
-    let now = crate::scheduler::now_ms();
+    let now = outpost_types::time::now_ms();
     let from = match q.from.as_deref().map(parse_day).transpose() {
         Ok(f) => f.unwrap_or_else(|| outpost_store::period_start(period, now)),
         Err(e) => return error(StatusCode::BAD_REQUEST, e),

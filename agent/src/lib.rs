@@ -1,7 +1,7 @@
 //! # Outpost agent
 //!
 //! Map of the crate (data flows down this list, never back up):
-//! - [`plugin_host`]: loads WebAssembly plugin components and runs them in a
+//! - `outpost_plugin_host` (its own crate): loads WebAssembly plugin components and runs them in a
 //!   sandbox (time, memory, output and network limits).
 //! - [`cli`]: the `outpost` command line (argument parsing and output
 //!   formatting only; the work is done by the modules above).
@@ -18,7 +18,6 @@ pub mod federation;
 pub mod memory;
 pub mod metrics;
 pub mod page;
-pub mod plugin_host;
 pub mod recorder;
 pub mod scheduler;
 pub mod state;

@@ -4,7 +4,7 @@
 //! Names follow Prometheus conventions: `outpost_` prefix, base units
 //! (seconds), `_total` for counters.
 
-use crate::plugin_host::Status;
+use outpost_plugin_host::Status;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;

@@ -328,7 +328,13 @@ pub async fn page(State(st): State<AppState>) -> Response {
     let html = tokio::task::spawn_blocking(move || {
         let bars = bars(&db, &names);
         let incidents = recent_incidents(&db, false, PAGE_INCIDENTS).unwrap_or_default();
-        render(&agent, &snap, &bars, &incidents, crate::scheduler::now_ms())
+        render(
+            &agent,
+            &snap,
+            &bars,
+            &incidents,
+            outpost_types::time::now_ms(),
+        )
     })
     .await
     .unwrap_or_else(|e| {

@@ -4,33 +4,12 @@
 //! (incidents) as messages. It never calls back into the scheduler.
 
 use crate::metrics::Metrics;
-use crate::plugin_host::Status;
 use crate::scheduler::CheckEvent;
 use crate::state::State;
 use crate::status::{Board, SensorView};
 use outpost_store as store;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-/// Converts the agent's status into the store's.
-pub fn store_status(s: Status) -> store::Status {
-    match s {
-        Status::Ok => store::Status::Ok,
-        Status::Warn => store::Status::Warn,
-        Status::Fail => store::Status::Fail,
-        Status::Error => store::Status::Error,
-    }
-}
-
-/// Converts the store's status into the agent's.
-pub fn agent_status(s: store::Status) -> Status {
-    match s {
-        store::Status::Ok => Status::Ok,
-        store::Status::Warn => Status::Warn,
-        store::Status::Fail => Status::Fail,
-        store::Status::Error => Status::Error,
-    }
-}
 
 fn state_code(s: State) -> f64 {
     match s {
@@ -56,7 +35,7 @@ pub async fn run(
         let rec = store::CheckRecord {
             sensor: s.name.clone(),
             at_ms: ev.at_ms,
-            status: store_status(r.status),
+            status: r.status,
             latency_us: (r.latency_ms * 1000.0) as u64,
             message: r.message.clone(),
             metrics: r.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect(),
@@ -87,7 +66,7 @@ pub async fn run(
             state: ev.state.to_string(),
             since_ms: ev.since_ms,
             last_check_ms: Some(ev.at_ms),
-            last_status: Some(store_status(r.status)),
+            last_status: Some(r.status),
             last_message: r.message.clone(),
             last_latency_us: Some((r.latency_ms * 1000.0) as u64),
             consecutive_failures: ev.consecutive_failures,

@@ -15,9 +15,10 @@
 
 use crate::config::{SensorConfig, stable_offset};
 use crate::metrics::Metrics;
-use crate::plugin_host::{CheckResult, NetPolicy, Plugin, RunError, Status};
 use crate::state::{Machine, Policy, State, Transition};
 use crate::thresholds::Evaluator;
+use outpost_plugin_host::{CheckResult, NetPolicy, Plugin, RunError, Status};
+use outpost_types::time::now_ms;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,18 +51,10 @@ pub struct CheckEvent {
     pub flapping_changed: Option<bool>,
 }
 
-/// Wall-clock now in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Everything a sensor's task owns; handed back when it stops.
 pub struct SensorRuntime {
     cfg: Arc<SensorConfig>,
-    instance: crate::plugin_host::Instance,
+    instance: outpost_plugin_host::Instance,
     machine: Machine,
     thresholds: Evaluator,
 }

@@ -14,7 +14,7 @@
 //! exhaustively here. A `warn` result counts as success, `fail` and `error`
 //! as failure.
 
-use crate::plugin_host::Status;
+use outpost_plugin_host::Status;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 

@@ -3,9 +3,9 @@
 //! by the HTTP API and status page. Readers never write.
 
 use crate::config::SensorConfig;
-use crate::plugin_host::Status;
 use crate::state::State;
 use crate::topology::NodeView;
+use outpost_plugin_host::Status;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

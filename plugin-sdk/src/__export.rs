@@ -112,12 +112,9 @@ pub fn sensor_check<T: Sensor>(
         metrics: r
             .metrics
             .into_iter()
-            .map(|m| w::Metric {
-                name: m.name,
-                value: m.value,
-            })
+            .map(|(name, value)| w::Metric { name, value })
             .collect(),
-        details: r.details,
+        details: r.details.map(|d| d.0),
     }
 }
 
@@ -148,7 +145,7 @@ pub fn notifier_notify<T: Notifier>(
     let ctx = CheckContext::new(Duration::from_millis(timeout_ms.into()));
     let to_wit = |e: DeliveryError| w::DeliveryError {
         message: e.message,
-        retry_after_ms: e.retry_after.map(|d| d.as_millis() as u64),
+        retry_after_ms: e.retry_after_ms,
         permanent: e.permanent,
     };
     let cfg = parse_and_validate_notifier::<T>(config).map_err(|e| {

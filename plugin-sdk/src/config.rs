@@ -27,62 +27,10 @@ pub fn parse_config<T: DeserializeOwned>(json: &str) -> Result<T, ConfigError> {
 }
 
 /// Parses a duration written as `250ms`, `10s`, `5m`, `1h`, `2d` or a
-/// combination such as `1m30s`. A bare number is seconds.
+/// combination such as `1h30m`; a bare number is seconds. The same parser
+/// as the agent's (`outpost_types::duration`), with the same range checks.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("empty duration; write e.g. `30s` or `5m`".into());
-    }
-    if let Ok(secs) = t.parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        return Ok(Duration::from_secs_f64(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!(
-                "invalid duration `{text}`: expected a number before `{rest}`"
-            ));
-        }
-        let value: f64 = rest[..digits].parse().map_err(|_| {
-            format!(
-                "invalid duration `{text}`: `{}` is not a number",
-                &rest[..digits]
-            )
-        })?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let scale = match unit {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            "w" => 7.0 * 86400.0,
-            "" => {
-                return Err(format!(
-                    "invalid duration `{text}`: missing unit after `{value}` (use ms, s, m, h, d or w)"
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "invalid duration `{text}`: unknown unit `{other}` (use ms, s, m, h, d or w)"
-                ));
-            }
-        };
-        total += Duration::from_secs_f64(value * scale);
-    }
-    Ok(total)
+    outpost_types::duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// Serde helpers for fields written as durations (`"30s"`) or numbers of
@@ -102,8 +50,9 @@ pub mod duration {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         match Raw::deserialize(d)? {
             Raw::Text(t) => super::parse_duration(&t).map_err(serde::de::Error::custom),
-            Raw::Secs(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
-            Raw::Secs(s) => Err(serde::de::Error::custom(format!("invalid duration {s}"))),
+            Raw::Secs(s) => {
+                outpost_types::duration::from_secs_f64(s).map_err(serde::de::Error::custom)
+            }
         }
     }
 

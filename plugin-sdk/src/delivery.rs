@@ -83,9 +83,12 @@ pub fn classify(
         format!(": {text}")
     };
     let wait = retry_after.and_then(|v| parse_retry_after(v, now));
-    let retry = |message: String| DeliveryError {
-        retry_after: wait,
-        ..DeliveryError::retry(message)
+    let retry = |message: String| {
+        let e = DeliveryError::retry(message);
+        match wait {
+            Some(w) => e.after(w),
+            None => e,
+        }
     };
     match status {
         200..=299 => Ok(()),
@@ -178,18 +181,18 @@ mod tests {
     fn rate_limit_is_retryable_after_the_given_time() {
         let e = err(429, Some("2"), "slow down");
         assert!(!e.permanent);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(2)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
         assert_eq!(
             e.message,
             "the receiver is rate-limiting (HTTP 429, retry after 2 s): slow down"
         );
         let e = err(429, Some("Tue, 01 Dec 2026 19:01:00 GMT"), "");
-        assert_eq!(e.retry_after, Some(Duration::from_secs(60)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(60)));
         let e = err(429, None, "");
-        assert_eq!((e.permanent, e.retry_after), (false, None));
+        assert_eq!((e.permanent, e.retry_after()), (false, None));
         assert_eq!(e.message, "the receiver is rate-limiting (HTTP 429)");
         let e = err(429, Some("soon"), "");
-        assert_eq!((e.permanent, e.retry_after), (false, None));
+        assert_eq!((e.permanent, e.retry_after()), (false, None));
     }
 
     #[test]
@@ -203,7 +206,7 @@ mod tests {
             );
         }
         let e = err(503, Some("5"), "");
-        assert_eq!(e.retry_after, Some(Duration::from_secs(5)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(5)));
         assert_eq!(e.message, "the receiver answered HTTP 503");
     }
 
@@ -212,7 +215,7 @@ mod tests {
         for s in [400, 401, 403, 404, 410, 422] {
             let e = err(s, Some("5"), "{\"error\":\"nope\"}\n");
             assert!(e.permanent, "{s}");
-            assert_eq!(e.retry_after, None);
+            assert_eq!(e.retry_after(), None);
             assert_eq!(
                 e.message,
                 format!(

@@ -154,12 +154,7 @@ pub use types::{
 
 use writer::{Counters, Msg, Writer, WriterConfig};
 
-/// Current time in ms since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use outpost_types::time::now_ms;
 
 /// Settings of [`Store::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]

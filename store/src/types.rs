@@ -2,58 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Outcome of one check. Stored as a small integer (see [`Status::code`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// The check passed.
-    #[default]
-    Ok,
-    /// Degraded but up: counts as up time, counted separately as a warning.
-    Warn,
-    /// The check ran and the target failed it: down time.
-    Fail,
-    /// The check could not run (plugin error, timeout): down time.
-    Error,
-}
-
-impl Status {
-    /// Integer stored in `results.status` (bits 0-1; bit 2 is the maintenance flag).
-    pub fn code(self) -> i64 {
-        match self {
-            Status::Ok => 0,
-            Status::Warn => 1,
-            Status::Fail => 2,
-            Status::Error => 3,
-        }
-    }
-
-    /// Inverse of [`Status::code`].
-    pub fn from_code(code: i64) -> Option<Status> {
-        Some(match code {
-            0 => Status::Ok,
-            1 => Status::Warn,
-            2 => Status::Fail,
-            3 => Status::Error,
-            _ => return None,
-        })
-    }
-
-    /// `Fail` and `Error` count as failures and down time.
-    pub fn is_failure(self) -> bool {
-        matches!(self, Status::Fail | Status::Error)
-    }
-
-    /// Lowercase name (`ok`, `warn`, `fail`, `error`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Warn => "warn",
-            Status::Fail => "fail",
-            Status::Error => "error",
-        }
-    }
-}
+/// Outcome of one check (the shared ABI type), stored as the small integer
+/// [`Status::code`] (bits 0-1 of `results.status`; bit 2 is the maintenance
+/// flag).
+pub use outpost_types::Status;
 
 /// One check result, as handed to [`crate::Store::record`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

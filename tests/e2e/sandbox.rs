@@ -3,7 +3,7 @@
 //! within one sensor and recycled after a fault.
 
 use crate::util::fixture;
-use outpost::plugin_host::{HostConfig, NetPolicy, PluginHost, Status};
+use outpost_plugin_host::{HostConfig, NetPolicy, PluginHost, Status};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,7 +52,7 @@ async fn warm_instances_are_per_sensor_and_recycled_after_a_fault() {
     let mut a = plugin.instance(Arc::new(NetPolicy::deny_all()), "a");
     let mut b = plugin.instance(Arc::new(NetPolicy::deny_all()), "b");
     let counter = r#"{"mode":"counter"}"#;
-    let calls = |r: &outpost::plugin_host::CheckResult| r.metrics["calls"];
+    let calls = |r: &outpost_plugin_host::CheckResult| r.metrics["calls"];
     assert_eq!(
         calls(&a.check_result(counter, Duration::from_secs(1)).await),
         1.0

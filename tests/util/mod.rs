@@ -96,9 +96,9 @@ pub fn run_plugin(plugin: &str, config: &serde_json::Value, extra: &[&str]) -> P
 /// A test fixture component built by `agent/build.rs`.
 pub fn fixture(name: &str) -> String {
     match name {
-        "hostile" => env!("OUTPOST_FIXTURE_HOSTILE").to_string(),
-        "wrong-world" => env!("OUTPOST_FIXTURE_WRONG_WORLD").to_string(),
-        "future-version" => env!("OUTPOST_FIXTURE_FUTURE_VERSION").to_string(),
+        "hostile" => outpost_plugin_host::fixtures::HOSTILE.to_string(),
+        "wrong-world" => outpost_plugin_host::fixtures::WRONG_WORLD.to_string(),
+        "future-version" => outpost_plugin_host::fixtures::FUTURE_VERSION.to_string(),
         other => panic!("no fixture {other}"),
     }
 }

@@ -42,7 +42,7 @@ pub struct HistoryArgs {
     #[command(flatten)]
     pub config: ConfigArg,
     /// How far back (e.g. 30m, 1h, 7d).
-    #[arg(long, default_value = "1h", value_parser = crate::plugin_host::parse_duration)]
+    #[arg(long, default_value = "1h", value_parser = outpost_types::duration::parse)]
     pub since: std::time::Duration,
     /// At most this many results.
     #[arg(long, default_value_t = 200)]
@@ -141,7 +141,7 @@ fn reader(c: &ConfigArg) -> anyhow::Result<Reader> {
 }
 
 fn ago(ms: i64) -> String {
-    let s = ((crate::scheduler::now_ms() - ms).max(0) / 1000) as u64;
+    let s = ((outpost_types::time::now_ms() - ms).max(0) / 1000) as u64;
     match s {
         0..=119 => format!("{s}s ago"),
         120..=7199 => format!("{}m ago", s / 60),
@@ -345,7 +345,7 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
 /// `outpost history`.
 pub async fn history(a: HistoryArgs) -> anyhow::Result<ExitCode> {
     let r = reader(&a.config)?;
-    let since = crate::scheduler::now_ms() - a.since.as_millis() as i64;
+    let since = outpost_types::time::now_ms() - a.since.as_millis() as i64;
     let results = r.history(&a.sensor, since, a.limit)?;
     let transitions = r.transitions(&a.sensor, since)?;
     if a.json {
@@ -458,7 +458,7 @@ pub async fn sla(a: SlaArgs) -> anyhow::Result<ExitCode> {
         "week" => Period::Week,
         _ => Period::Month,
     };
-    let now = crate::scheduler::now_ms();
+    let now = outpost_types::time::now_ms();
     let from = match &a.from {
         Some(d) => parse_day(d)?,
         None => outpost_store::period_start(period, now),

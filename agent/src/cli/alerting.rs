@@ -32,7 +32,7 @@ pub struct SilenceArgs {
     #[arg(required_unless_present_any = ["list", "end"])]
     pub target: Option<String>,
     /// How long (e.g. 30m, 2h).
-    #[arg(long = "for", value_parser = crate::plugin_host::parse_duration, required_unless_present_any = ["list", "end"])]
+    #[arg(long = "for", value_parser = outpost_types::duration::parse, required_unless_present_any = ["list", "end"])]
     pub duration: Option<std::time::Duration>,
     /// Why (shown with the silence).
     #[arg(long, default_value = "")]
@@ -53,7 +53,7 @@ pub struct IncidentsArgs {
     #[command(flatten)]
     pub config: ConfigArg,
     /// How far back (e.g. 1d, 7d).
-    #[arg(long, default_value = "7d", value_parser = crate::plugin_host::parse_duration)]
+    #[arg(long, default_value = "7d", value_parser = outpost_types::duration::parse)]
     pub since: std::time::Duration,
     /// Also print each incident's history and notifications.
     #[arg(long, short)]
@@ -93,7 +93,7 @@ pub async fn ack(a: AckArgs) -> anyhow::Result<ExitCode> {
         .trim()
         .to_string();
     let by = who(a.by);
-    let now = crate::scheduler::now_ms();
+    let now = outpost_types::time::now_ms();
     let out = db.tx(|t| actions::acknowledge(t, &agent.name, &token, &by, now))?;
     match out {
         AckOutcome::Acknowledged { incident } => {
@@ -134,7 +134,7 @@ pub async fn ack(a: AckArgs) -> anyhow::Result<ExitCode> {
 /// `outpost silence`.
 pub async fn silence(a: SilenceArgs) -> anyhow::Result<ExitCode> {
     let (_, db) = open(&a.config)?;
-    let now = crate::scheduler::now_ms();
+    let now = outpost_types::time::now_ms();
     if a.list {
         let list = db.tx(|t| t.silences(now, true))?;
         if list.is_empty() {
@@ -189,7 +189,7 @@ pub async fn silence(a: SilenceArgs) -> anyhow::Result<ExitCode> {
 /// `outpost incidents`.
 pub async fn incidents(a: IncidentsArgs) -> anyhow::Result<ExitCode> {
     let (_, db) = open(&a.config)?;
-    let since = crate::scheduler::now_ms() - a.since.as_millis() as i64;
+    let since = outpost_types::time::now_ms() - a.since.as_millis() as i64;
     let list = db.tx(|t| {
         let mut out = Vec::new();
         for i in t.recent_incidents(since, 1000)? {

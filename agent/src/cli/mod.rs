@@ -61,14 +61,14 @@ pub enum Command {
 }
 
 /// Arguments of the hidden `compile-plugin` (see
-/// [`crate::plugin_host::compiler`]).
+/// [`outpost_plugin_host::compiler`]).
 #[derive(Debug, clap::Args)]
 pub struct CompilePluginArgs {
     /// Where to write the compiled image.
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
-    engine: crate::plugin_host::compiler::EngineArgs,
+    engine: outpost_plugin_host::compiler::EngineArgs,
 }
 
 /// Sets up tracing to stderr.
@@ -106,7 +106,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Silence(a) => alerting::silence(a).await,
         Command::Incidents(a) => alerting::incidents(a).await,
         Command::CompilePlugin(a) => {
-            crate::plugin_host::compiler::child_main(a.engine, &a.out)?;
+            outpost_plugin_host::compiler::child_main(a.engine, &a.out)?;
             Ok(ExitCode::SUCCESS)
         }
     }

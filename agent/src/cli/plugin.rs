@@ -1,11 +1,11 @@
 //! `outpost plugin run|info`: run one plugin once by hand, as a plugin
 //! author or an operator trying a config would.
 
-use crate::plugin_host::{
-    Alert, Endpoint, HostConfig, Limits, NetPolicy, PluginHost, PluginKind, Status,
-};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use outpost_plugin_host::{
+    Alert, Endpoint, HostConfig, Limits, NetPolicy, PluginHost, PluginKind, Status,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub config_file: Option<PathBuf>,
     /// Time allowed for the run (e.g. 500ms, 10s).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = outpost_types::duration::parse)]
     pub timeout: Duration,
     /// Memory limit in MiB.
     #[arg(long, default_value_t = 64)]
@@ -69,10 +69,6 @@ pub struct InfoArgs {
     /// Print as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::plugin_host::parse_duration(s)
 }
 
 /// Runs a plugin command.

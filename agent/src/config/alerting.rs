@@ -8,7 +8,7 @@
 
 use super::raw::{RawEscalation, RawMaintenance, RawNotifier};
 use super::{ConfigError, Source, check_name};
-use crate::plugin_host::Endpoint;
+use outpost_plugin_host::Endpoint;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use toml::Spanned;

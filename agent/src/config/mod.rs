@@ -13,7 +13,7 @@ pub mod topology;
 
 pub use alerting::{EscalationPolicy, Level, Maintenance, NotifierConfig, Selector, Window};
 
-use crate::plugin_host::{Endpoint, Limits, Plugin, PluginHost, PluginSource};
+use outpost_plugin_host::{Endpoint, Limits, Plugin, PluginHost, PluginSource};
 use raw::{RawFile, RawIncluded, RawSensor};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -379,7 +379,7 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
             host,
             &mut plugins,
             &s.plugin,
-            crate::plugin_host::PluginKind::Sensor,
+            outpost_plugin_host::PluginKind::Sensor,
         )
         .await
         .map_err(|m| src.err(config_span.0, "plugin", m))?;
@@ -419,7 +419,7 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
             host,
             &mut plugins,
             &n.plugin,
-            crate::plugin_host::PluginKind::Notifier,
+            outpost_plugin_host::PluginKind::Notifier,
         )
         .await
         .map_err(|m| main.err(plugin_at, "plugin", m))?;
@@ -497,7 +497,7 @@ async fn load_plugin(
     host: &PluginHost,
     plugins: &mut HashMap<String, Arc<Plugin>>,
     spec: &str,
-    kind: crate::plugin_host::PluginKind,
+    kind: outpost_plugin_host::PluginKind,
 ) -> Result<Arc<Plugin>, String> {
     let plugin = match plugins.get(spec) {
         Some(p) => p.clone(),
@@ -527,7 +527,7 @@ async fn validate_plugin_config(
     who: &str,
     spec: &str,
 ) -> Result<(), ConfigError> {
-    let mut probe = plugin.instance(Arc::new(crate::plugin_host::NetPolicy::deny_all()), who);
+    let mut probe = plugin.instance(Arc::new(outpost_plugin_host::NetPolicy::deny_all()), who);
     match probe.validate(config.json()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
@@ -645,7 +645,7 @@ fn check_agent(
         reuse_instances: p.reuse_instances.unwrap_or(true),
         warm_instances: p
             .warm_instances
-            .unwrap_or(crate::plugin_host::DEFAULT_WARM_INSTANCES),
+            .unwrap_or(outpost_plugin_host::DEFAULT_WARM_INSTANCES),
         public_url: match &a.public_url {
             Some(u)
                 if u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://") =>

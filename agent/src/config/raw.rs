@@ -21,26 +21,20 @@ impl<'de> Deserialize<'de> for Dur {
                 f.write_str("a duration such as \"30s\", \"5m\" or a number of seconds")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
-                crate::plugin_host::parse_duration(v)
+                outpost_types::duration::parse(v)
                     .map(Dur)
                     .map_err(E::custom)
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dur, E> {
-                u64::try_from(v)
-                    .map(|s| Dur(Duration::from_secs(s)))
-                    .map_err(|_| E::custom("a duration must not be negative; write e.g. \"30s\""))
+                self.visit_f64(v as f64)
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Dur, E> {
-                Ok(Dur(Duration::from_secs(v)))
+                self.visit_f64(v as f64)
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Dur, E> {
-                if v.is_finite() && v >= 0.0 {
-                    Ok(Dur(Duration::from_secs_f64(v)))
-                } else {
-                    Err(E::custom(
-                        "a duration must not be negative; write e.g. \"30s\"",
-                    ))
-                }
+                outpost_types::duration::from_secs_f64(v)
+                    .map(Dur)
+                    .map_err(E::custom)
             }
         }
         d.deserialize_any(V)

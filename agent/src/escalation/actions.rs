@@ -9,7 +9,7 @@
 
 use super::{alert_payload, idempotency_key, token};
 use crate::config::Selector;
-use crate::plugin_host::AlertEvent;
+use outpost_plugin_host::AlertEvent;
 use outpost_store::{Incident, IncidentState, NewOutbox, Silence, Tx};
 use serde::Serialize;
 

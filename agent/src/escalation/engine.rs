@@ -31,8 +31,8 @@
 use super::actions::{announce_to_told, silenced_until};
 use super::{AlertingConfig, alert_payload, idempotency_key};
 use crate::config::EscalationPolicy;
-use crate::plugin_host::AlertEvent;
 use crate::targets::{Health, TargetEvent};
+use outpost_plugin_host::AlertEvent;
 use outpost_store::{Incident, IncidentState, NewIncident, NewOutbox, Silence, Store, Tx};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,9 +89,7 @@ pub struct Engine {
     synced_ms: i64,
 }
 
-fn now_ms() -> i64 {
-    crate::scheduler::now_ms()
-}
+use outpost_types::time::now_ms;
 
 impl Engine {
     /// An engine over `store`, resuming the unresolved incidents in it.

@@ -50,9 +50,7 @@ pub fn routes(state: EscalationApi) -> Router {
         .with_state(state)
 }
 
-fn now_ms() -> i64 {
-    crate::scheduler::now_ms()
-}
+use outpost_types::time::now_ms;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -335,7 +333,7 @@ async fn add_silence(
             );
         }
     };
-    let d = match crate::plugin_host::parse_duration(&req.duration) {
+    let d = match outpost_types::duration::parse(&req.duration) {
         Ok(d) => d,
         Err(e) => return err(StatusCode::BAD_REQUEST, format!("`for`: {e}")),
     };

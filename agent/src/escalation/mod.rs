@@ -29,8 +29,8 @@ pub mod outbox;
 pub mod token;
 
 use crate::config::{Config, EscalationPolicy, Maintenance, NotifierConfig};
-use crate::plugin_host::{AlertEvent, Plugin};
 use crate::targets::TargetEvent;
+use outpost_plugin_host::{AlertEvent, Plugin};
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -22,7 +22,7 @@
 //!   notifications ([`PARALLEL`] at once).
 
 use super::AlertingConfig;
-use crate::plugin_host::{Alert, AlertEvent, NetPolicy};
+use outpost_plugin_host::{Alert, AlertEvent, NetPolicy};
 use outpost_store::{IncidentState, OutboxEntry, Store};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -47,9 +47,7 @@ pub const PARALLEL: usize = 8;
 /// by other processes, such as `outpost ack`, and retries coming due).
 const POLL: Duration = Duration::from_millis(250);
 
-fn now_ms() -> i64 {
-    crate::scheduler::now_ms()
-}
+use outpost_types::time::now_ms;
 
 /// The delay before retry number `attempt` (1-based), with jitter.
 pub fn backoff(attempt: u32, jitter01: f64) -> Duration {

@@ -337,7 +337,7 @@ mod tests {
     }
 
     fn metric(r: &CheckResult, name: &str) -> f64 {
-        r.metrics.iter().find(|m| m.name == name).unwrap().value
+        r.metrics[name]
     }
 
     #[test]

@@ -74,15 +74,15 @@ mod tests {
     fn rate_limit_is_retryable_after_the_given_seconds() {
         let e = classify(429, Some("30"), "", now()).unwrap_err();
         assert!(!e.permanent);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(30)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(30)));
         assert!(e.message.contains("429"), "{}", e.message);
         assert!(e.message.starts_with("Slack "), "{}", e.message);
         let e = classify(429, Some("Tue, 01 Dec 2026 19:00:07 GMT"), "", now()).unwrap_err();
-        assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
         let e = classify(429, None, "", now()).unwrap_err();
-        assert_eq!((e.permanent, e.retry_after), (false, None));
+        assert_eq!((e.permanent, e.retry_after()), (false, None));
         let e = classify(429, Some("soon"), "", now()).unwrap_err();
-        assert_eq!(e.retry_after, None);
+        assert_eq!(e.retry_after(), None);
     }
 
     #[test]

@@ -71,17 +71,17 @@ mod tests {
     fn rate_limit_is_retryable_after_the_given_time() {
         let e = classify(R, 429, Some("2"), "slow down", now()).unwrap_err();
         assert!(!e.permanent);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(2)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
         assert_eq!(
             e.message,
             "the webhook receiver is rate-limiting (HTTP 429, retry after 2 s): slow down"
         );
         let e = classify(R, 429, Some("Tue, 01 Dec 2026 19:01:00 GMT"), "", now()).unwrap_err();
-        assert_eq!(e.retry_after, Some(Duration::from_secs(60)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(60)));
         let e = classify(R, 429, Some("Tue, 01 Dec 2026 18:00:00 GMT"), "", now()).unwrap_err();
-        assert_eq!(e.retry_after, Some(Duration::ZERO));
+        assert_eq!(e.retry_after(), Some(Duration::ZERO));
         let e = classify(R, 429, None, "", now()).unwrap_err();
-        assert_eq!((e.permanent, e.retry_after), (false, None));
+        assert_eq!((e.permanent, e.retry_after()), (false, None));
     }
 
     #[test]
@@ -93,7 +93,7 @@ mod tests {
             );
         }
         let e = classify(R, 503, Some("5"), "maintenance", now()).unwrap_err();
-        assert_eq!(e.retry_after, Some(Duration::from_secs(5)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(5)));
         assert_eq!(
             e.message,
             "the webhook receiver answered HTTP 503: maintenance"

@@ -40,11 +40,23 @@ mod outbound;
 mod output;
 pub mod policy;
 mod sandbox;
-pub mod types;
 
+pub use outpost_types::abi::*;
 pub use policy::{Endpoint, NetPolicy};
 pub use sandbox::Limits;
-pub use types::*;
+
+/// Paths of the test fixture components (`tests/test-plugins`), built with
+/// the built-in plugins by `build.rs`, for the workspace's tests and
+/// benchmarks.
+#[doc(hidden)]
+pub mod fixtures {
+    /// A sensor with a misbehaviour per config (`mode`).
+    pub const HOSTILE: &str = env!("OUTPOST_FIXTURE_HOSTILE");
+    /// A component exporting some other world.
+    pub const WRONG_WORLD: &str = env!("OUTPOST_FIXTURE_WRONG_WORLD");
+    /// A sensor built against a future major version of the WIT package.
+    pub const FUTURE_VERSION: &str = env!("OUTPOST_FIXTURE_FUTURE_VERSION");
+}
 
 use bindings::notifier::{NotifierPlugin, NotifierPluginPre};
 use bindings::sensor::{SensorPlugin, SensorPluginPre};
@@ -1019,59 +1031,4 @@ fn to_wit_alert(a: &Alert) -> wit::Alert {
         level: a.level,
         ack_url: a.ack_url.clone(),
     }
-}
-
-/// Parses durations such as `250ms`, `10s`, `5m`, `1h30m` (a bare number is
-/// seconds). Shared by the CLI and the config.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("empty duration; write e.g. `30s` or `5m`".into());
-    }
-    if let Ok(secs) = t.parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        return Ok(Duration::from_secs_f64(secs));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if n == 0 {
-            return Err(format!(
-                "invalid duration `{text}`: expected a number before `{rest}`"
-            ));
-        }
-        let value: f64 = rest[..n]
-            .parse()
-            .map_err(|_| format!("invalid duration `{text}`"))?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let scale = match &rest[..u] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            "w" => 604800.0,
-            "" => {
-                return Err(format!(
-                    "invalid duration `{text}`: missing unit (ms, s, m, h, d or w)"
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "invalid duration `{text}`: unknown unit `{other}` (use ms, s, m, h, d or w)"
-                ));
-            }
-        };
-        rest = &rest[u..];
-        total += Duration::from_secs_f64(value * scale);
-    }
-    Ok(total)
 }

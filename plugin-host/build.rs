@@ -23,32 +23,6 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("email", "outpost-plugin-email", "outpost_plugin_email.wasm"),
 ];
 
-/// Places the functions an agent runs in its steady state (listed in
-/// `hot-symbols.txt`, see `scripts/hot-symbols`) together at the start of
-/// the binary's text. The kernel maps code in 64 KiB runs around each
-/// touched page, so scattered hot functions kept most of the 21 MiB of
-/// text resident. Only where the linker is lld (Rust's default for
-/// x86_64 Linux); elsewhere the binary is just not reordered.
-fn order_hot_code(manifest: &Path) {
-    let list = manifest.join("hot-symbols.txt");
-    println!("cargo:rerun-if-changed={}", list.display());
-    let var = |k: &str| std::env::var(k).unwrap_or_default();
-    let lld_default = var("CARGO_CFG_TARGET_ARCH") == "x86_64"
-        && var("CARGO_CFG_TARGET_OS") == "linux"
-        && var("CARGO_CFG_TARGET_ENV") == "gnu";
-    // A build that links with another linker (GNU ld knows no ordering
-    // file) can opt out.
-    println!("cargo:rerun-if-env-changed=OUTPOST_NO_CODE_ORDER");
-    let opted_out = std::env::var_os("OUTPOST_NO_CODE_ORDER").is_some();
-    if lld_default && !opted_out && list.exists() {
-        println!(
-            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
-            list.display()
-        );
-        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
-    }
-}
-
 /// Fixture components for tests: (env suffix, package, artifact).
 const FIXTURES: &[(&str, &str, &str)] = &[
     (
@@ -67,7 +41,6 @@ const FIXTURES: &[(&str, &str, &str)] = &[
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
-    order_hot_code(&manifest);
     for dir in [
         "plugin-sdk",
         "plugins",
@@ -81,7 +54,7 @@ fn main() {
     // A stable directory beside the outer target dir, so guest dependencies
     // are compiled once, not once per change of this build script.
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    let target_dir = wasm_target_dir(&out_dir);
+    let target_dir = wasm_target_dir(&out_dir, &root);
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -115,14 +88,18 @@ fn main() {
             cmd.env_remove(key);
         }
     }
+    if !target_installed() {
+        panic!(
+            "the plugins are compiled for wasm32-wasip2, which this toolchain lacks. \
+             Install it with `rustup target add wasm32-wasip2` \
+             (the README's scripts/run and scripts/test do this for you)."
+        );
+    }
     let status = cmd
         .status()
         .expect("failed to run cargo for the wasm32-wasip2 plugins");
     if !status.success() {
-        panic!(
-            "building the plugins for wasm32-wasip2 failed (see above). \
-             Is the target installed? rust-toolchain.toml asks rustup for it."
-        );
+        panic!("building the plugins for wasm32-wasip2 failed (see above)");
     }
 
     let artifacts = target_dir.join("wasm32-wasip2").join("plugin");
@@ -146,13 +123,33 @@ fn emit(var: &str, path: &Path) {
     println!("cargo:rustc-env={var}={}", path.display());
 }
 
-/// `<target>/wasm-plugins`, where `<target>` is the outer target directory
-/// (`OUT_DIR` is `<target>/[<triple>/]<profile>/build/<pkg>-<hash>/out`).
-fn wasm_target_dir(out_dir: &Path) -> PathBuf {
+/// `<target>/wasm-plugins/<checkout>`, where `<target>` is the outer target
+/// directory (`OUT_DIR` is `<target>/[<triple>/]<profile>/build/<pkg>-<hash>/out`)
+/// and `<checkout>` names the workspace, so two checkouts sharing a target
+/// directory never overwrite each other's plugins.
+fn wasm_target_dir(out_dir: &Path, root: &Path) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    root.hash(&mut h);
+    let leaf = format!("{:016x}", h.finish());
     for ancestor in out_dir.ancestors() {
         if ancestor.join("CACHEDIR.TAG").exists() {
-            return ancestor.join("wasm-plugins");
+            return ancestor.join("wasm-plugins").join(leaf);
         }
     }
     out_dir.join("wasm-plugins")
+}
+
+/// Whether the compiler that builds this crate has the `wasm32-wasip2`
+/// standard library (checked up front: without it cargo's error is long
+/// and does not say what to do).
+fn target_installed() -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
+        return true; // let cargo report it
+    };
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    Path::new(&sysroot)
+        .join("lib/rustlib/wasm32-wasip2")
+        .exists()
 }

@@ -149,7 +149,7 @@ fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin_host::{HostConfig, builtin, engine_config};
+    use crate::{HostConfig, builtin, engine_config};
 
     fn cache_with(child: &str) -> (tempfile::TempDir, Engine, ComponentCache) {
         let config = HostConfig::default();
@@ -191,7 +191,7 @@ mod tests {
     /// engine built that way loads into the host's engine.
     #[test]
     fn an_image_from_the_childs_engine_settings_loads_into_the_hosts_engine() {
-        use crate::plugin_host::compiler::EngineArgs;
+        use crate::compiler::EngineArgs;
         let config = HostConfig {
             warm_instances: 7,
             concurrent_runs: 40,
@@ -201,8 +201,7 @@ mod tests {
         config.limits.memory_bytes = 16 << 20;
         let host_engine = Engine::new(&engine_config(&config)).unwrap();
         let child_config = EngineArgs::of(&config).host_config();
-        let image =
-            crate::plugin_host::precompile(&child_config, builtin::BUILTINS[0].wasm).unwrap();
+        let image = crate::precompile(&child_config, builtin::BUILTINS[0].wasm).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.cwasm");
         std::fs::write(&path, image).unwrap();
