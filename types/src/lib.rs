@@ -5,6 +5,8 @@
 //!   info, alert, delivery error). The plugin host converts the generated WIT
 //!   bindings to these at one edge, the SDK converts them to its bindings at
 //!   the other, and the store and the agent use them as they are.
+//! - [`status`]: the status document (schema version, every field once),
+//!   written by the API and read by peers, the CLI and tests.
 //! - [`duration`]: the one duration parser (config, CLI, API, plugins).
 //! - [`time`]: wall-clock milliseconds.
 //!
@@ -15,6 +17,7 @@
 
 pub mod abi;
 pub mod duration;
+pub mod status;
 pub mod time;
 
 pub use abi::*;
