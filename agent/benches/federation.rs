@@ -244,7 +244,7 @@ fn aggregation(secs: u64) {
     let t = Instant::now();
     for _ in 0..10 {
         for d in &docs {
-            std::hint::black_box(federation::parse_status(d.as_bytes()).unwrap());
+            std::hint::black_box(outpost_types::status::parse(d.as_bytes()).unwrap());
         }
     }
     let per_round = t.elapsed().as_secs_f64() / 10.0;

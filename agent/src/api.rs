@@ -21,8 +21,7 @@
 
 use crate::federation::{Identity, MAX_STATUS_BYTES, PeerUpdate};
 use crate::metrics::Metrics;
-use crate::status::{Board, PeerView, Snapshot};
-use crate::topology::{MemberView, NodeState};
+use crate::status::{Board, Snapshot};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -31,13 +30,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use outpost_types::status::{AgentDoc, NodeDoc, SensorDoc, StatusDoc};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// Version of the status JSON schema (`docs/status.schema.json`).
-pub const SCHEMA_VERSION: u32 = 1;
+pub use outpost_types::status::SCHEMA_VERSION;
 
 /// Largest request body accepted by any endpoint but the push endpoint:
 /// no read endpoint takes a body; 64 KiB leaves room for small admin
@@ -145,87 +146,36 @@ impl AppState {
 // The status document (docs/status.schema.json).
 // ---------------------------------------------------------------------------
 
-#[derive(Serialize)]
-struct Doc<'a> {
-    schema_version: u32,
-    agent: AgentDoc<'a>,
-    generated_at_ms: i64,
-    sensors: Vec<SensorDoc<'a>>,
-    systems: Vec<NodeDoc<'a>>,
-    services: Vec<NodeDoc<'a>>,
-    peers: &'a [PeerView],
-}
-
-#[derive(Serialize)]
-struct AgentDoc<'a> {
-    name: &'a str,
-    id: &'a str,
-    version: &'static str,
-    started_at_ms: i64,
-}
-
-#[derive(Serialize)]
-struct SensorDoc<'a> {
-    name: &'a str,
-    plugin: &'a str,
-    category: &'a Option<String>,
-    description: &'a Option<String>,
-    labels: &'a BTreeMap<String, String>,
-    state: crate::state::State,
-    since_ms: i64,
-    reason: &'a str,
-    flapping: bool,
-    last_check_ms: Option<i64>,
-    last_status: Option<outpost_plugin_host::Status>,
-    last_message: &'a str,
-    last_latency_ms: Option<f64>,
-    interval_ms: u64,
-    incident: Option<&'a serde_json::Value>,
-}
-
-#[derive(Serialize)]
-struct NodeDoc<'a> {
-    name: &'a str,
-    state: NodeState,
-    since_ms: i64,
-    reason: &'a str,
-    caused_by: &'a [String],
-    rule: &'a str,
-    members: &'a [MemberView],
-    category: &'a Option<String>,
-    description: &'a Option<String>,
-    labels: &'a BTreeMap<String, String>,
-    incident: Option<&'a serde_json::Value>,
-}
-
 fn node_doc<'a>(
     n: &'a crate::topology::NodeView,
     incidents: &'a BTreeMap<String, serde_json::Value>,
 ) -> NodeDoc<'a> {
     NodeDoc {
-        name: &n.name,
+        name: Cow::Borrowed(&n.name),
         state: n.state,
         since_ms: n.since_ms,
-        reason: &n.reason,
-        caused_by: &n.caused_by,
-        rule: &n.rule,
-        members: &n.members,
-        category: &n.category,
-        description: &n.description,
-        labels: &n.labels,
-        incident: incidents.get(&n.name),
+        reason: Cow::Borrowed(&n.reason),
+        caused_by: Cow::Borrowed(&n.caused_by),
+        rule: Cow::Borrowed(&n.rule),
+        members: Cow::Borrowed(&n.members),
+        category: n.category.as_deref().map(Cow::Borrowed),
+        description: n.description.as_deref().map(Cow::Borrowed),
+        labels: Cow::Borrowed(&n.labels),
+        incident: incidents.get(&n.name).map(Cow::Borrowed),
     }
 }
 
-/// Renders the status document for a board snapshot.
+/// Renders the status document for a board snapshot (borrowing from it:
+/// nothing is copied).
 pub fn render_status(me: &Identity, started_ms: i64, s: &Snapshot) -> Vec<u8> {
     let node = |n| node_doc(n, &s.incidents);
-    let doc = Doc {
+    let kind = |k: &'static str| s.nodes.iter().filter(move |n| n.kind == k).map(node);
+    StatusDoc {
         schema_version: SCHEMA_VERSION,
         agent: AgentDoc {
-            name: &me.name,
-            id: &me.id,
-            version: env!("CARGO_PKG_VERSION"),
+            name: Cow::Borrowed(&me.name),
+            id: Cow::Borrowed(&me.id),
+            version: Cow::Borrowed(env!("CARGO_PKG_VERSION")),
             started_at_ms: started_ms,
         },
         generated_at_ms: outpost_types::time::now_ms(),
@@ -233,38 +183,28 @@ pub fn render_status(me: &Identity, started_ms: i64, s: &Snapshot) -> Vec<u8> {
             .sensors
             .iter()
             .map(|v| SensorDoc {
-                name: &v.sensor.name,
-                plugin: &v.sensor.plugin,
-                category: &v.sensor.category,
-                description: &v.sensor.description,
-                labels: &v.sensor.labels,
+                name: Cow::Borrowed(&v.sensor.name),
+                plugin: Cow::Borrowed(&v.sensor.plugin),
+                category: v.sensor.category.as_deref().map(Cow::Borrowed),
+                description: v.sensor.description.as_deref().map(Cow::Borrowed),
+                labels: Cow::Borrowed(&v.sensor.labels),
                 state: v.state,
                 since_ms: v.since_ms,
-                reason: &v.reason,
+                reason: Cow::Borrowed(&v.reason),
                 flapping: v.flapping,
                 last_check_ms: v.last_check_ms,
                 last_status: v.last_status,
-                last_message: &v.last_message,
+                last_message: Cow::Borrowed(&v.last_message),
                 last_latency_ms: v.last_latency_ms,
                 interval_ms: v.interval_ms(),
-                incident: s.incidents.get(v.name()),
+                incident: s.incidents.get(v.name()).map(Cow::Borrowed),
             })
             .collect(),
-        systems: s
-            .nodes
-            .iter()
-            .filter(|n| n.kind == "system")
-            .map(node)
-            .collect(),
-        services: s
-            .nodes
-            .iter()
-            .filter(|n| n.kind == "service")
-            .map(node)
-            .collect(),
-        peers: &s.peers,
-    };
-    serde_json::to_vec(&doc).expect("the status document serializes")
+        systems: kind("system").collect(),
+        services: kind("service").collect(),
+        peers: Cow::Borrowed(&s.peers),
+    }
+    .to_json()
 }
 
 // ---------------------------------------------------------------------------
@@ -399,17 +339,17 @@ async fn push(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Res
         Ok(b) => b,
         Err(_) => return too_large(),
     };
-    let status = match crate::federation::parse_status(&bytes) {
+    let status = match outpost_types::status::parse(&bytes) {
         Ok(s) => s,
         Err(e) => {
             return (
                 StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({"error": e})),
+                Json(serde_json::json!({"error": e.to_string()})),
             )
                 .into_response();
         }
     };
-    let name = status.agent.name.clone();
+    let name = status.agent.name.to_string();
     if !st.push_peers.contains(&name) {
         return (
             StatusCode::FORBIDDEN,

@@ -19,8 +19,7 @@
 //! This module owns no state; it never touches the board.
 
 use crate::config::topology::{PeerConfig, PushConfig};
-use crate::status::{PeerState, PeerView, RemoteNode};
-use serde::Deserialize;
+use outpost_types::status::{PeerState, PeerView, RemoteNode, StatusDoc};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -62,78 +61,6 @@ pub fn agent_id(data_dir: &std::path::Path) -> std::io::Result<String> {
     Ok(id)
 }
 
-/// A peer's status document, as far as aggregation needs it. Unknown
-/// fields are ignored (newer minor additions); `schema_version` decides.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RemoteStatus {
-    /// Must be [`crate::api::SCHEMA_VERSION`].
-    pub schema_version: u32,
-    /// The peer's identity.
-    pub agent: RemoteAgent,
-    /// Its sensors.
-    #[serde(default)]
-    pub sensors: Vec<RemoteEntry>,
-    /// Its systems.
-    #[serde(default)]
-    pub systems: Vec<RemoteEntry>,
-    /// Its services.
-    #[serde(default)]
-    pub services: Vec<RemoteEntry>,
-    /// The peers it sees.
-    #[serde(default)]
-    pub peers: Vec<PeerView>,
-}
-
-/// `agent` of a status document.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RemoteAgent {
-    /// Name.
-    pub name: String,
-    /// Id.
-    pub id: String,
-}
-
-/// One sensor, system or service in a status document.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RemoteEntry {
-    /// Name.
-    pub name: String,
-    /// State name.
-    pub state: String,
-    /// Reason.
-    #[serde(default)]
-    pub reason: String,
-    /// Since (Unix ms).
-    #[serde(default)]
-    pub since_ms: i64,
-    /// Category.
-    #[serde(default)]
-    pub category: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Probe {
-    schema_version: Option<serde_json::Value>,
-}
-
-/// Parses and checks a status document (poll answer or push body).
-pub fn parse_status(body: &[u8]) -> Result<RemoteStatus, String> {
-    let probe: Probe =
-        serde_json::from_slice(body).map_err(|e| format!("malformed status JSON: {e}"))?;
-    match probe.schema_version {
-        Some(serde_json::Value::Number(n))
-            if n.as_u64() == Some(crate::api::SCHEMA_VERSION as u64) => {}
-        Some(v) => {
-            return Err(format!(
-                "unsupported schema_version {v} (this agent reads {})",
-                crate::api::SCHEMA_VERSION
-            ));
-        }
-        None => return Err("not a status document: no schema_version".into()),
-    }
-    serde_json::from_slice(body).map_err(|e| format!("invalid status document: {e}"))
-}
-
 /// What one contact with a peer produced.
 #[derive(Debug, Clone)]
 pub enum PeerUpdate {
@@ -142,7 +69,7 @@ pub enum PeerUpdate {
         /// The configured peer name.
         peer: String,
         /// The document.
-        status: Box<RemoteStatus>,
+        status: Box<StatusDoc<'static>>,
     },
     /// `304 Not Modified`: the peer is alive and unchanged.
     NotModified {
@@ -165,7 +92,7 @@ pub enum PeerUpdate {
 pub fn views_from(
     peer: &str,
     mode: &str,
-    status: &RemoteStatus,
+    status: &StatusDoc<'_>,
     me: &Identity,
     now_ms: i64,
 ) -> Result<Vec<PeerView>, String> {
@@ -181,28 +108,34 @@ pub fn views_from(
             status.agent.name
         ));
     }
-    let kinds = [
-        ("sensor", &status.sensors),
-        ("system", &status.systems),
-        ("service", &status.services),
-    ];
-    let nodes: Vec<RemoteNode> = kinds
-        .iter()
-        .flat_map(|(k, list)| {
-            list.iter().map(move |e| RemoteNode {
-                name: e.name.clone(),
-                kind: k.to_string(),
-                state: e.state.clone(),
-                reason: e.reason.clone(),
+    let sensors = status.sensors.iter().map(|e| RemoteNode {
+        name: e.name.to_string(),
+        kind: "sensor".into(),
+        state: e.state.as_str().into(),
+        reason: e.reason.to_string(),
+        since_ms: e.since_ms,
+        category: e.category.as_deref().map(Into::into),
+    });
+    let nodes = |kind: &'static str, list: &'_ [outpost_types::status::NodeDoc<'_>]| {
+        list.iter()
+            .map(move |e| RemoteNode {
+                name: e.name.to_string(),
+                kind: kind.into(),
+                state: e.state.as_str().into(),
+                reason: e.reason.to_string(),
                 since_ms: e.since_ms,
-                category: e.category.clone(),
+                category: e.category.as_deref().map(Into::into),
             })
-        })
+            .collect::<Vec<_>>()
+    };
+    let nodes: Vec<RemoteNode> = sensors
+        .chain(nodes("system", &status.systems))
+        .chain(nodes("service", &status.services))
         .take(MAX_NODES)
         .collect();
     let mut out = vec![PeerView {
         name: peer.to_string(),
-        agent_id: Some(status.agent.id.clone()),
+        agent_id: Some(status.agent.id.to_string()),
         via: vec![],
         mode: mode.to_string(),
         state: PeerState::Fresh,
@@ -219,7 +152,7 @@ pub fn views_from(
             || p.name == me.name
             || p.via.iter().any(|v| v == &me.name)
             || p.name == peer
-            || p.agent_id.as_deref() == Some(status.agent.id.as_str());
+            || p.agent_id.as_deref() == Some(&*status.agent.id);
         if loops || p.via.len() + 1 >= MAX_HOPS || out.iter().any(|o| o.name == p.name) {
             continue;
         }
@@ -313,7 +246,7 @@ pub async fn poll_once(
     peer: &PeerConfig,
     url: &str,
     etag: &mut Option<String>,
-) -> Result<Option<RemoteStatus>, String> {
+) -> Result<Option<StatusDoc<'static>>, String> {
     let fut = async {
         let mut req = client.get(format!("{url}/api/v1/status"));
         if let Some(t) = &peer.token {
@@ -340,7 +273,7 @@ pub async fn poll_once(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let body = read_limited(&mut resp, MAX_STATUS_BYTES).await?;
-        let status = parse_status(&body)?;
+        let status = outpost_types::status::parse(&body).map_err(|e| e.to_string())?;
         *etag = new_etag;
         Ok(Some(status))
     };
@@ -428,14 +361,14 @@ mod tests {
         }
     }
 
-    fn doc(name: &str, id: &str, peers: serde_json::Value) -> RemoteStatus {
+    fn doc(name: &str, id: &str, peers: serde_json::Value) -> StatusDoc<'static> {
         let v = serde_json::json!({
             "schema_version": 1,
             "agent": {"name": name, "id": id},
             "services": [{"name": "api", "state": "down", "reason": "x", "since_ms": 1}],
             "peers": peers,
         });
-        parse_status(v.to_string().as_bytes()).unwrap()
+        outpost_types::status::parse(v.to_string().as_bytes()).unwrap()
     }
 
     fn relayed(name: &str, id: &str, via: &[&str]) -> serde_json::Value {
@@ -524,25 +457,6 @@ mod tests {
             )
             .unwrap_err()
             .contains("is `c`, not `b`")
-        );
-    }
-
-    #[test]
-    fn schema_versions_and_garbage() {
-        assert!(
-            parse_status(b"{\"schema_version\": 2, \"agent\": {}}")
-                .unwrap_err()
-                .contains("unsupported schema_version 2")
-        );
-        assert!(
-            parse_status(b"{not json")
-                .unwrap_err()
-                .starts_with("malformed status JSON")
-        );
-        assert!(
-            parse_status(b"{}")
-                .unwrap_err()
-                .contains("no schema_version")
         );
     }
 

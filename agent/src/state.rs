@@ -15,7 +15,7 @@
 //! as failure.
 
 use outpost_plugin_host::Status;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::VecDeque;
 
 /// Outcomes remembered for flap detection (Nagios uses 21).
@@ -25,58 +25,8 @@ pub const FLAP_HIGH: f64 = 40.0;
 /// Percent below which flapping stops.
 pub const FLAP_LOW: f64 = 20.0;
 
-/// The state of a sensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    /// No result yet.
-    Unknown,
-    /// Working.
-    Up,
-    /// Failing, not yet confirmed (fewer than `fail_after` failures).
-    Soft,
-    /// Confirmed down (hard).
-    Down,
-    /// Was down, succeeding, not yet confirmed up.
-    Recovering,
-}
-
-impl State {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Unknown => "unknown",
-            State::Up => "up",
-            State::Soft => "soft",
-            State::Down => "down",
-            State::Recovering => "recovering",
-        }
-    }
-
-    /// Parses the lower-case name.
-    pub fn parse(s: &str) -> Option<State> {
-        Some(match s {
-            "unknown" => State::Unknown,
-            "up" => State::Up,
-            "soft" => State::Soft,
-            "down" => State::Down,
-            "recovering" => State::Recovering,
-            _ => return None,
-        })
-    }
-
-    /// Whether the sensor counts as down for alerting (hard down, or
-    /// recovering from it, which is still down until confirmed).
-    pub fn is_hard_down(self) -> bool {
-        matches!(self, State::Down | State::Recovering)
-    }
-}
-
-impl std::fmt::Display for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The state of a sensor (defined with the status document it appears in).
+pub use outpost_types::status::State;
 
 /// A change of state, with why.
 #[derive(Debug, Clone, PartialEq, Serialize)]

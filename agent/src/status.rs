@@ -6,7 +6,6 @@ use crate::config::SensorConfig;
 use crate::state::State;
 use crate::topology::NodeView;
 use outpost_plugin_host::Status;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
@@ -46,58 +45,8 @@ impl SensorView {
     }
 }
 
-/// A peer agent as this agent sees it (direct, pushed or relayed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PeerView {
-    /// The peer agent's name.
-    pub name: String,
-    /// Its random, persistent id (loop safety), once known.
-    pub agent_id: Option<String>,
-    /// Agents between this one and it; empty for a configured peer.
-    pub via: Vec<String>,
-    /// `poll`, `push` or `relayed`.
-    pub mode: String,
-    /// `unknown` (not heard from yet), `fresh` or `stale`.
-    pub state: PeerState,
-    /// Why it is in this state.
-    pub reason: String,
-    /// Since when in this state (Unix ms).
-    pub since_ms: i64,
-    /// When it last answered with a valid status (Unix ms).
-    pub last_seen_ms: Option<i64>,
-    /// Its sensors, systems and services (all `unknown` while stale).
-    pub nodes: Vec<RemoteNode>,
-}
-
-/// Freshness of a peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PeerState {
-    /// Not heard from yet.
-    Unknown,
-    /// Answering with valid status.
-    Fresh,
-    /// Unreachable or answering garbage: its nodes are unknown.
-    Stale,
-}
-
-/// One sensor, system or service of a peer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RemoteNode {
-    /// Name on the peer.
-    pub name: String,
-    /// `sensor`, `system` or `service`.
-    pub kind: String,
-    /// State as the peer reports it (`unknown` while the peer is stale).
-    pub state: String,
-    /// Why, as the peer says (or why it is unknown).
-    pub reason: String,
-    /// Since when (Unix ms, the peer's clock).
-    pub since_ms: i64,
-    /// Category on the peer, if any.
-    #[serde(default)]
-    pub category: Option<String>,
-}
+/// Peers as this agent sees them (defined with the status document).
+pub use outpost_types::status::{PeerState, PeerView, RemoteNode};
 
 /// Everything on the board at one version.
 #[derive(Debug, Clone, Default)]

@@ -19,77 +19,15 @@
 //!   member is up; degraded when any member is not up; up otherwise.
 
 use crate::config::topology::{Member, NodeConfig, NodeKind, Rule};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Longest reason kept, in bytes: chains through deep graphs stay
 /// readable in alerts and bounded in the status JSON.
 pub const MAX_REASON: usize = 1024;
 
-/// The state of a node (or of a member, as a node sees it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NodeState {
-    /// Working.
-    Up,
-    /// Working with reduced redundancy or capacity.
-    Degraded,
-    /// Not working.
-    Down,
-    /// Not known (unchecked member, stale peer).
-    Unknown,
-}
-
-impl NodeState {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeState::Up => "up",
-            NodeState::Degraded => "degraded",
-            NodeState::Down => "down",
-            NodeState::Unknown => "unknown",
-        }
-    }
-
-    /// The state of a sensor as a node sees it: a hard-down sensor is down
-    /// until it has recovered (a soft failure is not confirmed; one good
-    /// check of a recovering sensor is not a recovery yet), as for
-    /// [`crate::targets::Health`].
-    pub fn of_sensor(s: crate::state::State) -> NodeState {
-        use crate::state::State;
-        match s {
-            State::Up | State::Soft => NodeState::Up,
-            State::Down | State::Recovering => NodeState::Down,
-            State::Unknown => NodeState::Unknown,
-        }
-    }
-
-    /// Parses a state name from a peer's status (sensor or node states).
-    pub fn parse_remote(s: &str) -> NodeState {
-        match s {
-            "up" | "soft" | "recovering" => NodeState::Up,
-            "degraded" => NodeState::Degraded,
-            "down" => NodeState::Down,
-            _ => NodeState::Unknown,
-        }
-    }
-
-    /// Gauge value in `/metrics`.
-    pub fn code(self) -> u8 {
-        match self {
-            NodeState::Unknown => 0,
-            NodeState::Up => 1,
-            NodeState::Degraded => 2,
-            NodeState::Down => 3,
-        }
-    }
-}
-
-impl std::fmt::Display for NodeState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Node and member states (defined with the status document they appear in).
+pub use outpost_types::status::{MemberView, NodeState};
 
 /// A member's state and why, as input to the evaluation.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,15 +36,6 @@ pub struct Input {
     pub state: NodeState,
     /// Why ("sensor db is down: 3 consecutive failures: timeout").
     pub reason: String,
-}
-
-/// A member of a node and the state it had in this evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MemberView {
-    /// The member as written (`db`, `peer:eu-1/api`).
-    pub name: String,
-    /// Its state.
-    pub state: NodeState,
 }
 
 /// The evaluated state of one system or service.
