@@ -30,7 +30,11 @@ mod notifiers;
 #[path = "e2e/status_api.rs"]
 mod status_api;
 
+#[path = "e2e/contrib.rs"]
+mod contrib;
 #[path = "e2e/http_sensor.rs"]
 mod http_sensor;
+#[path = "e2e/recipes.rs"]
+mod recipes;
 #[path = "e2e/status_page.rs"]
 mod status_page;

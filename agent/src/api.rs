@@ -374,14 +374,63 @@ async fn push(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Res
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
+    let mut text = st.metrics.render();
+    let db = st.db.clone();
+    match tokio::task::spawn_blocking(move || escalation_metrics(&db)).await {
+        Ok(Ok(more)) => text.push_str(&more),
+        Ok(Err(e)) => tracing::debug!("metrics: incidents and outbox not read: {e}"),
+        Err(e) => tracing::debug!("metrics: incidents and outbox not read: {e}"),
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        st.metrics.render(),
+        text,
     )
         .into_response()
+}
+
+/// Unresolved incidents by state and the outbox backlog, read from the
+/// store at scrape time (the tables are the truth; no copy to keep in
+/// sync), in the Prometheus text format.
+pub fn escalation_metrics(db: &std::path::Path) -> Result<String, String> {
+    use std::fmt::Write;
+    let c = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| e.to_string())?;
+    c.busy_timeout(std::time::Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    let (open, acked): (i64, i64) = c
+        .query_row(
+            "SELECT count(*) FILTER (WHERE state = 'open'), count(*) FILTER (WHERE state = 'acked') \
+             FROM incidents WHERE state <> 'resolved'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(|e| e.to_string())?;
+    let (pending, oldest_ms): (i64, Option<i64>) = c
+        .query_row(
+            "SELECT count(*), min(created_ms) FROM outbox \
+             WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(|e| e.to_string())?;
+    let oldest_s = oldest_ms.map_or(0.0, |ms| {
+        (outpost_types::time::now_ms() - ms).max(0) as f64 / 1000.0
+    });
+    let mut out = String::with_capacity(768);
+    out.push_str("# HELP outpost_incidents Unresolved incidents, by state (open or acked).\n# TYPE outpost_incidents gauge\n");
+    let _ = writeln!(out, "outpost_incidents{{state=\"open\"}} {open}");
+    let _ = writeln!(out, "outpost_incidents{{state=\"acked\"}} {acked}");
+    out.push_str("# HELP outpost_outbox_pending Notifications not yet delivered (nor given up).\n# TYPE outpost_outbox_pending gauge\n");
+    let _ = writeln!(out, "outpost_outbox_pending {pending}");
+    out.push_str("# HELP outpost_outbox_oldest_pending_seconds Age of the oldest notification not yet delivered (0 when none).\n# TYPE outpost_outbox_oldest_pending_seconds gauge\n");
+    let _ = writeln!(out, "outpost_outbox_oldest_pending_seconds {oldest_s}");
+    Ok(out)
 }
 
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {

@@ -73,6 +73,9 @@ use wasmtime::{
 
 /// The WIT package version this agent implements.
 pub const WIT_VERSION: &str = "0.1.0";
+
+/// The version of wasmtime that runs the plugins.
+pub const WASMTIME_VERSION: &str = wasmtime_environ::VERSION;
 const SENSOR_EXPORT: &str = "outpost:plugin/sensor@0.1.0";
 const NOTIFIER_EXPORT: &str = "outpost:plugin/notifier@0.1.0";
 

@@ -10,10 +10,21 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `outpost --version`: the agent, the plugin ABI it speaks (the WIT
+/// package) and the wasmtime that runs the plugins.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (plugin ABI outpost:plugin@{}, wasmtime {})",
+        env!("CARGO_PKG_VERSION"),
+        outpost_plugin_host::WIT_VERSION,
+        outpost_plugin_host::WASMTIME_VERSION
+    )
+});
+
 /// Outpost: a monitoring agent whose checks and notifiers are WebAssembly
 /// plugins.
 #[derive(Debug, Parser)]
-#[command(name = "outpost", version, about, propagate_version = true)]
+#[command(name = "outpost", version = VERSION.as_str(), about, propagate_version = true)]
 pub struct Cli {
     /// Log filter (`info`, `debug`, `outpost=debug,plugin=trace`, ...);
     /// the RUST_LOG environment variable is used when absent.

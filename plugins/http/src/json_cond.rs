@@ -4,6 +4,11 @@
 //! `pointer` is an RFC 6901 JSON pointer (`/a/0/b`, `~1` for `/`, `~0` for
 //! `~`); messages show it as a path (`$.a[0].b`) because that is how people
 //! read it. Evaluation is a pure function of the parsed body.
+//!
+//! A condition that does not hold fails the check, or only warns with
+//! `severity = "warn"` (Elasticsearch's `yellow`). The ordering operators
+//! also accept a string holding a number, because the Prometheus HTTP API
+//! writes sample values as strings (`"value": [1700000000.5, "0.97"]`).
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -51,6 +56,17 @@ impl fmt::Display for Op {
             Op::Exists => "exists",
         })
     }
+}
+
+/// What a condition that does not hold does to the check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The check fails (the default).
+    #[default]
+    Fail,
+    /// The check warns.
+    Warn,
 }
 
 /// A JSON pointer (RFC 6901), checked at deserialization.
@@ -165,6 +181,9 @@ pub struct JsonCondition {
     /// What to compare with (for `exists`: `true` (default) or `false`).
     #[serde(default)]
     pub value: Option<Value>,
+    /// `fail` (default) or `warn` when the condition does not hold.
+    #[serde(default)]
+    pub severity: Severity,
 }
 
 impl JsonCondition {
@@ -222,7 +241,7 @@ impl JsonCondition {
             Op::Eq => json_eq(actual, value),
             Op::Ne => !json_eq(actual, value),
             Op::Lt | Op::Gt | Op::Le | Op::Ge => {
-                let (Some(a), Some(b)) = (actual.as_f64(), value.as_f64()) else {
+                let (Some(a), Some(b)) = (as_number(actual), value.as_f64()) else {
                     return Err(format!(
                         "{} is {}, expected {expected} (not a number)",
                         self.pointer,
@@ -253,6 +272,16 @@ impl JsonCondition {
                 short(actual)
             ))
         }
+    }
+}
+
+/// A number, or a string holding one (`"0.97"`, `"NaN"`, `"+Inf"`: how
+/// Prometheus writes sample values). NaN compares false with everything.
+fn as_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
     }
 }
 
@@ -379,6 +408,39 @@ mod tests {
                 .evaluate(&d)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn ordering_accepts_numeric_strings_as_prometheus_writes_them() {
+        let d = json!({"data": {"result": [{"value": [1700000000.5, "0.97"]}]}, "nan": "NaN", "inf": "+Inf"});
+        let ok = |p, op, v: Value| cond(p, op, Some(v)).evaluate(&d);
+        assert_eq!(ok("/data/result/0/value/1", ">=", json!(0.95)), Ok(()));
+        assert_eq!(
+            ok("/data/result/0/value/1", "<", json!(0.9)),
+            Err("$.data.result[0].value[1] is \"0.97\", expected < 0.9".into())
+        );
+        assert!(ok("/nan", "<", json!(1)).is_err());
+        assert!(ok("/nan", ">=", json!(1)).is_err());
+        assert_eq!(ok("/inf", ">", json!(1e300)), Ok(()));
+        // Equality stays JSON equality: "1" is not 1.
+        assert!(ok("/data/result/0/value/1", "==", json!(0.97)).is_err());
+    }
+
+    #[test]
+    fn severity_defaults_to_fail_and_parses_warn() {
+        let c: JsonCondition =
+            serde_json::from_value(json!({"pointer": "/s", "op": "==", "value": "green"})).unwrap();
+        assert_eq!(c.severity, Severity::Fail);
+        let c: JsonCondition = serde_json::from_value(
+            json!({"pointer": "/s", "op": "==", "value": "green", "severity": "warn"}),
+        )
+        .unwrap();
+        assert_eq!(c.severity, Severity::Warn);
+        let e = serde_json::from_value::<JsonCondition>(
+            json!({"pointer": "/s", "op": "==", "value": 1, "severity": "page"}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown variant"), "{e}");
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl Sensor for Http {
             "json",
             "list",
             Some("[]"),
-            "conditions on the JSON body: { pointer = \"/a/b\", op = \"==|!=|<|>|<=|>=|contains|exists\", value = ... }",
+            "conditions on the JSON body: { pointer = \"/a/b\", op = \"==|!=|<|>|<=|>=|contains|exists\", value = ..., severity = \"fail|warn\" }",
         ))
         .field(ConfigField::optional("follow_redirects", "bool", Some("false"), "follow 3xx redirects"))
         .field(ConfigField::optional(
@@ -213,7 +213,11 @@ pub fn grade_response(c: &Config, o: &Observed) -> Vec<Finding> {
             Ok(doc) => {
                 for cond in &c.json {
                     if let Err(m) = cond.evaluate(&doc) {
-                        out.push((Status::Fail, m));
+                        let status = match cond.severity {
+                            json_cond::Severity::Fail => Status::Fail,
+                            json_cond::Severity::Warn => Status::Warn,
+                        };
+                        out.push((status, m));
                     }
                 }
             }
@@ -587,6 +591,31 @@ mod tests {
             v.1.ends_with("so 2 json condition(s) could not be checked"),
             "{}",
             v.1
+        );
+    }
+
+    #[test]
+    fn warn_severity_conditions_warn_and_failures_still_win() {
+        // Elasticsearch `_cluster/health`: green ok, yellow warn, red fail.
+        let c = cfg(
+            r#"{"url":"http://h/","json":[{"pointer":"/status","op":"!=","value":"red"},{"pointer":"/status","op":"==","value":"green","severity":"warn"}]}"#,
+        );
+        let status = |s: &str| verdict(&c, &obs(200, &format!(r#"{{"status":"{s}"}}"#), 1));
+        assert_eq!(status("green").0, Status::Ok);
+        assert_eq!(
+            status("yellow"),
+            (
+                Status::Warn,
+                "$.status is \"yellow\", expected == \"green\"".into()
+            )
+        );
+        assert_eq!(
+            status("red"),
+            (
+                Status::Fail,
+                "$.status is \"red\", expected != \"red\"; $.status is \"red\", expected == \"green\""
+                    .into()
+            )
         );
     }
 
