@@ -31,7 +31,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use outpost_types::status::{AgentDoc, NodeDoc, SensorDoc, StatusDoc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -214,7 +214,7 @@ pub fn render_status(me: &Identity, started_ms: i64, s: &Snapshot) -> Vec<u8> {
 /// The router (stateless, so other stages can `.merge()` theirs).
 pub fn router(state: AppState) -> Router {
     let read = Router::new()
-        .route("/", get(crate::page::page))
+        .route("/", get(page))
         .route("/api/v1/status", get(status))
         .route("/api/v1/sensors/{name}/history", get(history))
         .route("/api/v1/sla", get(sla))
@@ -373,11 +373,37 @@ async fn push(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Res
     }
 }
 
+/// `GET /`: the status page.
+async fn page(State(st): State<AppState>) -> Response {
+    let snap = st.board().full();
+    let db = st.db_path().to_path_buf();
+    let agent = st.identity().name.clone();
+    let html = tokio::task::spawn_blocking(move || {
+        crate::page::page_html(&agent, &snap, &db, outpost_types::time::now_ms())
+    })
+    .await
+    .unwrap_or_else(|e| crate::page::error_html(&e.to_string()));
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+        ],
+        html,
+    )
+        .into_response()
+}
+
 async fn metrics(State(st): State<AppState>) -> Response {
     let mut text = st.metrics.render();
     let db = st.db.clone();
-    match tokio::task::spawn_blocking(move || escalation_metrics(&db)).await {
-        Ok(Ok(more)) => text.push_str(&more),
+    // Incidents and the outbox are read from the store at scrape time (the
+    // tables are the truth; no copy to keep in sync).
+    match tokio::task::spawn_blocking(move || outpost_store::Reader::open(&db)?.backlog()).await {
+        Ok(Ok(backlog)) => crate::metrics::render_backlog(&mut text, &backlog),
         Ok(Err(e)) => tracing::debug!("metrics: incidents and outbox not read: {e}"),
         Err(e) => tracing::debug!("metrics: incidents and outbox not read: {e}"),
     }
@@ -389,48 +415,6 @@ async fn metrics(State(st): State<AppState>) -> Response {
         text,
     )
         .into_response()
-}
-
-/// Unresolved incidents by state and the outbox backlog, read from the
-/// store at scrape time (the tables are the truth; no copy to keep in
-/// sync), in the Prometheus text format.
-pub fn escalation_metrics(db: &std::path::Path) -> Result<String, String> {
-    use std::fmt::Write;
-    let c = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| e.to_string())?;
-    c.busy_timeout(std::time::Duration::from_secs(2))
-        .map_err(|e| e.to_string())?;
-    let (open, acked): (i64, i64) = c
-        .query_row(
-            "SELECT count(*) FILTER (WHERE state = 'open'), count(*) FILTER (WHERE state = 'acked') \
-             FROM incidents WHERE state <> 'resolved'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(|e| e.to_string())?;
-    let (pending, oldest_ms): (i64, Option<i64>) = c
-        .query_row(
-            "SELECT count(*), min(created_ms) FROM outbox \
-             WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(|e| e.to_string())?;
-    let oldest_s = oldest_ms.map_or(0.0, |ms| {
-        (outpost_types::time::now_ms() - ms).max(0) as f64 / 1000.0
-    });
-    let mut out = String::with_capacity(768);
-    out.push_str("# HELP outpost_incidents Unresolved incidents, by state (open or acked).\n# TYPE outpost_incidents gauge\n");
-    let _ = writeln!(out, "outpost_incidents{{state=\"open\"}} {open}");
-    let _ = writeln!(out, "outpost_incidents{{state=\"acked\"}} {acked}");
-    out.push_str("# HELP outpost_outbox_pending Notifications not yet delivered (nor given up).\n# TYPE outpost_outbox_pending gauge\n");
-    let _ = writeln!(out, "outpost_outbox_pending {pending}");
-    out.push_str("# HELP outpost_outbox_oldest_pending_seconds Age of the oldest notification not yet delivered (0 when none).\n# TYPE outpost_outbox_oldest_pending_seconds gauge\n");
-    let _ = writeln!(out, "outpost_outbox_oldest_pending_seconds {oldest_s}");
-    Ok(out)
 }
 
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
@@ -544,70 +528,6 @@ async fn sla(State(st): State<AppState>, Query(q): Query<SlaParams>) -> Response
     }
 }
 
-/// An incident as the API shows it (the acknowledgement token's hash is
-/// never shown).
-#[derive(Debug, Clone, Serialize)]
-pub struct IncidentRow {
-    /// Id.
-    pub id: i64,
-    /// Target.
-    pub target: String,
-    /// `open`, `acked` or `resolved`.
-    pub state: String,
-    /// Opened (Unix ms).
-    pub opened_at_ms: i64,
-    /// Escalation level.
-    pub level: i64,
-    /// Who acknowledged.
-    pub acked_by: Option<String>,
-    /// When acknowledged.
-    pub acked_at_ms: Option<i64>,
-    /// When resolved.
-    pub resolved_at_ms: Option<i64>,
-}
-
-/// The most recent incidents (unresolved first, then by opening time),
-/// read-only from the store's `incidents` table.
-pub fn recent_incidents(
-    db: &std::path::Path,
-    only_unresolved: bool,
-    limit: usize,
-) -> Result<Vec<IncidentRow>, String> {
-    let c = rusqlite::Connection::open_with_flags(
-        db,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| e.to_string())?;
-    c.busy_timeout(std::time::Duration::from_secs(2))
-        .map_err(|e| e.to_string())?;
-    let filter = if only_unresolved {
-        "WHERE state <> 'resolved'"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "SELECT id, target, state, opened_at_ms, level, acked_by, acked_at_ms, resolved_at_ms \
-         FROM incidents {filter} ORDER BY (state = 'resolved'), opened_at_ms DESC LIMIT ?1"
-    );
-    let mut stmt = c.prepare(&sql).map_err(|e| e.to_string())?;
-    let rows = stmt
-        .query_map([limit as i64], |r| {
-            Ok(IncidentRow {
-                id: r.get(0)?,
-                target: r.get(1)?,
-                state: r.get(2)?,
-                opened_at_ms: r.get(3)?,
-                level: r.get(4)?,
-                acked_by: r.get(5)?,
-                acked_at_ms: r.get(6)?,
-                resolved_at_ms: r.get(7)?,
-            })
-        })
-        .map_err(|e| e.to_string())?;
-    rows.collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())
-}
-
 #[derive(Deserialize)]
 struct IncidentParams {
     state: Option<String>,
@@ -627,9 +547,13 @@ async fn incidents(State(st): State<AppState>, Query(q): Query<IncidentParams>) 
     };
     let limit = q.limit.unwrap_or(100).min(1000);
     let db = st.db.clone();
-    match tokio::task::spawn_blocking(move || recent_incidents(&db, only_unresolved, limit)).await {
+    match tokio::task::spawn_blocking(move || {
+        outpost_store::Reader::open(&db)?.incidents(only_unresolved, limit)
+    })
+    .await
+    {
         Ok(Ok(rows)) => Json(serde_json::json!({ "incidents": rows })).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

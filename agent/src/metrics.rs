@@ -4,7 +4,7 @@
 //! Names follow Prometheus conventions: `outpost_` prefix, base units
 //! (seconds), `_total` for counters.
 
-use outpost_plugin_host::Status;
+use outpost_types::Status;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -130,6 +130,21 @@ impl Default for Metrics {
             nodes: Mutex::default(),
         }
     }
+}
+
+/// Appends the escalation backlog (read from the store at scrape time)
+/// to a Prometheus text exposition.
+pub fn render_backlog(out: &mut String, b: &outpost_store::Backlog) {
+    let oldest_s = b.oldest_pending_ms.map_or(0.0, |ms| {
+        (outpost_types::time::now_ms() - ms).max(0) as f64 / 1000.0
+    });
+    out.push_str("# HELP outpost_incidents Unresolved incidents, by state (open or acked).\n# TYPE outpost_incidents gauge\n");
+    let _ = writeln!(out, "outpost_incidents{{state=\"open\"}} {}", b.open);
+    let _ = writeln!(out, "outpost_incidents{{state=\"acked\"}} {}", b.acked);
+    out.push_str("# HELP outpost_outbox_pending Notifications not yet delivered (nor given up).\n# TYPE outpost_outbox_pending gauge\n");
+    let _ = writeln!(out, "outpost_outbox_pending {}", b.pending);
+    out.push_str("# HELP outpost_outbox_oldest_pending_seconds Age of the oldest notification not yet delivered (0 when none).\n# TYPE outpost_outbox_oldest_pending_seconds gauge\n");
+    let _ = writeln!(out, "outpost_outbox_oldest_pending_seconds {oldest_s}");
 }
 
 fn escape(v: &str) -> String {

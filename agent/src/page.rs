@@ -12,11 +12,8 @@
 //!
 //! Owns only presentation; reads the board and the database.
 
-use crate::api::{AppState, IncidentRow, recent_incidents};
 use crate::status::Snapshot;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use outpost_store::IncidentSummary;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 
@@ -79,10 +76,7 @@ fn leaf_sensors(s: &Snapshot) -> HashMap<String, Vec<String>> {
 
 type Bar = Vec<(i64, Option<f64>)>;
 
-fn bars(db: &std::path::Path, names: &[String]) -> HashMap<String, Bar> {
-    let Ok(r) = outpost_store::Reader::open(db) else {
-        return HashMap::new();
-    };
+fn bars(r: &outpost_store::Reader, names: &[String]) -> HashMap<String, Bar> {
     names
         .iter()
         .filter_map(|n| r.daily_uptime(n, BAR_DAYS).ok().map(|b| (n.clone(), b)))
@@ -169,7 +163,7 @@ pub fn render(
     agent: &str,
     s: &Snapshot,
     bars: &HashMap<String, Bar>,
-    incidents: &[IncidentRow],
+    incidents: &[IncidentSummary],
     now_ms: i64,
 ) -> String {
     let leaves = leaf_sensors(s);
@@ -318,41 +312,20 @@ pub fn render(
     o
 }
 
-/// `GET /`.
-pub async fn page(State(st): State<AppState>) -> Response {
-    let snap = st.board().full();
-    let db = st.db_path().to_path_buf();
+/// The page for `snap`, with the uptime bars and recent incidents read
+/// from the store at `db` (blocking: call it off the async runtime).
+pub fn page_html(agent: &str, snap: &Snapshot, db: &std::path::Path, now_ms: i64) -> String {
     let mut names: Vec<String> = snap.sensors.iter().map(|v| v.name().to_owned()).collect();
     names.sort();
-    let agent = st.identity().name.clone();
-    let html = tokio::task::spawn_blocking(move || {
-        let bars = bars(&db, &names);
-        let incidents = recent_incidents(&db, false, PAGE_INCIDENTS).unwrap_or_default();
-        render(
-            &agent,
-            &snap,
-            &bars,
-            &incidents,
-            outpost_types::time::now_ms(),
-        )
-    })
-    .await
-    .unwrap_or_else(|e| {
-        format!(
-            "<!DOCTYPE html><p>cannot render the page: {}</p>",
-            esc(&e.to_string())
-        )
-    });
-    (
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-cache"),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'",
-            ),
-        ],
-        html,
-    )
-        .into_response()
+    let reader = outpost_store::Reader::open(db).ok();
+    let bars = reader.as_ref().map(|r| bars(r, &names)).unwrap_or_default();
+    let incidents = reader
+        .and_then(|r| r.incidents(false, PAGE_INCIDENTS).ok())
+        .unwrap_or_default();
+    render(agent, snap, &bars, &incidents, now_ms)
+}
+
+/// What to show when the page could not be rendered.
+pub fn error_html(why: &str) -> String {
+    format!("<!DOCTYPE html><p>cannot render the page: {}</p>", esc(why))
 }

@@ -14,7 +14,7 @@
 //! exhaustively here. A `warn` result counts as success, `fail` and `error`
 //! as failure.
 
-use outpost_plugin_host::Status;
+use outpost_types::Status;
 use serde::Serialize;
 use std::collections::VecDeque;
 

@@ -5,7 +5,7 @@
 use crate::config::SensorConfig;
 use crate::state::State;
 use crate::topology::NodeView;
-use outpost_plugin_host::Status;
+use outpost_types::Status;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 

@@ -3,7 +3,7 @@
 //! fail, with a message naming the rule. Pure logic; time is passed in.
 
 use crate::config::Threshold;
-use outpost_plugin_host::{CheckResult, Status};
+use outpost_types::{CheckResult, Status};
 
 /// Remembers, per rule, since when its warn/fail condition has held.
 #[derive(Debug, Clone, Default)]

@@ -3,7 +3,6 @@
 //! typical value costs one or two bytes.
 
 use crate::error::{Result, StoreError};
-use crate::rollup::LatencyHist;
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -99,32 +98,6 @@ pub(crate) fn decode_metrics(buf: &[u8]) -> Result<Vec<(i64, f64)>> {
     Ok(out)
 }
 
-/// Encodes a sparse histogram (ascending bucket index, count) as
-/// `varint(index delta), varint(count)` pairs.
-pub(crate) fn encode_hist(hist: &LatencyHist) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut prev = 0u64;
-    for (idx, count) in hist.iter() {
-        put_varint(&mut out, u64::from(idx) - prev);
-        put_varint(&mut out, count);
-        prev = u64::from(idx);
-    }
-    out
-}
-
-pub(crate) fn decode_hist(buf: &[u8]) -> Result<LatencyHist> {
-    let mut pos = 0;
-    let mut idx = 0u64;
-    let mut out = LatencyHist::default();
-    while pos < buf.len() {
-        idx += get_varint(buf, &mut pos)?;
-        let count = get_varint(buf, &mut pos)?;
-        let i = u16::try_from(idx).map_err(|_| StoreError::Corrupt("histogram index".into()))?;
-        out.set(i, count);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,18 +149,5 @@ mod tests {
         assert_eq!(encode_metrics(&[(1, 0.5)]).len(), 5);
         assert!(decode_metrics(&[0x03]).is_err());
         assert!(decode_metrics(&[0x06, 1, 2]).is_err());
-    }
-
-    #[test]
-    fn hist_roundtrip() {
-        let h: LatencyHist = [(975u16, 123_456u64), (3, 10), (40, 1)]
-            .into_iter()
-            .collect();
-        assert_eq!(
-            h.iter().collect::<Vec<_>>(),
-            [(3, 10), (40, 1), (975, 123_456)],
-            "kept in bucket order"
-        );
-        assert_eq!(decode_hist(&encode_hist(&h)).unwrap(), h);
     }
 }

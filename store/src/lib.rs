@@ -126,6 +126,7 @@ pub mod escalation;
 mod query;
 mod retention;
 pub mod rollup;
+mod rows;
 pub mod schema;
 mod sla;
 mod types;
@@ -148,8 +149,9 @@ pub use escalation::{
 };
 pub use query::Reader;
 pub use types::{
-    CheckRecord, CheckRow, CurrentState, Granularity, LatencyStats, Maintenance, Period,
-    PruneStats, RollupRow, SensorState, SlaQuery, SlaRow, Status, StoreStats, Transition,
+    Backlog, CheckRecord, CheckRow, CurrentState, Granularity, IncidentSummary, LatencyStats,
+    Maintenance, Period, PruneStats, RollupRow, SensorState, SlaQuery, SlaRow, Status, StoreStats,
+    Transition,
 };
 
 use writer::{Counters, Msg, Writer, WriterConfig};

@@ -16,20 +16,16 @@ use crate::blocks::{Block, Raw};
 use crate::calendar::{DAY_MS, floor_to};
 use crate::error::{Result, StoreError};
 use crate::rollup::{self, bucket_size};
+use crate::rows::{MAINT_BIT, check_span, find_sensor_id};
 use crate::types::{
-    CheckRow, CurrentState, Granularity, Maintenance, RollupRow, SensorState, SlaQuery, SlaRow,
-    Status, Transition,
+    Backlog, CheckRow, CurrentState, Granularity, IncidentSummary, Maintenance, RollupRow,
+    SensorState, SlaQuery, SlaRow, Status, Transition,
 };
-use crate::writer::{MAINT_BIT, find_sensor_id};
 
 /// Idle read connections kept for reuse. Opening one costs a file open and a
 /// schema parse (~0.1-0.3 ms); a few cover concurrent API requests, more are
 /// opened on demand and closed after use.
 const READER_POOL_MAX: usize = 4;
-
-/// Upper bound of buckets or periods one query may enumerate (protects
-/// against a bogus range such as `0..i64::MAX`): 20 years of hourly buckets.
-const MAX_BUCKETS: i64 = 366 * 20 * 24;
 
 /// Read handle on a store file. Cheap to clone; thread-safe.
 #[derive(Clone)]
@@ -95,6 +91,61 @@ impl Reader {
             }
         }
         res
+    }
+
+    /// The most recent incidents (unresolved first, then newest opened
+    /// first), at most `limit`; only unresolved ones if asked.
+    pub fn incidents(&self, only_unresolved: bool, limit: usize) -> Result<Vec<IncidentSummary>> {
+        let filter = if only_unresolved {
+            "WHERE state <> 'resolved'"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT id, target, state, opened_at_ms, level, acked_by, acked_at_ms, resolved_at_ms \
+             FROM incidents {filter} ORDER BY (state = 'resolved'), opened_at_ms DESC LIMIT ?1"
+        );
+        self.with_conn(|c| {
+            let mut q = c.prepare_cached(&sql)?;
+            let rows = q.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok(IncidentSummary {
+                    id: r.get(0)?,
+                    target: r.get(1)?,
+                    state: r.get(2)?,
+                    opened_at_ms: r.get(3)?,
+                    level: r.get(4)?,
+                    acked_by: r.get(5)?,
+                    acked_at_ms: r.get(6)?,
+                    resolved_at_ms: r.get(7)?,
+                })
+            })?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
+    /// Unresolved incidents by state and the outbox backlog.
+    pub fn backlog(&self) -> Result<Backlog> {
+        self.with_conn(|c| {
+            let (open, acked) = c.query_row(
+                "SELECT count(*) FILTER (WHERE state = 'open'), \
+                 count(*) FILTER (WHERE state = 'acked') \
+                 FROM incidents WHERE state <> 'resolved'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let (pending, oldest_pending_ms) = c.query_row(
+                "SELECT count(*), min(created_ms) FROM outbox \
+                 WHERE delivered_at_ms IS NULL AND gave_up_at_ms IS NULL",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(Backlog {
+                open,
+                acked,
+                pending,
+                oldest_pending_ms,
+            })
+        })
     }
 
     /// Names of all sensors that ever recorded anything, sorted.
@@ -398,42 +449,8 @@ impl Reader {
     }
 }
 
-/// Refuses ranges that would enumerate an absurd number of buckets.
-pub(crate) fn check_span(first: i64, to: i64, size: i64) -> Result<()> {
-    if to > first && (to - first) / size > MAX_BUCKETS {
-        return Err(StoreError::Invalid(format!(
-            "range of {} buckets is too large",
-            (to - first) / size
-        )));
-    }
-    Ok(())
-}
-
 fn metric_names(c: &Connection) -> Result<HashMap<i64, String>> {
     let mut q = c.prepare_cached("SELECT id, name FROM metric_names")?;
     Ok(q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?)
-}
-
-/// Upsert of a `sensor_state` row (writer thread).
-pub(crate) fn upsert_sensor_state(c: &Connection, s: &SensorState) -> Result<()> {
-    c.prepare_cached(
-        "INSERT OR REPLACE INTO sensor_state(sensor, state, since_ms, last_check_ms, last_status, last_message, \
-         last_latency_us, consecutive_failures, consecutive_successes, flapping, updated_ms) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        s.sensor,
-        s.state,
-        s.since_ms,
-        s.last_check_ms,
-        s.last_status.map(Status::code),
-        s.last_message,
-        s.last_latency_us.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
-        s.consecutive_failures,
-        s.consecutive_successes,
-        s.flapping,
-        s.updated_ms,
-    ])?;
-    Ok(())
 }

@@ -16,8 +16,8 @@ use tokio::sync::oneshot;
 use crate::blocks::Block;
 use crate::calendar::{DAY_MS, HOUR_MS};
 use crate::error::Result;
+use crate::rows::MESSAGE_TOUCH_SLACK_MS;
 use crate::types::PruneStats;
-use crate::writer::{MESSAGE_TOUCH_SLACK_MS, WriterConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -56,10 +56,10 @@ pub(crate) struct PruneJob {
 }
 
 impl PruneJob {
-    pub(crate) fn new(now_ms: i64, cfg: &WriterConfig) -> PruneJob {
+    pub(crate) fn new(now_ms: i64, raw_retention_ms: i64, rollup_retention_ms: i64) -> PruneJob {
         PruneJob {
-            raw_cutoff: now_ms.saturating_sub(cfg.raw_retention_ms),
-            rollup_cutoff: now_ms.saturating_sub(cfg.rollup_retention_ms),
+            raw_cutoff: now_ms.saturating_sub(raw_retention_ms),
+            rollup_cutoff: now_ms.saturating_sub(rollup_retention_ms),
             phase: Phase::Results { after: i64::MIN },
             stats: PruneStats::default(),
             replies: Vec::new(),

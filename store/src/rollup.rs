@@ -32,7 +32,8 @@
 //!   cannot rewrite the past intervals it already split.
 
 use crate::calendar::{DAY_MS, HOUR_MS, floor_to};
-use crate::error::Result;
+use crate::codec::{get_varint, put_varint};
+use crate::error::{Result, StoreError};
 use crate::types::{Granularity, LatencyStats, RollupRow, Status};
 
 /// A result counts for at most this many of its sensor's intervals: one
@@ -444,7 +445,7 @@ pub(crate) fn agg_from_row(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Res
     let g = |i: usize| r.get::<_, i64>(first + i);
     let hist: Option<Vec<u8>> = r.get(first + 13)?;
     let hist = match hist {
-        Some(b) => crate::codec::decode_hist(&b).map_err(|e| {
+        Some(b) => LatencyHist::decode(&b).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(
                 first + 13,
                 rusqlite::types::Type::Blob,
@@ -513,7 +514,7 @@ pub(crate) fn save_agg(
             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
         ),
     };
-    let hist = (!a.hist.is_empty()).then(|| crate::codec::encode_hist(&a.hist));
+    let hist = (!a.hist.is_empty()).then(|| a.hist.encode());
     conn.prepare_cached(sql)?.execute(rusqlite::params![
         start_ms,
         sensor_id,
@@ -535,9 +536,52 @@ pub(crate) fn save_agg(
     Ok(())
 }
 
+impl LatencyHist {
+    /// Encodes the histogram (ascending bucket index, count) as
+    /// `varint(index delta), varint(count)` pairs (`rollups.lat_hist`).
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut prev = 0u64;
+        for (idx, count) in self.iter() {
+            put_varint(&mut out, u64::from(idx) - prev);
+            put_varint(&mut out, count);
+            prev = u64::from(idx);
+        }
+        out
+    }
+
+    /// Inverse of [`LatencyHist::encode`].
+    pub(crate) fn decode(buf: &[u8]) -> Result<LatencyHist> {
+        let mut pos = 0;
+        let mut idx = 0u64;
+        let mut out = LatencyHist::default();
+        while pos < buf.len() {
+            idx += get_varint(buf, &mut pos)?;
+            let count = get_varint(buf, &mut pos)?;
+            let i =
+                u16::try_from(idx).map_err(|_| StoreError::Corrupt("histogram index".into()))?;
+            out.set(i, count);
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hist_roundtrip() {
+        let h: LatencyHist = [(975u16, 123_456u64), (3, 10), (40, 1)]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            [(3, 10), (40, 1), (975, 123_456)],
+            "kept in bucket order"
+        );
+        assert_eq!(LatencyHist::decode(&h.encode()).unwrap(), h);
+    }
     use std::collections::HashMap;
 
     #[test]

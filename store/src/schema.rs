@@ -86,7 +86,7 @@ CREATE TABLE rollup_hour(
     lat_min      INTEGER NOT NULL,
     lat_max      INTEGER NOT NULL,
     lat_sum      INTEGER NOT NULL,
-    lat_hist     BLOB,                   -- codec::encode_hist of rollup::bucket_of
+    lat_hist     BLOB,                   -- rollup::LatencyHist::encode of rollup::bucket_of
     PRIMARY KEY(start_ms, sensor_id)
 ) WITHOUT ROWID;
 

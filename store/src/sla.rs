@@ -11,10 +11,9 @@ use rusqlite::Connection;
 
 use crate::calendar::{DAY_MS, next_period, period_start};
 use crate::error::Result;
-use crate::query::check_span;
 use crate::rollup::{self, Agg, uptime_pct};
+use crate::rows::{check_span, find_sensor_id};
 use crate::types::{Granularity, SlaQuery, SlaRow};
-use crate::writer::find_sensor_id;
 
 /// Sums of the daily rollups of one period.
 #[derive(Debug, Default, Clone)]

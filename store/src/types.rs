@@ -271,3 +271,38 @@ pub struct StoreStats {
     /// Messages currently waiting in the queue.
     pub queue_len: usize,
 }
+
+/// One incident as listed by the API and the status page (the token and
+/// the nonce are never part of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentSummary {
+    /// Id.
+    pub id: i64,
+    /// Target.
+    pub target: String,
+    /// `open`, `acked` or `resolved`.
+    pub state: String,
+    /// Opened (Unix ms).
+    pub opened_at_ms: i64,
+    /// Escalation level.
+    pub level: i64,
+    /// Who acknowledged.
+    pub acked_by: Option<String>,
+    /// When acknowledged.
+    pub acked_at_ms: Option<i64>,
+    /// When resolved.
+    pub resolved_at_ms: Option<i64>,
+}
+
+/// Unresolved incidents and undelivered notifications, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Incidents open and not acknowledged.
+    pub open: i64,
+    /// Incidents acknowledged, not resolved.
+    pub acked: i64,
+    /// Notifications neither delivered nor given up.
+    pub pending: i64,
+    /// When the oldest of them was queued (Unix ms).
+    pub oldest_pending_ms: Option<i64>,
+}

@@ -29,6 +29,7 @@ use crate::codec;
 use crate::error::{Result, StoreError};
 use crate::retention::PruneJob;
 use crate::rollup::{self, Agg, AggSink, Class, Last, OpenOutage, StreamState};
+use crate::rows::{MAINT_BIT, MESSAGE_TOUCH_SLACK_MS};
 use crate::types::{CheckRecord, Granularity, PruneStats, SensorState, Transition};
 
 /// Messages to the writer thread.
@@ -93,13 +94,6 @@ pub(crate) struct WriterConfig {
 const WRITE_ATTEMPTS: u32 = 3;
 /// Pause before the first retry, doubled for each further one.
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
-
-/// A message's `last_used_ms` is only rewritten when it is this much older
-/// than the result using it: a message shared by every result of a sensor
-/// costs one small UPDATE per hour instead of one per batch. Retention
-/// subtracts the same slack, so a message is never deleted while a retained
-/// result refers to it.
-pub(crate) const MESSAGE_TOUCH_SLACK_MS: i64 = 3_600_000;
 
 /// Interned messages kept in memory (text → id). Reaching it clears the
 /// cache: bounded memory if sensors put unique values in their messages,
@@ -168,9 +162,6 @@ fn save_block(conn: &Connection, sensor_id: i64, b: &Block) -> Result<()> {
         .execute(params![sensor_id, b.first_ms, b.last_ms, b.count, b.data])?;
     Ok(())
 }
-
-/// Bit of `results.status` marking a result recorded in maintenance.
-pub(crate) const MAINT_BIT: i64 = 4;
 
 impl State {
     fn load(conn: &Connection) -> Result<State> {
@@ -528,7 +519,7 @@ impl State {
         }
         for (sensor, s) in states {
             match s {
-                Some(s) => crate::query::upsert_sensor_state(conn, s)?,
+                Some(s) => crate::rows::upsert_sensor_state(conn, s)?,
                 None => {
                     conn.execute("DELETE FROM sensor_state WHERE sensor = ?1", [sensor])?;
                 }
@@ -814,7 +805,11 @@ impl Writer {
         }
         if self.job.is_none() && !self.queued_prunes.is_empty() {
             let (now_ms, reply) = self.queued_prunes.remove(0);
-            let mut job = PruneJob::new(now_ms, &self.cfg);
+            let mut job = PruneJob::new(
+                now_ms,
+                self.cfg.raw_retention_ms,
+                self.cfg.rollup_retention_ms,
+            );
             job.replies.push(reply);
             self.job = Some(job);
         }
@@ -828,7 +823,11 @@ impl Writer {
             return;
         }
         self.next_auto_prune = Some(Instant::now() + every);
-        self.job = Some(PruneJob::new(crate::now_ms(), &self.cfg));
+        self.job = Some(PruneJob::new(
+            crate::now_ms(),
+            self.cfg.raw_retention_ms,
+            self.cfg.rollup_retention_ms,
+        ));
     }
 
     /// Runs one prune transaction; finishes the job when it is done.
@@ -866,7 +865,11 @@ impl Writer {
                     }
                     if !self.queued_prunes.is_empty() {
                         let (now_ms, reply) = self.queued_prunes.remove(0);
-                        let mut job = PruneJob::new(now_ms, &self.cfg);
+                        let mut job = PruneJob::new(
+                            now_ms,
+                            self.cfg.raw_retention_ms,
+                            self.cfg.rollup_retention_ms,
+                        );
                         job.replies.push(reply);
                         self.job = Some(job);
                     }
@@ -893,14 +896,6 @@ fn recv_timeout(
     d: Duration,
 ) -> Result<Option<Msg>, tokio::time::error::Elapsed> {
     rt.block_on(async { tokio::time::timeout(d, rx.recv()).await })
-}
-
-/// Looks up a sensor id without creating it (readers).
-pub(crate) fn find_sensor_id(conn: &Connection, name: &str) -> Result<Option<i64>> {
-    Ok(conn
-        .prepare_cached("SELECT id FROM sensors WHERE name = ?1")?
-        .query_row([name], |r| r.get(0))
-        .optional()?)
 }
 
 #[cfg(test)]

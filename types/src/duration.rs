@@ -34,8 +34,19 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
         // `nan`, `inf`, `infinity`
         return from_secs_f64(secs);
     }
-    let d = humantime::parse_duration(t)
-        .map_err(|e| DurationError(format!("invalid duration `{text}`: {e}; {HOW}")))?;
+    let d = humantime::parse_duration(t).map_err(|e| {
+        use humantime::DurationError as E;
+        let why = match e {
+            E::UnknownUnit { unit, .. } => {
+                format!("unknown unit `{unit}` (use ms, s, m, h, d or w)")
+            }
+            E::NumberOverflow => return too_long(text),
+            E::NumberExpected(_) => "expected a number before each unit".into(),
+            E::InvalidCharacter(_) => "unexpected character".into(),
+            E::Empty => "empty".into(),
+        };
+        DurationError(format!("invalid duration `{text}`: {why}; {HOW}"))
+    })?;
     check_max(d, text)
 }
 
@@ -51,7 +62,7 @@ pub fn from_secs_f64(secs: f64) -> Result<Duration, DurationError> {
     }
     if secs < 0.0 {
         return Err(DurationError(format!(
-            "a duration cannot be negative (got {secs}); {HOW}"
+            "a duration must not be negative (got {secs}); {HOW}"
         )));
     }
     if secs > MAX.as_secs_f64() {
@@ -107,7 +118,24 @@ mod tests {
             assert!(!e.to_string().is_empty(), "{bad}");
         }
         assert!(parse("nan").unwrap_err().to_string().contains("NaN"));
-        assert!(parse("-5").unwrap_err().to_string().contains("negative"));
+        assert!(
+            parse("-5")
+                .unwrap_err()
+                .to_string()
+                .contains("must not be negative")
+        );
+        assert!(
+            parse("5parsecs")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit `parsecs`")
+        );
+        assert!(
+            parse("99999999999999999999h")
+                .unwrap_err()
+                .to_string()
+                .contains("too long")
+        );
         assert!(parse("1e20").unwrap_err().to_string().contains("too long"));
         assert!(
             from_secs_f64(f64::INFINITY)

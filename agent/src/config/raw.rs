@@ -60,14 +60,14 @@ pub struct RawFile {
     pub maintenance: Vec<Spanned<RawMaintenance>>,
     // Topology and federation (see `super::topology`).
     #[serde(default)]
-    pub system: Vec<Spanned<super::topology::RawNode>>,
+    pub system: Vec<Spanned<RawNode>>,
     #[serde(default)]
-    pub service: Vec<Spanned<super::topology::RawNode>>,
+    pub service: Vec<Spanned<RawNode>>,
     #[serde(default)]
-    pub peer: Vec<Spanned<super::topology::RawPeer>>,
+    pub peer: Vec<Spanned<RawPeer>>,
     #[serde(default)]
-    pub push: Vec<Spanned<super::topology::RawPush>>,
-    pub api: Option<super::topology::RawApi>,
+    pub push: Vec<Spanned<RawPush>>,
+    pub api: Option<RawApi>,
 }
 
 /// A file pulled in by `include`: only sensors.
@@ -194,4 +194,53 @@ pub struct RawMaintenance {
     pub start: Option<Spanned<String>>,
     pub duration: Option<Dur>,
     pub reason: Option<String>,
+}
+
+/// `[[system]]` or `[[service]]` as written (a system lists `members`, a
+/// service `depends_on`; the keys are otherwise the same).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub name: Spanned<String>,
+    pub members: Option<Spanned<Vec<Spanned<String>>>>,
+    pub depends_on: Option<Spanned<Vec<Spanned<String>>>>,
+    pub rule: Option<Spanned<String>>,
+    pub quorum: Option<Spanned<u32>>,
+    pub agree: Option<Spanned<u32>>,
+    pub degraded_below: Option<Spanned<u32>>,
+    pub category: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// `[[peer]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeer {
+    pub name: Spanned<String>,
+    pub url: Option<Spanned<String>>,
+    pub token: Option<String>,
+    pub token_file: Option<Spanned<String>>,
+    pub interval: Option<Spanned<Dur>>,
+    pub timeout: Option<Spanned<Dur>>,
+    pub stale_after_misses: Option<Spanned<u32>>,
+}
+
+/// `[[push]]` as written: an aggregator this agent posts its status to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPush {
+    pub url: Spanned<String>,
+    pub token: Option<String>,
+    pub token_file: Option<Spanned<String>>,
+    pub interval: Option<Dur>,
+}
+
+/// `[api]` as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub read_token_file: Option<Spanned<String>>,
+    pub push_token_file: Option<Spanned<String>>,
 }

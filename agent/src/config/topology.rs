@@ -21,9 +21,8 @@
 //! token_file = "eu-1.token"
 //! ```
 
-use super::raw::Dur;
+use super::raw::{RawApi, RawNode, RawPeer, RawPush};
 use super::{ConfigError, Source, check_name, locate};
-use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,55 +39,6 @@ pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_PEER_MISSES: u32 = 2;
 /// Default time between pushes to an aggregator.
 pub const DEFAULT_PUSH_INTERVAL: Duration = Duration::from_secs(5);
-
-/// `[[system]]` or `[[service]]` as written (a system lists `members`, a
-/// service `depends_on`; the keys are otherwise the same).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawNode {
-    name: Spanned<String>,
-    members: Option<Spanned<Vec<Spanned<String>>>>,
-    depends_on: Option<Spanned<Vec<Spanned<String>>>>,
-    rule: Option<Spanned<String>>,
-    quorum: Option<Spanned<u32>>,
-    agree: Option<Spanned<u32>>,
-    degraded_below: Option<Spanned<u32>>,
-    category: Option<String>,
-    description: Option<String>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-}
-
-/// `[[peer]]` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPeer {
-    name: Spanned<String>,
-    url: Option<Spanned<String>>,
-    token: Option<String>,
-    token_file: Option<Spanned<String>>,
-    interval: Option<Spanned<Dur>>,
-    timeout: Option<Spanned<Dur>>,
-    stale_after_misses: Option<Spanned<u32>>,
-}
-
-/// `[[push]]` as written: an aggregator this agent posts its status to.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPush {
-    url: Spanned<String>,
-    token: Option<String>,
-    token_file: Option<Spanned<String>>,
-    interval: Option<Dur>,
-}
-
-/// `[api]` as written.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawApi {
-    read_token_file: Option<Spanned<String>>,
-    push_token_file: Option<Spanned<String>>,
-}
 
 /// How a node combines its members' states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -764,7 +714,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, sensors: &[&str]) -> Result<Topology, ConfigError> {
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         struct F {
             #[serde(default)]
             system: Vec<Spanned<RawNode>>,

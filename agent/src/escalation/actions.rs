@@ -9,8 +9,8 @@
 
 use super::{alert_payload, idempotency_key, token};
 use crate::config::Selector;
-use outpost_plugin_host::AlertEvent;
 use outpost_store::{Incident, IncidentState, NewOutbox, Silence, Tx};
+use outpost_types::AlertEvent;
 use serde::Serialize;
 
 /// The longest a name given with an acknowledgement is kept.

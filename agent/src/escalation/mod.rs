@@ -30,7 +30,8 @@ pub mod token;
 
 use crate::config::{Config, EscalationPolicy, Maintenance, NotifierConfig};
 use crate::targets::TargetEvent;
-use outpost_plugin_host::{AlertEvent, Plugin};
+use outpost_plugin_host::Plugin;
+use outpost_types::AlertEvent;
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -22,8 +22,9 @@
 //!   notifications ([`PARALLEL`] at once).
 
 use super::AlertingConfig;
-use outpost_plugin_host::{Alert, AlertEvent, NetPolicy};
+use outpost_plugin_host::NetPolicy;
 use outpost_store::{IncidentState, OutboxEntry, Store};
+use outpost_types::{Alert, AlertEvent};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
