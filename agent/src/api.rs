@@ -244,14 +244,13 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState, extra: Ro
 /// neither the content nor the length of the expected token leaks through
 /// timing.
 pub fn token_matches(given: &str, expected: &str) -> bool {
+    // Hashed first, so the comparison takes the same time whatever the
+    // lengths; compared with `subtle`.
     use sha2::Digest;
+    use subtle::ConstantTimeEq;
     let a = sha2::Sha256::digest(given.as_bytes());
     let b = sha2::Sha256::digest(expected.as_bytes());
-    let mut diff = 0u8;
-    for (x, y) in a.iter().zip(b.iter()) {
-        diff |= x ^ y;
-    }
-    std::hint::black_box(diff) == 0
+    a.ct_eq(&b).into()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -465,22 +464,6 @@ async fn history(
     }
 }
 
-/// Parses `YYYY-MM-DD` (UTC) to Unix ms.
-pub fn parse_day(s: &str) -> Result<i64, String> {
-    let bad = || format!("`{s}` is not a date; write YYYY-MM-DD");
-    let parts: Vec<&str> = s.split('-').collect();
-    if parts.len() != 3 {
-        return Err(bad());
-    }
-    let y: i64 = parts[0].parse().map_err(|_| bad())?;
-    let m: u32 = parts[1].parse().map_err(|_| bad())?;
-    let d: u32 = parts[2].parse().map_err(|_| bad())?;
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return Err(bad());
-    }
-    Ok(outpost_store::utc_ms(y, m, d))
-}
-
 #[derive(Deserialize)]
 struct SlaParams {
     sensor: Option<String>,
@@ -503,11 +486,11 @@ async fn sla(State(st): State<AppState>, Query(q): Query<SlaParams>) -> Response
         }
     };
     let now = outpost_types::time::now_ms();
-    let from = match q.from.as_deref().map(parse_day).transpose() {
+    let from = match q.from.as_deref().map(outpost_store::parse_day).transpose() {
         Ok(f) => f.unwrap_or_else(|| outpost_store::period_start(period, now)),
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let to = match q.to.as_deref().map(parse_day).transpose() {
+    let to = match q.to.as_deref().map(outpost_store::parse_day).transpose() {
         Ok(t) => t.unwrap_or(now),
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };

@@ -38,19 +38,11 @@ fn esc(s: &str) -> String {
 }
 
 fn day(ms: i64) -> String {
-    let (y, m, d) = outpost_store::civil_from_days(ms.div_euclid(86_400_000));
-    format!("{y:04}-{m:02}-{d:02}")
+    outpost_store::format_day(ms)
 }
 
 fn when(ms: i64) -> String {
-    let rem = ms.rem_euclid(86_400_000) / 1000;
-    format!(
-        "{} {:02}:{:02}:{:02} UTC",
-        day(ms),
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    format!("{} UTC", outpost_store::format_utc(ms))
 }
 
 /// Local sensors under each node (through systems and services).

@@ -89,7 +89,7 @@ impl Lcg {
 /// The results of [`STORE_SENSORS`] HTTP sensors at 1 s: mostly ok with
 /// varying latency, 1 % failures.
 fn http_like_records() -> Vec<CheckRecord> {
-    let base = utc_ms(2026, 11, 30);
+    let base = utc_ms(2026, 11, 30).unwrap();
     let mut rng = Lcg(42);
     let per_sensor = STORE_RECORDS / STORE_SENSORS;
     let mut out = Vec::with_capacity(STORE_RECORDS);
@@ -241,7 +241,7 @@ fn plain_sqlite_inserts(work: &Path) -> (f64, f64) {
 fn sla_query(work: &Path) -> (f64, f64) {
     let db = fresh(work.join("sla.db"));
     let store = Store::open(&db, store_options()).unwrap();
-    let (from, to) = (utc_ms(2026, 10, 1), utc_ms(2026, 11, 1));
+    let (from, to) = (utc_ms(2026, 10, 1).unwrap(), utc_ms(2026, 11, 1).unwrap());
     let mut rng = Lcg(7);
     let mut at = from;
     while at < to {

@@ -141,7 +141,10 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-pub use calendar::{DAY_MS, HOUR_MS, civil_from_days, next_period, period_start, utc_ms};
+pub use calendar::{
+    DAY_MS, HOUR_MS, format_day, format_utc, next_period, parse_day, parse_timestamp, period_start,
+    utc_ms,
+};
 pub use error::{Result, StoreError};
 pub use escalation::{
     Attempt, EscalationDb, Incident, IncidentEvent, IncidentState, NewIncident, NewOutbox,

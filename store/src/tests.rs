@@ -217,7 +217,7 @@ fn rollups_match_brute_force() {
         .iter()
         .map(|&(n, i)| (n.to_owned(), rollup::cap_ms(i, default_gap)))
         .collect();
-    let start = utc_ms(2024, 3, 30) + 22 * HOUR_MS + 17 * MIN + 123; // crosses a month boundary
+    let start = utc_ms(2024, 3, 30).unwrap() + 22 * HOUR_MS + 17 * MIN + 123; // crosses a month boundary
     let end = start + 3 * DAY_MS;
     let mut all = Vec::new();
     for &(name, interval) in sensors {
@@ -358,7 +358,7 @@ fn rollups_match_brute_force() {
 fn sla_fixture_matches_hand_computed_values() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("o.db"), test_opts()).unwrap();
-    let d = |m: u32, day: u32| utc_ms(2024, m, day);
+    let d = |m: i8, day: i8| utc_ms(2024, m, day).unwrap();
     let hm = |h: i64, m: i64| h * HOUR_MS + m * MIN;
     let failing = [
         (d(1, 31) + hm(23, 50), d(2, 1) + hm(0, 10)),
@@ -412,7 +412,7 @@ fn sla_fixture_matches_hand_computed_values() {
     assert_eq!(days.len(), 9);
     // (day, checks, failures, up min, down min, maintenance min, outages, recoveries, MTTR min)
     #[rustfmt::skip]
-    let want: [(u32, u32, u64, u64, i64, i64, i64, u64, u64, Option<i64>); 9] = [
+    let want: [(i8, i8, u64, u64, i64, i64, i64, u64, u64, Option<i64>); 9] = [
         (1, 29, 1440, 0, 1440, 0, 0, 0, 0, None),
         (1, 30, 1440, 0, 1440, 0, 0, 0, 0, None),          // the Warn is up
         (1, 31, 1440, 10, 1430, 10, 0, 1, 0, None),        // A starts 23:50
@@ -578,7 +578,7 @@ fn retention_prunes_raw_rows_in_batches_and_keeps_rollups() {
         ..test_opts()
     };
     let store = Store::open(dir.path().join("o.db"), opts).unwrap();
-    let t0 = utc_ms(2024, 5, 1);
+    let t0 = utc_ms(2024, 5, 1).unwrap();
     let step = 10 * MIN;
     let n_per_sensor = (10 * DAY_MS / step) as usize; // 10 days
     for i in 0..n_per_sensor {

@@ -424,30 +424,7 @@ fn incident_stats(
 
 /// Formats Unix ms as `YYYY-MM-DD HH:MM:SS` UTC.
 pub fn iso(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000) / 1000;
-    let (y, m, d) = outpost_store::civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-fn parse_day(s: &str) -> anyhow::Result<i64> {
-    let parts: Vec<&str> = s.split('-').collect();
-    let bad = || anyhow::anyhow!("`{s}` is not a date; write YYYY-MM-DD");
-    if parts.len() != 3 {
-        return Err(bad());
-    }
-    let y: i64 = parts[0].parse().map_err(|_| bad())?;
-    let m: u32 = parts[1].parse().map_err(|_| bad())?;
-    let d: u32 = parts[2].parse().map_err(|_| bad())?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return Err(bad());
-    }
-    Ok(outpost_store::utc_ms(y, m, d))
+    outpost_store::format_utc(ms)
 }
 
 /// `outpost sla`.
@@ -460,11 +437,11 @@ pub async fn sla(a: SlaArgs) -> anyhow::Result<ExitCode> {
     };
     let now = outpost_types::time::now_ms();
     let from = match &a.from {
-        Some(d) => parse_day(d)?,
+        Some(d) => outpost_store::parse_day(d).map_err(anyhow::Error::msg)?,
         None => outpost_store::period_start(period, now),
     };
     let to = match &a.to {
-        Some(d) => parse_day(d)?,
+        Some(d) => outpost_store::parse_day(d).map_err(anyhow::Error::msg)?,
         None => now,
     };
     if to <= from {

@@ -355,54 +355,8 @@ pub(super) fn check_escalation(
     })
 }
 
-/// Parses `YYYY-MM-DDTHH:MM[:SS]` followed by `Z` or `±HH:MM` into Unix ms.
-pub fn parse_timestamp(s: &str) -> Result<i64, String> {
-    let bad = || format!("`{s}` is not a time: write e.g. \"2026-12-24T22:00:00Z\"");
-    let (date, time) = s.split_once(['T', ' ']).ok_or_else(bad)?;
-    let mut d = date.split('-');
-    let (y, m, dd) = (
-        d.next()
-            .and_then(|v| v.parse::<i64>().ok())
-            .ok_or_else(bad)?,
-        d.next()
-            .and_then(|v| v.parse::<u32>().ok())
-            .ok_or_else(bad)?,
-        d.next()
-            .and_then(|v| v.parse::<u32>().ok())
-            .ok_or_else(bad)?,
-    );
-    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&dd) {
-        return Err(bad());
-    }
-    let (clock, offset_min) =
-        if let Some(c) = time.strip_suffix('Z').or_else(|| time.strip_suffix('z')) {
-            (c, 0i64)
-        } else if let Some(pos) = time.rfind(['+', '-']) {
-            let (c, off) = time.split_at(pos);
-            let sign = if off.starts_with('-') { -1 } else { 1 };
-            let (h, mi) = off[1..].split_once(':').ok_or_else(bad)?;
-            let h: i64 = h.parse().map_err(|_| bad())?;
-            let mi: i64 = mi.parse().map_err(|_| bad())?;
-            (c, sign * (h * 60 + mi))
-        } else {
-            return Err(format!(
-                "`{s}` has no time zone: end it with Z (UTC) or an offset like +01:00"
-            ));
-        };
-    let mut parts = clock.split(':');
-    let h: i64 = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-    let mi: i64 = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-    let sec: f64 = parts
-        .next()
-        .map(|v| v.parse().map_err(|_| bad()))
-        .transpose()?
-        .unwrap_or(0.0);
-    if h > 23 || mi > 59 || !(0.0..61.0).contains(&sec) {
-        return Err(bad());
-    }
-    let day = outpost_store::utc_ms(y, m, dd);
-    Ok(day + ((h * 60 + mi - offset_min) * 60_000) + (sec * 1000.0) as i64)
-}
+/// Parses an RFC 3339 timestamp (`2026-12-24T22:00:00Z`, `…+01:00`) into Unix ms.
+pub use outpost_store::parse_timestamp;
 
 fn parse_clock(s: &str) -> Result<u32, String> {
     let (h, m) = s
@@ -545,7 +499,7 @@ mod tests {
         assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00").unwrap(), 0);
         assert_eq!(
             parse_timestamp("2026-12-01T00:00:00Z").unwrap(),
-            outpost_store::utc_ms(2026, 12, 1)
+            outpost_store::utc_ms(2026, 12, 1).unwrap()
         );
         assert!(parse_timestamp("2026-12-01T00:00:00").is_err());
         assert!(parse_timestamp("2026-13-01T00:00:00Z").is_err());
@@ -560,7 +514,7 @@ mod tests {
             start_min: 23 * 60,
             duration: Duration::from_secs(7200),
         };
-        let sun = outpost_store::utc_ms(2026, 11, 29); // a Sunday
+        let sun = outpost_store::utc_ms(2026, 11, 29).unwrap(); // a Sunday
         assert!(!w.active(sun + 22 * 3_600_000));
         assert!(w.active(sun + 23 * 3_600_000 + 1));
         assert!(w.active(sun + 24 * 3_600_000 + 30 * 60_000)); // Monday 00:30

@@ -887,7 +887,9 @@ fn builtin_or_path(spec: &str) -> Option<bool> {
     }
 }
 
-/// Expands `dir/*.toml`-style patterns (a `*` only in the file name).
+/// Expands `dir/*.toml`-style patterns: glob syntax (`*`, `?`, `[a-z]`,
+/// `{a,b}`) in the file name; the directory is literal (it is watched for
+/// new files). Hidden files and anything but regular files are skipped.
 fn expand_include(base: &Path, pattern: &str) -> Result<(PathBuf, Vec<PathBuf>), String> {
     let full = base.join(pattern);
     let dir = full
@@ -899,30 +901,24 @@ fn expand_include(base: &Path, pattern: &str) -> Result<(PathBuf, Vec<PathBuf>),
         .and_then(|n| n.to_str())
         .unwrap_or("")
         .to_string();
-    if dir.to_string_lossy().contains('*') {
+    let is_glob = |t: &str| t.contains(['*', '?', '[', '{']);
+    if is_glob(&dir.to_string_lossy()) {
         return Err(format!(
-            "`{pattern}`: `*` is only supported in the file name, as in \"conf.d/*.toml\""
+            "`{pattern}`: wildcards are only supported in the file name, as in \"conf.d/*.toml\""
         ));
     }
-    let (prefix, suffix) = match name.split_once('*') {
-        Some((p, s)) if !s.contains('*') => (p.to_string(), s.to_string()),
-        Some(_) => return Err(format!("`{pattern}`: only one `*` is supported")),
-        None => (name.clone(), String::new()),
-    };
-    let exact = !name.contains('*');
+    let matcher = globset::GlobBuilder::new(&name)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| format!("`{pattern}`: {e}"))?
+        .compile_matcher();
     let mut files = vec![];
     match std::fs::read_dir(&dir) {
         Ok(entries) => {
             for e in entries.flatten() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                let matches = if exact {
-                    n == name
-                } else {
-                    n.starts_with(&prefix)
-                        && n.ends_with(&suffix)
-                        && n.len() >= prefix.len() + suffix.len()
-                };
-                if matches && !n.starts_with('.') && e.path().is_file() {
+                let n = e.file_name();
+                let hidden = n.to_string_lossy().starts_with('.');
+                if !hidden && matcher.is_match(&n) && e.path().is_file() {
                     files.push(e.path());
                 }
             }
