@@ -31,7 +31,7 @@
 
 mod common;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -323,9 +323,9 @@ fn start_agent(r: &AgentRun) -> (Child, u16) {
     for f in ["outpost.db", "outpost.db-wal", "outpost.db-shm"] {
         let _ = std::fs::remove_file(data.join(f));
     }
-    let api = free_port();
+    let _ = std::fs::remove_file(data.join("listen-addr"));
     let mut cfg = format!(
-        "[agent]\nname = \"bench\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:{api}\"\n\n[agent.plugins]\nreuse_instances = {}\n\n[defaults]\ninterval = \"{}\"\ntimeout = \"900ms\"\n\n",
+        "[agent]\nname = \"bench\"\ndata_dir = \"{}\"\nlisten = \"127.0.0.1:0\"\n\n[agent.plugins]\nreuse_instances = {}\n\n[defaults]\ninterval = \"{}\"\ntimeout = \"900ms\"\n\n",
         data.display(),
         r.reuse_instances,
         r.interval
@@ -348,8 +348,13 @@ fn start_agent(r: &AgentRun) -> (Child, u16) {
         .spawn()
         .expect("start outpost run");
     let start_deadline = Instant::now() + Duration::from_secs(180);
-    let metrics_url = ("127.0.0.1", api);
-    while scrape(metrics_url).is_none() {
+    // The agent writes the port the kernel picked to data/listen-addr.
+    let mut api = 0;
+    while api == 0 || scrape(("127.0.0.1", api)).is_none() {
+        api = std::fs::read_to_string(data.join("listen-addr"))
+            .ok()
+            .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok())
+            .map_or(0, |a| a.port());
         if let Some(st) = child.try_wait().unwrap() {
             panic!(
                 "agent exited with {st}; see {}",
@@ -520,12 +525,4 @@ impl Hist {
             self.sum / self.count as f64
         }
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -204,6 +204,33 @@ fn resume_states(store: &Store, board: &Board, cfg: &Config) -> HashMap<String, 
 }
 
 /// Runs the agent until SIGINT or SIGTERM.
+/// Name of the file in the data directory that holds the address the API
+/// listens on, written once it listens: with `listen = "127.0.0.1:0"` the
+/// kernel picks the port, and tools and tests read it back from here.
+pub const LISTEN_ADDR_FILE: &str = "listen-addr";
+
+/// Writes [`LISTEN_ADDR_FILE`] (atomically: a reader never sees half of
+/// it). A failure is logged, not fatal: the address is also in the log.
+fn publish_listen_addr(data_dir: &Path, bound: std::net::SocketAddr) {
+    let tmp = data_dir.join(format!("{LISTEN_ADDR_FILE}.tmp"));
+    let res = std::fs::write(&tmp, format!("{bound}\n"))
+        .and_then(|()| std::fs::rename(&tmp, data_dir.join(LISTEN_ADDR_FILE)));
+    if let Err(e) = res {
+        tracing::warn!(error = %e, "cannot write {LISTEN_ADDR_FILE} in the data directory");
+    }
+}
+
+/// The public URL of the API: as configured, or, when it defaulted to the
+/// `listen` address, the address actually bound (the port the kernel chose
+/// for port 0).
+fn public_url(a: &config::AgentConfig, bound: std::net::SocketAddr) -> String {
+    if a.public_url == format!("http://{}", a.listen) {
+        format!("http://{bound}")
+    } else {
+        a.public_url.clone()
+    }
+}
+
 pub async fn run(path: &Path) -> anyhow::Result<()> {
     let (host, loaded) = load_config(path, true).await?;
     crate::memory::release_freed();
@@ -231,6 +258,9 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.agent.listen)
         .await
         .with_context(|| format!("cannot listen on {} (agent.listen)", cfg.agent.listen))?;
+    let bound = listener.local_addr()?;
+    publish_listen_addr(&cfg.agent.data_dir, bound);
+    cfg.agent.public_url = public_url(&cfg.agent, bound);
     let metrics = Arc::new(Metrics::default());
     let board = Arc::new(Board::default());
     let resume = resume_states(&store, &board, &cfg);
@@ -295,7 +325,6 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         .with_tokens(&cfg.topology.api)
         .with_push(push_peers(&cfg), peer_tx.clone());
     let mut fed_tasks = federation_tasks(&cfg, &peer_tx, &api_state);
-    let bound = listener.local_addr()?;
     let extra = escalation::http::routes(escalation::http::EscalationApi {
         store: store.clone(),
         agent: cfg.agent.name.clone(),
@@ -331,7 +360,8 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         };
         tracing::info!("reloading {} ({reason})", path.display());
         match config::load(path, &host).await {
-            Ok(new) => {
+            Ok(mut new) => {
+                new.config.agent.public_url = public_url(&new.config.agent, bound);
                 if new.config.agent != cfg.agent {
                     tracing::warn!(
                         "changes to [agent] take effect at the next restart; sensors are reloaded now"

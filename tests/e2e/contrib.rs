@@ -4,6 +4,7 @@
 //! `contrib/prometheus/prometheus.yml` (file-based discovery) and
 //! `rules.yml`, scrapes the agent and evaluates the rules on its series.
 
+use crate::util::ReservedPort;
 use crate::util::prometheus::{Prometheus, contrib_file, promtool};
 use crate::util::{Agent, Mode, Target, http_get};
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// An agent with a sensor that is up, one that is down (hard down after
 /// one failure), a service on the first and an unreachable peer: every
 /// family of the exposition has samples.
-fn agent() -> (Agent, Target, Target) {
+fn agent() -> (Agent, Target, Target, ReservedPort) {
     let (ok, bad) = (Target::start(Mode::Up), Target::start(Mode::Error));
     let sensor = |name: &str, url: &str| {
         format!(
@@ -22,18 +23,19 @@ fn agent() -> (Agent, Target, Target) {
              fail_after = 1\nrecover_after = 1\nconfig = {{ url = \"{url}\" }}\n"
         )
     };
+    let far = ReservedPort::new();
     let a = Agent::start(&format!(
         "{}{}[[service]]\nname = \"shop\"\ndepends_on = [\"web\"]\n\
          [[peer]]\nname = \"far\"\nurl = \"http://127.0.0.1:{}\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n",
         sensor("web", &ok.url()),
         sensor("broken", &bad.url()),
-        crate::util::free_port()
+        far.port
     ));
     a.wait_status("web up, broken down", WAIT, |s| {
         let st = |n| crate::util::entry(s, "sensors", n)["state"].clone();
         st("web") == "up" && st("broken") == "down"
     });
-    (a, ok, bad)
+    (a, ok, bad, far)
 }
 
 /// `# TYPE name type` lines of an exposition.
@@ -64,7 +66,7 @@ fn metric_names(text: &str) -> Vec<String> {
 
 #[test]
 fn metrics_pass_promtool_check_metrics() {
-    let (a, _ok, _bad) = agent();
+    let (a, _ok, _bad, _far) = agent();
     let (code, _, text) = http_get(&a.api("/metrics"), &[]);
     assert_eq!(code, 200, "{text}");
     let out = promtool(&["check", "metrics"], text.as_bytes());
@@ -93,7 +95,7 @@ fn metrics_pass_promtool_check_metrics() {
 
 #[test]
 fn every_metric_the_rules_and_the_dashboard_use_is_exported() {
-    let (a, _ok, _bad) = agent();
+    let (a, _ok, _bad, _far) = agent();
     let (_, _, text) = http_get(&a.api("/metrics"), &[]);
     let fams = families(&text);
     for file in [
@@ -138,7 +140,7 @@ fn replace(text: &str, from: &str, to: &str) -> String {
 
 #[test]
 fn prometheus_scrapes_the_agent_through_file_sd_and_evaluates_the_rules() {
-    let (a, _ok, _bad) = agent();
+    let (a, _ok, _bad, _far) = agent();
     // The contrib files as shipped, with the intervals shortened so a test
     // does not wait half a minute per scrape.
     let (_, config) = contrib_file("prometheus/prometheus.yml");

@@ -296,11 +296,12 @@ fn kill_9_before_level_2_is_due_fires_it_once_on_time_after_restart() {
 #[test]
 fn a_receiver_that_refuses_then_fails_then_rate_limits_gets_each_notification_once_in_order() {
     let target = Target::start(Mode::Up);
-    // Nothing listens on the receiver's port at first.
-    let port = crate::util::free_port();
+    // Nothing listens on the receiver's port at first (it is reserved, so
+    // connections are refused).
+    let port = crate::util::ReservedPort::new();
     let mut agent = Agent::start(&config(
         &target,
-        &Receiver::unstarted(port),
+        &Receiver::unstarted(port.port),
         "300ms",
         "1h",
         "",
@@ -317,9 +318,13 @@ fn a_receiver_that_refuses_then_fails_then_rate_limits_gets_each_notification_on
     // Recovery while "opened" is still undelivered: "resolved" queues behind it.
     target.set(Mode::Up);
     agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_incidents(&agent, Duration::from_secs(20), |i| {
+        i.first()
+            .and_then(|i| i["notifications"].as_array())
+            .is_some_and(|n| n.iter().any(|n| n["event"] == "resolved"))
+    });
     // Back, but answering 500, 500, then 429 Retry-After: 1, then fine.
-    let rx = Receiver::start_on(port);
+    let rx = Receiver::on(port.listen());
     rx.script("/l1", &[(500, None), (500, None), (429, Some(1))]);
     let got = rx.wait_for("/l1", 5, Duration::from_secs(40), &agent);
     let delivered: Vec<String> = got

@@ -2,7 +2,7 @@
 //! polling each other, remote services used as members, loop safety,
 //! multi-vantage agreement, push mode, and misbehaving peers.
 
-use crate::util::{Agent, Fault, FaultyPeer, Mode, Target, entry, free_port, http_get, rss_mib};
+use crate::util::{Agent, Fault, FaultyPeer, Mode, ReservedPort, Target, entry, http_get, rss_mib};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -34,23 +34,22 @@ fn reason(v: &Value) -> &str {
 fn a_remote_service_changes_the_local_state_and_reason() {
     let db = Target::start(Mode::Up);
     let web = Target::start(Mode::Up);
-    let (pa, pb, pc) = (free_port(), free_port(), free_port());
-    let mut b = Agent::prepare("b", pb);
+    let mut b = Agent::new("b");
     b.launch(&format!(
         "{}\n[[service]]\nname = \"api\"\ndepends_on = [\"db\"]\n",
         sensor("db", &db.url())
     ));
-    let mut a = Agent::prepare("a", pa);
+    let mut a = Agent::new("a");
     a.launch(&format!(
         "{}\n{}\n[[service]]\nname = \"shop\"\ncategory = \"Shop\"\ndepends_on = [\"web\", \"peer:b/api\"]\n",
         sensor("web", &web.url()),
-        peer("b", pb)
+        peer("b", b.port)
     ));
     // c aggregates a, and through it sees b (relayed), once.
-    let mut c = Agent::prepare("c", pc);
+    let mut c = Agent::new("c");
     c.launch(&format!(
         "{}\n[[service]]\nname = \"fleet\"\ndepends_on = [\"peer:b/api\"]\n",
-        peer("a", pa)
+        peer("a", a.port)
     ));
 
     a.wait_status("shop up", WAIT, |s| {
@@ -98,13 +97,15 @@ fn a_remote_service_changes_the_local_state_and_reason() {
 fn cycles_do_not_amplify() {
     // A → B → C → A, and A ↔ B.
     let t = Target::start(Mode::Up);
-    let ports = [free_port(), free_port(), free_port()];
     let names = ["a", "b", "c"];
-    let mut agents: Vec<Agent> = names
-        .iter()
-        .zip(ports)
-        .map(|(n, p)| Agent::prepare(n, p))
-        .collect();
+    let mut agents: Vec<Agent> = names.iter().map(|n| Agent::new(n)).collect();
+    let sensor_of = |i: usize| sensor(&format!("s{i}"), &t.url());
+    // Each agent's port is known once it runs: start them, then give each
+    // its peers.
+    for (i, a) in agents.iter_mut().enumerate() {
+        a.launch(&sensor_of(i));
+    }
+    let ports: Vec<u16> = agents.iter().map(|a| a.port).collect();
     let peers_of = |i: usize| -> String {
         match i {
             0 => peer("b", ports[1]),
@@ -112,12 +113,8 @@ fn cycles_do_not_amplify() {
             _ => peer("a", ports[0]),
         }
     };
-    for (i, a) in agents.iter_mut().enumerate() {
-        a.launch(&format!(
-            "{}{}",
-            sensor(&format!("s{i}"), &t.url()),
-            peers_of(i)
-        ));
+    for (i, a) in agents.iter().enumerate() {
+        a.reconfigure(&format!("{}{}", sensor_of(i), peers_of(i)));
     }
     for a in &agents {
         a.wait_status("every agent sees the other two", WAIT, |s| {
@@ -158,17 +155,16 @@ fn cycles_do_not_amplify() {
 #[test]
 fn k_of_n_vantage_points_must_agree() {
     let targets: Vec<Target> = (0..3).map(|_| Target::start(Mode::Up)).collect();
-    let ports = [free_port(), free_port(), free_port()];
-    let mut b = Agent::prepare("b", ports[1]);
+    let mut b = Agent::new("b");
     b.launch(&sensor("api", &targets[1].url()));
-    let mut c = Agent::prepare("c", ports[2]);
+    let mut c = Agent::new("c");
     c.launch(&sensor("api", &targets[2].url()));
-    let mut a = Agent::prepare("a", ports[0]);
+    let mut a = Agent::new("a");
     a.launch(&format!(
         "{}{}{}\n[[service]]\nname = \"api-global\"\ndepends_on = [\"api\", \"peer:b/api\", \"peer:c/api\"]\nagree = 2\n",
         sensor("api", &targets[0].url()),
-        peer("b", ports[1]),
-        peer("c", ports[2])
+        peer("b", b.port),
+        peer("c", c.port)
     ));
     a.wait_status("all vantage points up", WAIT, |s| {
         state(entry(s, "services", "api-global")) == "up"
@@ -234,9 +230,10 @@ fn misbehaving_peers_go_stale_and_the_agent_stays_healthy() {
         ));
         members.push(format!("\"peer:{n}/api\""));
     }
+    let gone = ReservedPort::new();
     body.push_str(&format!(
-        "[[peer]]\nname = \"gone\"\nurl = \"http://127.0.0.1:{}\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n",
-        free_port()
+        "[[peer]]\nname = \"gone\"\nurl = \"http://{}\"\ninterval = \"300ms\"\ntimeout = \"250ms\"\n",
+        gone.addr()
     ));
     members.push("\"peer:gone/api\"".into());
     body.push_str(&format!(

@@ -312,7 +312,8 @@ fn redirect_to_a_host_outside_the_allow_list_fails_clearly() {
 
 #[test]
 fn connection_refused_fails() {
-    let port = util::free_port();
+    let refused = util::ReservedPort::new();
+    let port = refused.port;
     let r = http(json!({"url": format!("http://127.0.0.1:{port}/")}));
     assert_eq!(r.code, 1);
     assert_result(

@@ -3,7 +3,7 @@
 //! plus raw TCP listeners that misbehave (silent, HTTP, garbage), through
 //! `outpost plugin run mongo --json` and under a running agent.
 
-use crate::util::{self, Agent, free_port, run_plugin};
+use crate::util::{self, Agent, ReservedPort, run_plugin};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -187,7 +187,8 @@ fn replica_set_name_must_match() {
 
 #[test]
 fn set_view_of_primary_secondary_and_a_refused_port() {
-    let refused = format!("127.0.0.1:{}", free_port());
+    let reserved = ReservedPort::new();
+    let refused = reserved.addr();
     let p = MongoServer::start("primary", &[]);
     let s = MongoServer::start("secondary", &["--primary", &p.addr(), "--hosts", &p.addr()]);
     let r = mongo(json!({
@@ -312,7 +313,8 @@ fn servers_without_hello_get_the_legacy_handshake() {
 
 #[test]
 fn connection_refused() {
-    let port = free_port();
+    let refused = ReservedPort::new();
+    let port = refused.port;
     let r = mongo(json!({"uri": format!("mongodb://127.0.0.1:{port}")}));
     expect(&r, "fail", &format!("127.0.0.1:{port}: connection refused"));
     assert_eq!(r.metric("hosts_reachable"), Some(0.0));

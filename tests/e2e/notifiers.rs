@@ -6,7 +6,7 @@
 //! the same way.
 
 use crate::util::receiver::{Answer, Receiver, SmtpServer};
-use crate::util::{PluginRun, free_port, run_plugin};
+use crate::util::{PluginRun, ReservedPort, run_plugin};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -222,7 +222,8 @@ fn slack_client_errors_are_permanent_with_slacks_text() {
 
 #[test]
 fn slack_unreachable_receiver_is_retryable() {
-    let url = format!("http://127.0.0.1:{}/h", free_port());
+    let refused = ReservedPort::new();
+    let url = format!("http://{}/h", refused.addr());
     let (permanent, _, error) = failed(&notify(
         "slack",
         &json!({"webhook_url": url}),
@@ -561,7 +562,8 @@ fn email_temporary_rcpt_failure_is_retryable_permanent_one_is_not() {
 
 #[test]
 fn email_connection_refused_is_retryable_with_a_clear_message() {
-    let port = free_port();
+    let refused = ReservedPort::new();
+    let port = refused.port;
     let cfg = json!({"smtp": format!("smtp://127.0.0.1:{port}"), "from": "a@example.com", "to": ["b@example.com"]});
     let (permanent, _, error) = failed(&notify("email", &cfg, &alert("opened"), &[]));
     assert!(!permanent, "{error}");

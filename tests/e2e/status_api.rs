@@ -4,7 +4,7 @@
 //! errors.
 
 use crate::util::{
-    Agent, Mode, Target, entry, free_port, http_get, http_request, parse_metrics, schema_errors,
+    Agent, Mode, ReservedPort, Target, entry, http_get, http_request, parse_metrics, schema_errors,
 };
 use serde_json::Value;
 use std::time::Duration;
@@ -29,13 +29,14 @@ fn state(v: &Value) -> &str {
 #[test]
 fn status_validates_against_the_schema_and_answers_304_when_unchanged() {
     let (ok, bad) = (Target::start(Mode::Up), Target::start(Mode::Error));
+    let far = ReservedPort::new();
     let a = Agent::start(&format!(
         "{}{}{}{}[[peer]]\nname = \"far\"\nurl = \"http://127.0.0.1:{}\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n",
         sensor("mongo-a", &bad.url()),
         sensor("mongo-b", &bad.url()),
         sensor("web", &ok.url()),
         topology(),
-        free_port()
+        far.port
     ));
     let s = a.wait_status("checkout down, peer stale", WAIT, |s| {
         state(entry(s, "services", "checkout")) == "down"
@@ -121,13 +122,14 @@ fn status_validates_against_the_schema_and_answers_304_when_unchanged() {
 #[test]
 fn metrics_parse_with_a_real_prometheus_parser() {
     let ok = Target::start(Mode::Up);
+    let far = ReservedPort::new();
     let a = Agent::start(&format!(
         "{}{}{}{}[[peer]]\nname = \"far\"\nurl = \"http://127.0.0.1:{}\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n",
         sensor("mongo-a", &ok.url()),
         sensor("mongo-b", &ok.url()),
         sensor("web", &ok.url()),
         topology(),
-        free_port()
+        far.port
     ));
     a.wait_status("checkout up", WAIT, |s| {
         state(entry(s, "services", "checkout")) == "up"
@@ -188,7 +190,7 @@ fn metrics_parse_with_a_real_prometheus_parser() {
 #[test]
 fn a_read_token_guards_the_status_endpoints() {
     let ok = Target::start(Mode::Up);
-    let mut a = Agent::prepare("guarded", free_port());
+    let mut a = Agent::new("guarded");
     a.write_file("read.token", "letmein-0123456789\n");
     a.launch(&format!(
         "{}[api]\nread_token_file = \"read.token\"\n",
@@ -242,15 +244,15 @@ fn sla_and_incidents_endpoints_read_the_store() {
 #[test]
 fn push_mode_is_authenticated_limited_and_goes_stale_when_silent() {
     let t = Target::start(Mode::Error);
-    let agg_port = free_port();
-    let mut agg = Agent::prepare("agg", agg_port);
+    let mut agg = Agent::new("agg");
     agg.write_file("push.token", "push-secret-42\n");
     agg.launch(
         "[[peer]]\nname = \"edge\"\ninterval = \"300ms\"\n\
          [[service]]\nname = \"edge-api\"\ndepends_on = [\"peer:edge/api\"]\n\
          [api]\npush_token_file = \"push.token\"\n",
     );
-    let mut edge = Agent::prepare("edge", free_port());
+    let agg_port = agg.port;
+    let mut edge = Agent::new("edge");
     edge.write_file("agg.token", "push-secret-42\n");
     edge.launch(&format!(
         "{}[[push]]\nurl = \"http://127.0.0.1:{agg_port}\"\ntoken_file = \"agg.token\"\ninterval = \"200ms\"\n",

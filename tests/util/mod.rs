@@ -288,13 +288,42 @@ pub fn http_exchange(
     (status, head.to_string(), body.to_string())
 }
 
-/// A free loopback port (bound then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port held by a socket that is bound but does not listen:
+/// connections to it are refused, and no other process can take the port
+/// meanwhile. [`ReservedPort::listen`] starts listening on that same port
+/// (a receiver that was down comes up).
+pub struct ReservedPort {
+    socket: socket2::Socket,
+    pub port: u16,
+}
+
+impl ReservedPort {
+    pub fn new() -> ReservedPort {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        ReservedPort { socket, port }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Listens on the reserved port.
+    pub fn listen(self) -> TcpListener {
+        self.socket.listen(128).unwrap();
+        self.socket.into()
+    }
+}
+
+impl Default for ReservedPort {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The real agent, started on a config in a temporary directory.
@@ -308,26 +337,45 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Writes `[agent]` (data dir in the temp dir, a free loopback port)
-    /// followed by `body`, and starts `outpost run`.
+    /// Writes `[agent]` (data dir in the temp dir, listening on a port the
+    /// kernel picks) followed by `body`, and starts `outpost run`.
     pub fn start(body: &str) -> Agent {
-        let mut a = Agent::prepare("test", free_port());
+        let mut a = Agent::new("test");
         a.write_config(body);
         a.spawn();
         a
     }
 
-    /// An agent called `name` on `port`, not started yet (so that agents
-    /// that poll each other can know each other's ports first).
-    pub fn prepare(name: &str, port: u16) -> Agent {
+    /// An agent called `name`, not started yet (its files can be written
+    /// first). Its port is known once it runs ([`Agent::spawn`]).
+    pub fn new(name: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("outpost.toml");
         Agent {
             dir,
             config,
-            port,
+            port: 0,
             name: name.to_string(),
             child: None,
+        }
+    }
+
+    /// Rewrites the config and reloads it (SIGHUP); returns once the agent
+    /// logged the reload.
+    pub fn reconfigure(&self, body: &str) {
+        let reloads = |a: &Agent| a.logs().matches("configuration reloaded").count();
+        let before = reloads(self);
+        self.write_config(body);
+        self.signal(libc::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while reloads(self) == before {
+            assert!(
+                Instant::now() < deadline,
+                "agent `{}` did not reload:\n{}",
+                self.name,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -398,8 +446,8 @@ impl Agent {
     /// Rewrites the config (same `[agent]`).
     pub fn write_config(&self, body: &str) {
         let head = format!(
-            "[agent]\nname = \"{}\"\ndata_dir = \"data\"\nlisten = \"127.0.0.1:{}\"\n\n",
-            self.name, self.port
+            "[agent]\nname = \"{}\"\ndata_dir = \"data\"\nlisten = \"127.0.0.1:0\"\n\n",
+            self.name
         );
         let (top, rest) = match body.find("\n[") {
             _ if body.trim_start().starts_with('[') => ("", body),
@@ -409,8 +457,10 @@ impl Agent {
         std::fs::write(&self.config, format!("{top}\n{head}{rest}")).unwrap();
     }
 
-    /// Starts the binary (again) and waits until its API answers.
+    /// Starts the binary (again) and waits until its API listens.
     pub fn spawn(&mut self) {
+        let listen_addr = self.dir.path().join("data").join("listen-addr");
+        let _ = std::fs::remove_file(&listen_addr);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -426,8 +476,16 @@ impl Agent {
             .spawn()
             .unwrap();
         self.child = Some(child);
+        // The agent writes the address it listens on to data/listen-addr
+        // once it listens (the kernel picks the port).
         let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        self.port = loop {
+            let addr = std::fs::read_to_string(&listen_addr)
+                .ok()
+                .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok());
+            if let Some(a) = addr {
+                break a.port();
+            }
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("agent exited with {st} at start:\n{}", self.logs());
             }
@@ -436,8 +494,8 @@ impl Agent {
                 "agent did not start listening:\n{}",
                 self.logs()
             );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            std::thread::sleep(Duration::from_millis(20));
+        };
     }
 
     pub fn logs(&self) -> String {

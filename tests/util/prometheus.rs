@@ -2,7 +2,7 @@
 //! installed by `scripts/install-test-deps`): a Prometheus server on a
 //! loopback port with a test's config, and `promtool` on a text.
 
-use super::{free_port, http_get};
+use super::http_get;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -26,7 +26,6 @@ impl Prometheus {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         }
-        let port = free_port();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
         let child = Command::new("prometheus")
             .arg(format!(
@@ -37,7 +36,9 @@ impl Prometheus {
                 "--storage.tsdb.path={}",
                 dir.path().join("data").display()
             ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // The kernel picks the port; Prometheus logs the address it
+            // listens on ("Listening on" address=127.0.0.1:PORT).
+            .arg("--web.listen-address=127.0.0.1:0")
             .current_dir(dir.path())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -47,15 +48,20 @@ impl Prometheus {
                     "prometheus (Debian package `prometheus`, see scripts/install-test-deps): {e}"
                 )
             });
-        let mut p = Prometheus { port, dir, child };
+        let mut p = Prometheus {
+            port: 0,
+            dir,
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(st) = p.child.try_wait().unwrap() {
                 panic!("prometheus exited with {st} at start:\n{}", p.logs());
             }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-                && http_get(&p.url("/-/ready"), &[]).0 == 200
-            {
+            if p.port == 0 {
+                p.port = listening_port(&p.logs()).unwrap_or(0);
+            }
+            if p.port != 0 && http_get(&p.url("/-/ready"), &[]).0 == 200 {
                 return p;
             }
             assert!(
@@ -145,4 +151,15 @@ pub fn contrib_file(rel: &str) -> (PathBuf, String) {
     let p = super::repo_root().join("contrib").join(rel);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     (p, text)
+}
+
+/// The port in Prometheus' `msg="Listening on" address=127.0.0.1:PORT` line.
+fn listening_port(log: &str) -> Option<u16> {
+    log.lines()
+        .filter(|l| l.contains("Listening on"))
+        .find_map(|l| l.split("address=").nth(1))
+        .and_then(|a| a.split_whitespace().next())
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.trim_matches('"').parse().ok())
+        .filter(|&p| p != 0)
 }

@@ -84,16 +84,10 @@ impl Receiver {
         Self::serve_on(TcpListener::bind("127.0.0.1:0").unwrap())
     }
 
-    /// Starts on `port` (one that refused connections before, say).
-    pub fn start_on(port: u16) -> Receiver {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match TcpListener::bind(("127.0.0.1", port)) {
-                Ok(l) => return Self::serve_on(l),
-                Err(e) if Instant::now() > deadline => panic!("cannot listen on {port}: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
+    /// Serves on `l` (a [`super::ReservedPort`] that refused connections
+    /// before, say).
+    pub fn on(l: TcpListener) -> Receiver {
+        Self::serve_on(l)
     }
 
     /// A receiver that does not listen (yet): only its URL is of use.
