@@ -11,9 +11,32 @@ use std::process::{Command, Output};
 pub mod receiver;
 pub use receiver::Receiver;
 
-/// Path of the `outpost` binary under test.
+/// Path of the `outpost` binary under test: a hard link to the binary this
+/// test run was built with, made once per run. Several checkouts may share
+/// one cargo target directory, and a build in another checkout replaces
+/// `target/debug/outpost` while this run's tests still start it; the link
+/// keeps pointing at this build's file.
 pub fn outpost_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_outpost"))
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let built = PathBuf::from(env!("CARGO_BIN_EXE_outpost"));
+        let dir = std::env::temp_dir().join("outpost-e2e-bin");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Links of earlier runs whose process is gone.
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok();
+            if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let link = dir.join(std::process::id().to_string());
+        let _ = std::fs::remove_file(&link);
+        match std::fs::hard_link(&built, &link) {
+            Ok(()) => link,
+            Err(_) => built, // another file system: use it in place
+        }
+    })
+    .clone()
 }
 
 /// A directory shared by all tests of this run for the compiled-component
