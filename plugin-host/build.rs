@@ -21,6 +21,27 @@ const BUILTIN: &[(&str, &str, &str)] = &[
         "outpost_plugin_webhook.wasm",
     ),
     ("email", "outpost-plugin-email", "outpost_plugin_email.wasm"),
+    (
+        "alertmanager",
+        "outpost-plugin-alertmanager",
+        "outpost_plugin_alertmanager.wasm",
+    ),
+    (
+        "telegram",
+        "outpost-plugin-telegram",
+        "outpost_plugin_telegram.wasm",
+    ),
+    (
+        "discord",
+        "outpost-plugin-discord",
+        "outpost_plugin_discord.wasm",
+    ),
+    ("teams", "outpost-plugin-teams", "outpost_plugin_teams.wasm"),
+    (
+        "opsgenie",
+        "outpost-plugin-opsgenie",
+        "outpost_plugin_opsgenie.wasm",
+    ),
 ];
 
 /// Fixture components for tests: (env suffix, package, artifact).

@@ -26,6 +26,10 @@ mod federation;
 mod mongo;
 #[path = "e2e/notifiers.rs"]
 mod notifiers;
+#[path = "e2e/alertmanager.rs"]
+mod notifiers_alertmanager;
+#[path = "e2e/notifiers_more.rs"]
+mod notifiers_more;
 
 #[path = "e2e/status_api.rs"]
 mod status_api;

@@ -30,6 +30,26 @@ pub const BUILTINS: &[Builtin] = &[
         name: "email",
         wasm: include_bytes!(env!("OUTPOST_PLUGIN_EMAIL")),
     },
+    Builtin {
+        name: "alertmanager",
+        wasm: include_bytes!(env!("OUTPOST_PLUGIN_ALERTMANAGER")),
+    },
+    Builtin {
+        name: "telegram",
+        wasm: include_bytes!(env!("OUTPOST_PLUGIN_TELEGRAM")),
+    },
+    Builtin {
+        name: "discord",
+        wasm: include_bytes!(env!("OUTPOST_PLUGIN_DISCORD")),
+    },
+    Builtin {
+        name: "teams",
+        wasm: include_bytes!(env!("OUTPOST_PLUGIN_TEAMS")),
+    },
+    Builtin {
+        name: "opsgenie",
+        wasm: include_bytes!(env!("OUTPOST_PLUGIN_OPSGENIE")),
+    },
 ];
 
 /// The built-in plugin called `name`.

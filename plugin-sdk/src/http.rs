@@ -399,15 +399,27 @@ mod imp {
         // the pending response cancels the host's request.
         let fut = outgoing_handler::handle(req, None).map_err(|e| map_error(e, url, timeout))?;
         if let Some(out_body) = out_body {
-            {
+            let written = {
                 let stream = out_body
                     .write()
                     .map_err(|_| HttpError::Transport("request body stream unavailable".into()))?;
-                for chunk in body.chunks(4096) {
-                    stream.blocking_write_and_flush(chunk).map_err(|e| {
-                        HttpError::Transport(format!("writing request body: {e:?}"))
-                    })?;
+                body.chunks(4096).try_for_each(|chunk| {
+                    stream
+                        .blocking_write_and_flush(chunk)
+                        .map_err(|e| format!("writing request body: {e:?}"))
+                })
+            };
+            if let Err(text) = written {
+                // The host closes the body stream when the request itself
+                // failed (a denied host, a refused connection, ...): the
+                // reason is in the response future, not in the stream error.
+                drop(out_body);
+                if wait(&fut.subscribe(), &deadline)
+                    && let Some(Ok(Err(code))) = fut.get()
+                {
+                    return Err(map_error(code, url, timeout));
                 }
+                return Err(HttpError::Transport(text));
             }
             OutgoingBody::finish(out_body, None).map_err(|e| map_error(e, url, timeout))?;
         }

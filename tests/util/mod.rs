@@ -2,6 +2,7 @@
 //! servers on loopback ports. Keep them here, not copied into test modules.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod http_server;
 pub mod prometheus;
 

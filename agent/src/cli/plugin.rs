@@ -25,7 +25,8 @@ pub enum PluginCmd {
 /// `plugin run` arguments.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// A built-in plugin name (http, mongo, slack, webhook, email) or the
+    /// A built-in plugin name (http, mongo, slack, webhook, email,
+    /// alertmanager, telegram, discord, teams, opsgenie) or the
     /// path of a .wasm component.
     pub plugin: String,
     /// The plugin's configuration as JSON.
