@@ -246,10 +246,10 @@ fn telegram_errors_use_the_bot_api_answer_and_never_show_the_token() {
     let (permanent, _, error) = failed(&notify("telegram", &cfg, "opened"));
     assert!(permanent && error.contains("bot_token"), "{error}");
     assert!(!error.contains("AAE3"), "token leaked: {error}");
-    let refused = ReservedPort::new();
+    let down = ReservedPort::new();
     let (_, _, error) = failed(&notify(
         "telegram",
-        &json!({"bot_token": TOKEN, "chat_id": 1, "api_url": format!("http://{}", refused.addr())}),
+        &json!({"bot_token": TOKEN, "chat_id": 1, "api_url": format!("http://{}", down.addr())}),
         "opened",
     ));
     assert!(!error.contains("AAE3"), "token leaked: {error}");

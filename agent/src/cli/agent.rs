@@ -158,6 +158,14 @@ async fn live_status(c: &ConfigArg) -> Option<serde_json::Value> {
     let agent = config::agent_only(&c.path).ok()?;
     let api = config::topology::api_only(&c.path).ok()?;
     let mut addr = agent.listen;
+    if addr.port() == 0 {
+        // The kernel picked the port; the running agent wrote it down.
+        addr = std::fs::read_to_string(agent.data_dir.join(crate::agent::LISTEN_ADDR_FILE))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+    }
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }

@@ -67,14 +67,14 @@ pub fn combine(
     let retry_after = failures
         .iter()
         .filter(|e| !e.permanent)
-        .filter_map(|e| e.retry_after)
+        .filter_map(|e| e.retry_after())
         .min();
     let err = DeliveryError {
         message: format!(
             "no Alertmanager accepted the alert (0 of {total}): {}",
             messages.join("; ")
         ),
-        retry_after,
+        retry_after_ms: retry_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         permanent,
     };
     (Err(err), vec![])
@@ -104,7 +104,7 @@ mod tests {
         );
         let e = classify(&m, 503, Some("3"), "", now()).unwrap_err();
         assert!(!e.permanent);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
     }
 
     #[test]
@@ -126,7 +126,7 @@ mod tests {
         ]);
         let e = r.unwrap_err();
         assert!(!e.permanent);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(4)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(4)));
         assert_eq!(
             e.message,
             "no Alertmanager accepted the alert (0 of 3): a: 400; b: 503; c: 429"
@@ -137,6 +137,6 @@ mod tests {
         ]);
         let e = r.unwrap_err();
         assert!(e.permanent);
-        assert_eq!(e.retry_after, None);
+        assert_eq!(e.retry_after(), None);
     }
 }

@@ -12,7 +12,7 @@
 use outpost_plugin_sdk::delivery::{self, Receiver};
 use outpost_plugin_sdk::http::HttpError;
 use outpost_plugin_sdk::prelude::*;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// How Discord is named in messages.
 pub const DISCORD: Receiver<'static> = Receiver {
@@ -42,12 +42,12 @@ pub fn classify(
     let mut result = delivery::classify(&DISCORD, status, retry_after, &text, now);
     if let Err(e) = &mut result {
         if !e.permanent
-            && e.retry_after.is_none()
+            && e.retry_after_ms.is_none()
             && let Some(secs) = parsed.as_ref().and_then(|v| v["retry_after"].as_f64())
             && secs.is_finite()
             && secs >= 0.0
         {
-            e.retry_after = Some(Duration::from_secs_f64(secs));
+            e.retry_after_ms = Some((secs * 1000.0).round() as u64);
         }
         if e.permanent {
             e.message.push_str(match status {
@@ -69,6 +69,7 @@ pub fn transport_error(e: &HttpError) -> DeliveryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn now() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_151_600)
@@ -86,9 +87,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(!e.permanent);
-        assert_eq!(e.retry_after, Some(Duration::from_millis(750)));
+        assert_eq!(e.retry_after(), Some(Duration::from_millis(750)));
         let e = classify(429, Some("2"), r#"{"retry_after":0.75}"#, now()).unwrap_err();
-        assert_eq!(e.retry_after, Some(Duration::from_secs(2)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
         let e = classify(
             404,
             None,

@@ -105,7 +105,7 @@ mod tests {
         assert!(e.permanent && e.message.contains("api_key"));
         let e = classify(429, Some("5"), "", now()).unwrap_err();
         assert!(!e.permanent);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(5)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(5)));
         assert!(!classify(503, None, "", now()).unwrap_err().permanent);
         let e = transport_error(&HttpError::Denied("api.opsgenie.com:443".into()), true);
         assert!(e.permanent && e.message.contains("api_url = \"https://api.opsgenie.com\""));

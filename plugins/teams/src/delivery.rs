@@ -69,7 +69,7 @@ mod tests {
         assert_eq!(classify(202, None, "", now()), Ok(()));
         let e = classify(429, Some("11"), "", now()).unwrap_err();
         assert!(!e.permanent);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(11)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(11)));
         let e = classify(
             404,
             None,

@@ -17,7 +17,7 @@
 use outpost_plugin_sdk::delivery::{self, Receiver};
 use outpost_plugin_sdk::http::HttpError;
 use outpost_plugin_sdk::prelude::*;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// How Telegram is named in messages.
 pub const TELEGRAM: Receiver<'static> = Receiver {
@@ -43,12 +43,12 @@ pub fn classify(
     if let Err(e) = &mut result {
         let params = parsed.as_ref().map(|v| &v["parameters"]);
         if !e.permanent
-            && e.retry_after.is_none()
+            && e.retry_after_ms.is_none()
             && let Some(secs) = params.and_then(|p| p["retry_after"].as_f64())
             && secs.is_finite()
             && secs >= 0.0
         {
-            e.retry_after = Some(Duration::from_secs_f64(secs));
+            e.retry_after_ms = Some((secs * 1000.0).round() as u64);
         }
         if e.permanent {
             if let Some(id) = params.and_then(|p| p["migrate_to_chat_id"].as_i64()) {
@@ -89,6 +89,7 @@ pub fn transport_error(e: &HttpError, default_url: bool) -> DeliveryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn now() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_151_600)
@@ -107,13 +108,13 @@ mod tests {
         let body = r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 35","parameters":{"retry_after":35}}"#;
         let e = classify(429, None, body, now()).unwrap_err();
         assert!(!e.permanent);
-        assert_eq!(e.retry_after, Some(Duration::from_secs(35)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(35)));
         assert_eq!(
             e.message,
             "Telegram is rate-limiting (HTTP 429): Too Many Requests: retry after 35"
         );
         let e = classify(429, Some("3"), body, now()).unwrap_err();
-        assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
     }
 
     #[test]
