@@ -21,6 +21,11 @@ const BUILTIN: &[(&str, &str, &str)] = &[
         "outpost_plugin_webhook.wasm",
     ),
     ("email", "outpost-plugin-email", "outpost_plugin_email.wasm"),
+    (
+        "kubernetes",
+        "outpost-plugin-kubernetes",
+        "outpost_plugin_kubernetes.wasm",
+    ),
 ];
 
 /// Fixture components for tests: (env suffix, package, artifact).

@@ -30,6 +30,10 @@ pub const BUILTINS: &[Builtin] = &[
         name: "email",
         wasm: include_bytes!(env!("OUTPOST_PLUGIN_EMAIL")),
     },
+    Builtin {
+        name: "kubernetes",
+        wasm: include_bytes!(env!("OUTPOST_PLUGIN_KUBERNETES")),
+    },
 ];
 
 /// The built-in plugin called `name`.
