@@ -37,6 +37,11 @@ const FIXTURES: &[(&str, &str, &str)] = &[
     ),
     ("WRONG_WORLD", "outpost-test-plugins", "wrong-world.wasm"),
     (
+        "HOSTILE_PROVIDER",
+        "outpost-test-plugins",
+        "hostile-provider.wasm",
+    ),
+    (
         "FUTURE_VERSION",
         "outpost-test-plugins",
         "future-version.wasm",

@@ -53,6 +53,8 @@ pub use sandbox::Limits;
 pub mod fixtures {
     /// A sensor with a misbehaviour per config (`mode`).
     pub const HOSTILE: &str = env!("OUTPOST_FIXTURE_HOSTILE");
+    /// A provider with a misbehaviour per config (`mode`).
+    pub const HOSTILE_PROVIDER: &str = env!("OUTPOST_FIXTURE_HOSTILE_PROVIDER");
     /// A component exporting some other world.
     pub const WRONG_WORLD: &str = env!("OUTPOST_FIXTURE_WRONG_WORLD");
     /// A sensor built against a future major version of the WIT package.
