@@ -328,15 +328,30 @@ impl Metrics {
             }
             out.push_str("# HELP outpost_provider_objects Objects in the provider's set in use.\n# TYPE outpost_provider_objects gauge\n");
             for p in &providers {
-                let _ = writeln!(out, "outpost_provider_objects{{provider=\"{}\"}} {}", escape(&p.name), p.objects);
+                let _ = writeln!(
+                    out,
+                    "outpost_provider_objects{{provider=\"{}\"}} {}",
+                    escape(&p.name),
+                    p.objects
+                );
             }
             out.push_str("# HELP outpost_provider_sensors Sensors made from the provider's objects.\n# TYPE outpost_provider_sensors gauge\n");
             for p in &providers {
-                let _ = writeln!(out, "outpost_provider_sensors{{provider=\"{}\"}} {}", escape(&p.name), p.sensors);
+                let _ = writeln!(
+                    out,
+                    "outpost_provider_sensors{{provider=\"{}\"}} {}",
+                    escape(&p.name),
+                    p.sensors
+                );
             }
             out.push_str("# HELP outpost_provider_dropped Objects or sensors left out of the provider's last discovery (bounds, collisions, invalid configs).\n# TYPE outpost_provider_dropped gauge\n");
             for p in &providers {
-                let _ = writeln!(out, "outpost_provider_dropped{{provider=\"{}\"}} {}", escape(&p.name), p.dropped);
+                let _ = writeln!(
+                    out,
+                    "outpost_provider_dropped{{provider=\"{}\"}} {}",
+                    escape(&p.name),
+                    p.dropped
+                );
             }
         }
         out

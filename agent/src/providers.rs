@@ -23,8 +23,8 @@
 use crate::config::providers::{GroupBy, ProviderConfig, substitute};
 use crate::config::topology::{Member, NodeConfig, NodeKind};
 use crate::config::{
-    Config, DEFAULT_FAIL_AFTER, DEFAULT_INTERVAL, DEFAULT_RECOVER_AFTER,
-    DEFAULT_RETRY_INTERVAL, DEFAULT_TIMEOUT, MAX_DEFAULT_JITTER, PluginConfig, SensorConfig,
+    Config, DEFAULT_FAIL_AFTER, DEFAULT_INTERVAL, DEFAULT_RECOVER_AFTER, DEFAULT_RETRY_INTERVAL,
+    DEFAULT_TIMEOUT, MAX_DEFAULT_JITTER, PluginConfig, SensorConfig,
 };
 use outpost_plugin_host::provider::{Bounded, DiscoveryLimits, bound};
 use outpost_plugin_host::{DiscoveredObject, NetPolicy, Plugin};
@@ -209,13 +209,18 @@ pub fn name_of(parts: &[&str]) -> String {
     while s.contains("--") {
         s = s.replace("--", "-");
     }
-    let s = s.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
+    let s = s
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
     if s.len() <= 64 && !s.is_empty() {
         return s;
     }
     let hash = format!("{:08x}", fnv(&raw) as u32);
     let keep: String = s.chars().take(64 - 9).collect();
-    format!("{}-{hash}", keep.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+    format!(
+        "{}-{hash}",
+        keep.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+    )
 }
 
 /// Builds the effective configuration: `base` plus the sensors, systems
@@ -235,7 +240,12 @@ pub async fn expand(
         .iter()
         .map(|s| (s.name.as_str(), s.origin.as_str()))
         .collect();
-    let nodes_taken: HashSet<&str> = base.topology.nodes.iter().map(|n| n.name.as_str()).collect();
+    let nodes_taken: HashSet<&str> = base
+        .topology
+        .nodes
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
     let mut made: HashMap<String, String> = HashMap::new();
     let mut sensors: Vec<SensorConfig> = Vec::new();
     // Per kind rule: system name -> members; all sensors of the rule.
@@ -246,7 +256,12 @@ pub async fn expand(
     for (pname, st) in states {
         let rep = report.entry(pname.clone()).or_default();
         for o in st.objects.iter() {
-            for (ki, k) in base.kinds.iter().enumerate().filter(|(_, k)| k.kind == o.kind) {
+            for (ki, k) in base
+                .kinds
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| k.kind == o.kind)
+            {
                 let mut mine = Vec::new();
                 for t in &k.sensors {
                     let name = name_of(&[pname, &o.id, &t.name]);
@@ -308,7 +323,9 @@ pub async fn expand(
                                     } else {
                                         format!("config.{}: {}", e.field, e.message)
                                     }),
-                                    Err(e) => Err(format!("the plugin failed while validating: {e}")),
+                                    Err(e) => {
+                                        Err(format!("the plugin failed while validating: {e}"))
+                                    }
                                 }
                             }
                             None => Err(format!("plugin {} is not loaded", t.plugin)),
@@ -327,7 +344,10 @@ pub async fn expand(
                     labels.insert("provider".into(), pname.clone());
                     labels.insert("kind".into(), o.kind.clone());
                     labels.insert("object".into(), o.id.clone());
-                    made.insert(name.clone(), format!("object `{}` of provider `{pname}`", o.id));
+                    made.insert(
+                        name.clone(),
+                        format!("object `{}` of provider `{pname}`", o.id),
+                    );
                     mine.push(Member::Sensor(name.clone()));
                     sensors.push(SensorConfig {
                         name,
@@ -384,7 +404,11 @@ pub async fn expand(
         let mut mine = Vec::new();
         for (sys, (gi, members)) in std::mem::take(&mut systems[ki]) {
             let g = &k.systems[gi];
-            if taken.contains_key(sys.as_str()) || nodes_taken.contains(sys.as_str()) || made.contains_key(&sys) || !node_names.insert(sys.clone()) {
+            if taken.contains_key(sys.as_str())
+                || nodes_taken.contains(sys.as_str())
+                || made.contains_key(&sys)
+                || !node_names.insert(sys.clone())
+            {
                 let rep = report.entry(owner[ki].clone()).or_default();
                 rep.problem(format!(
                     "system `{sys}` (kind rule at {}) collides with a sensor, system or service of that name; it is not created",
@@ -414,7 +438,11 @@ pub async fn expand(
         if members.is_empty() {
             continue;
         }
-        if taken.contains_key(svc.name.as_str()) || nodes_taken.contains(svc.name.as_str()) || made.contains_key(&svc.name) || !node_names.insert(svc.name.clone()) {
+        if taken.contains_key(svc.name.as_str())
+            || nodes_taken.contains(svc.name.as_str())
+            || made.contains_key(&svc.name)
+            || !node_names.insert(svc.name.clone())
+        {
             let rep = report.entry(owner[ki].clone()).or_default();
             rep.problem(format!(
                 "service `{}` (kind rule at {}) collides with a sensor, system or service of that name; it is not created",
@@ -534,7 +562,10 @@ mod tests {
 
     #[test]
     fn names_are_valid_stable_and_short() {
-        assert_eq!(name_of(&["k8s", "prod/shop/shop.example/api", "http"]), "k8s.prod-shop-shop.example-api.http");
+        assert_eq!(
+            name_of(&["k8s", "prod/shop/shop.example/api", "http"]),
+            "k8s.prod-shop-shop.example-api.http"
+        );
         let long = "x".repeat(300);
         let a = name_of(&["k8s", &long, "http"]);
         assert!(a.len() <= 64, "{a}");

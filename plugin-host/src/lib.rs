@@ -983,8 +983,12 @@ impl Instance {
             Bound::Provider(b) => {
                 tokio::time::timeout(
                     timeout + TIMEOUT_GRACE,
-                    b.outpost_plugin_provider()
-                        .call_discover(&mut w.store, config_json, cursor, ms),
+                    b.outpost_plugin_provider().call_discover(
+                        &mut w.store,
+                        config_json,
+                        cursor,
+                        ms,
+                    ),
                 )
                 .await
             }

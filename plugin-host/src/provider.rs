@@ -143,10 +143,7 @@ pub fn valid_kind(kind: &str) -> bool {
 /// Checks a discovery against `limits`: `Err` when the whole answer is
 /// refused (too many objects), otherwise the objects kept and what was
 /// dropped.
-pub fn bound(
-    objects: Vec<DiscoveredObject>,
-    limits: &DiscoveryLimits,
-) -> Result<Bounded, String> {
+pub fn bound(objects: Vec<DiscoveredObject>, limits: &DiscoveryLimits) -> Result<Bounded, String> {
     if objects.len() > limits.max_objects {
         return Err(format!(
             "the provider returned {} objects, more than the limit of {}; the last good set is kept",
@@ -166,7 +163,10 @@ pub fn bound(
                 limits.max_id_bytes
             ))
         } else if o.id.chars().any(char::is_control) {
-            Some(format!("object `{}`: the id has control characters", short(&o.id)))
+            Some(format!(
+                "object `{}`: the id has control characters",
+                short(&o.id)
+            ))
         } else if !valid_kind(&o.kind) {
             Some(format!(
                 "object `{}`: `{}` is not a kind (write `domain.tld/Name`)",
@@ -184,11 +184,14 @@ pub fn bound(
                 short(&o.id),
                 limits.max_entries
             ))
-        } else if o.labels.iter().any(|(k, v)| {
-            k.len() > limits.max_text_bytes || v.len() > limits.max_text_bytes
-        }) || o.attributes.iter().any(|(k, v)| {
-            k.len() > limits.max_text_bytes || v.len() > limits.max_value_bytes
-        }) || o.parents.iter().any(|p| p.len() > limits.max_id_bytes)
+        } else if o
+            .labels
+            .iter()
+            .any(|(k, v)| k.len() > limits.max_text_bytes || v.len() > limits.max_text_bytes)
+            || o.attributes
+                .iter()
+                .any(|(k, v)| k.len() > limits.max_text_bytes || v.len() > limits.max_value_bytes)
+            || o.parents.iter().any(|p| p.len() > limits.max_id_bytes)
         {
             Some(format!(
                 "object `{}`: a label, attribute or parent is too long",
@@ -322,7 +325,11 @@ mod tests {
         ];
         // A chain of 6: c0 <- c1 <- ... <- c5.
         for i in 0..6 {
-            let p = if i == 0 { vec![] } else { vec![format!("c{}", i - 1)] };
+            let p = if i == 0 {
+                vec![]
+            } else {
+                vec![format!("c{}", i - 1)]
+            };
             objs.push(DiscoveredObject {
                 parents: p,
                 ..obj(&format!("c{i}"), &[])
@@ -333,7 +340,11 @@ mod tests {
         assert_eq!(ids, ["root", "a", "orphan", "c0", "c1", "c2", "c3"]);
         assert_eq!(b.dropped, 5, "{:?}", b.problems);
         assert!(b.problems.iter().any(|p| p.contains("already used")));
-        assert!(b.problems.iter().any(|p| p.contains("`x`") && p.contains("cycle")));
+        assert!(
+            b.problems
+                .iter()
+                .any(|p| p.contains("`x`") && p.contains("cycle"))
+        );
     }
 
     #[test]

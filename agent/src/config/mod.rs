@@ -8,8 +8,8 @@
 //! plugins are loaded here; they are handed on with the config.
 
 mod alerting;
-mod raw;
 pub mod providers;
+mod raw;
 pub mod topology;
 
 pub use alerting::{EscalationPolicy, Level, Maintenance, NotifierConfig, Selector, Window};

@@ -211,7 +211,10 @@ fn rule(
     }
 }
 
-fn json_of(src: &Source, t: Option<Spanned<toml::Table>>) -> Result<serde_json::Value, ConfigError> {
+fn json_of(
+    src: &Source,
+    t: Option<Spanned<toml::Table>>,
+) -> Result<serde_json::Value, ConfigError> {
     match t {
         Some(t) => {
             let at = t.span().start;
@@ -238,7 +241,10 @@ pub(super) fn check_providers(
             return Err(src.err(
                 p.name.span().start,
                 format!("{key}.name"),
-                format!("a provider named `{}` is already defined; names must be unique", p.name.get_ref()),
+                format!(
+                    "a provider named `{}` is already defined; names must be unique",
+                    p.name.get_ref()
+                ),
             ));
         }
         let interval = p
@@ -268,10 +274,22 @@ pub(super) fn check_providers(
             ));
         }
         let default_max = outpost_plugin_host::provider::DiscoveryLimits::default().max_objects;
-        let max_objects = p.max_objects.as_ref().map(|m| *m.get_ref()).unwrap_or(default_max);
+        let max_objects = p
+            .max_objects
+            .as_ref()
+            .map(|m| *m.get_ref())
+            .unwrap_or(default_max);
         if max_objects == 0 || max_objects > 1_000_000 {
-            let at = p.max_objects.as_ref().map(|m| m.span().start).unwrap_or(start);
-            return Err(src.err(at, format!("{key}.max_objects"), "must be between 1 and 1000000"));
+            let at = p
+                .max_objects
+                .as_ref()
+                .map(|m| m.span().start)
+                .unwrap_or(start);
+            return Err(src.err(
+                at,
+                format!("{key}.max_objects"),
+                "must be between 1 and 1000000",
+            ));
         }
         let allow = super::parse_allow(src, p.allow.as_deref())?;
         let plugin_at = p.plugin.span().start;
@@ -320,25 +338,48 @@ pub(super) fn check_kinds(
             let tkey = format!("{key}.sensor[{j}]");
             let name = match &t.name {
                 Some(n) => n.get_ref().clone(),
-                None => t.plugin.get_ref().rsplit('/').next().unwrap_or("check").trim_end_matches(".wasm").to_string(),
+                None => t
+                    .plugin
+                    .get_ref()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("check")
+                    .trim_end_matches(".wasm")
+                    .to_string(),
             };
             check_name(&name).map_err(|m| {
-                src.err(t.name.as_ref().map(|n| n.span().start).unwrap_or(tstart), format!("{tkey}.name"), m)
+                src.err(
+                    t.name.as_ref().map(|n| n.span().start).unwrap_or(tstart),
+                    format!("{tkey}.name"),
+                    m,
+                )
             })?;
             if sensors.iter().any(|s: &Template| s.name == name) {
-                return Err(src.err(tstart, format!("{tkey}.name"), format!("two templates of this kind are named `{name}`; give one a `name`")));
+                return Err(src.err(
+                    tstart,
+                    format!("{tkey}.name"),
+                    format!("two templates of this kind are named `{name}`; give one a `name`"),
+                ));
             }
             let interval = t.interval.as_ref().map(|d| d.get_ref().0);
             if let Some(iv) = interval
                 && iv < super::MIN_INTERVAL
             {
-                return Err(src.err(t.interval.as_ref().unwrap().span().start, format!("{tkey}.interval"), format!("must be at least {} ms", super::MIN_INTERVAL.as_millis())));
+                return Err(src.err(
+                    t.interval.as_ref().unwrap().span().start,
+                    format!("{tkey}.interval"),
+                    format!("must be at least {} ms", super::MIN_INTERVAL.as_millis()),
+                ));
             }
             let timeout = t.timeout.as_ref().map(|d| d.get_ref().0);
             if let (Some(to), Some(iv)) = (timeout, interval)
                 && (to.is_zero() || to > iv)
             {
-                return Err(src.err(t.timeout.as_ref().unwrap().span().start, format!("{tkey}.timeout"), "must be more than 0 and at most the interval"));
+                return Err(src.err(
+                    t.timeout.as_ref().unwrap().span().start,
+                    format!("{tkey}.timeout"),
+                    "must be more than 0 and at most the interval",
+                ));
             }
             plugin_ats.push(t.plugin.span().start);
             sensors.push(Template {
@@ -362,7 +403,13 @@ pub(super) fn check_kinds(
                 "parent" => GroupBy::Parent,
                 b => match b.strip_prefix("label:") {
                     Some(l) if !l.is_empty() => GroupBy::Label(l.to_string()),
-                    _ => return Err(src.err(g.by.span().start, format!("{gkey}.by"), format!("`{b}`: write \"label:<name>\" or \"parent\""))),
+                    _ => {
+                        return Err(src.err(
+                            g.by.span().start,
+                            format!("{gkey}.by"),
+                            format!("`{b}`: write \"label:<name>\" or \"parent\""),
+                        ));
+                    }
                 },
             };
             if !g.name.get_ref().contains("{value}") {
@@ -380,7 +427,8 @@ pub(super) fn check_kinds(
                 let sstart = s.span().start;
                 let s = s.into_inner();
                 let skey = format!("{key}.service");
-                check_name(s.name.get_ref()).map_err(|m| src.err(s.name.span().start, format!("{skey}.name"), m))?;
+                check_name(s.name.get_ref())
+                    .map_err(|m| src.err(s.name.span().start, format!("{skey}.name"), m))?;
                 Some(ServiceRule {
                     name: s.name.into_inner(),
                     rule: rule(src, &skey, s.rule.as_ref(), s.quorum, sstart)?,
@@ -440,7 +488,11 @@ pub fn substitute(
             out.push_str(rest);
             Value::String(out)
         }
-        Value::Array(a) => Value::Array(a.iter().map(|x| substitute(x, lookup)).collect::<Result<_, _>>()?),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| substitute(x, lookup))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Object(o) => Value::Object(
             o.iter()
                 .map(|(k, x)| substitute(x, lookup).map(|x| (k.clone(), x)))
@@ -456,7 +508,8 @@ mod tests {
 
     #[test]
     fn placeholders() {
-        let v = serde_json::json!({"url": "{url}", "h": "{headers|json}", "n": 3, "l": ["x{host}y"]});
+        let v =
+            serde_json::json!({"url": "{url}", "h": "{headers|json}", "n": 3, "l": ["x{host}y"]});
         let look = |k: &str| match k {
             "url" => Some("http://a/".to_string()),
             "host" => Some("a".to_string()),
@@ -464,7 +517,13 @@ mod tests {
             _ => None,
         };
         let out = substitute(&v, &look).unwrap();
-        assert_eq!(out, serde_json::json!({"url": "http://a/", "h": {"k": "v"}, "n": 3, "l": ["xay"]}));
-        assert_eq!(substitute(&serde_json::json!("{nope}"), &look).unwrap_err(), "nope");
+        assert_eq!(
+            out,
+            serde_json::json!({"url": "http://a/", "h": {"k": "v"}, "n": 3, "l": ["xay"]})
+        );
+        assert_eq!(
+            substitute(&serde_json::json!("{nope}"), &look).unwrap_err(),
+            "nope"
+        );
     }
 }

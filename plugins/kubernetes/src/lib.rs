@@ -328,7 +328,10 @@ fn discover(c: &Config, ctx: &CheckContext) -> Result<Discovery, DiscoveryError>
                 401 | 403 => {
                     return Err(DiscoveryError::new(
                         DiscoveryErrorKind::Denied,
-                        format!("the API server answered HTTP {} (check the token and its RBAC: list ingresses)", r.status),
+                        format!(
+                            "the API server answered HTTP {} (check the token and its RBAC: list ingresses)",
+                            r.status
+                        ),
                     ));
                 }
                 s => {
@@ -371,19 +374,61 @@ impl Provider for Kubernetes {
             "Kubernetes ingresses: one object per rule and path, with its URL",
         )
         .produces(INGRESS)
-        .field(ConfigField::required("api_url", "string", "base URL of the API server"))
-        .field(ConfigField::optional("token", "string", None, "bearer token (service account)"))
-        .field(ConfigField::optional("namespaces", "list<string>", Some("[]"), "namespaces to list (default: all)"))
-        .field(ConfigField::optional("label_selector", "string", None, "Kubernetes label selector"))
-        .field(ConfigField::optional("include", "list<string>", Some("[]"), "keep only URLs matching one of these regexes"))
-        .field(ConfigField::optional("exclude", "list<string>", Some("[]"), "drop URLs matching one of these regexes"))
-        .field(ConfigField::optional("headers", "list", Some("[]"), "per-URL headers: { match = regex, headers = { name = value } }"))
-        .field(ConfigField::optional("page_size", "integer", Some("500"), "items per API page"))
+        .field(ConfigField::required(
+            "api_url",
+            "string",
+            "base URL of the API server",
+        ))
+        .field(ConfigField::optional(
+            "token",
+            "string",
+            None,
+            "bearer token (service account)",
+        ))
+        .field(ConfigField::optional(
+            "namespaces",
+            "list<string>",
+            Some("[]"),
+            "namespaces to list (default: all)",
+        ))
+        .field(ConfigField::optional(
+            "label_selector",
+            "string",
+            None,
+            "Kubernetes label selector",
+        ))
+        .field(ConfigField::optional(
+            "include",
+            "list<string>",
+            Some("[]"),
+            "keep only URLs matching one of these regexes",
+        ))
+        .field(ConfigField::optional(
+            "exclude",
+            "list<string>",
+            Some("[]"),
+            "drop URLs matching one of these regexes",
+        ))
+        .field(ConfigField::optional(
+            "headers",
+            "list",
+            Some("[]"),
+            "per-URL headers: { match = regex, headers = { name = value } }",
+        ))
+        .field(ConfigField::optional(
+            "page_size",
+            "integer",
+            Some("500"),
+            "items per API page",
+        ))
     }
 
     fn validate(c: &Config) -> Result<(), ConfigError> {
         if !(c.api_url.starts_with("http://") || c.api_url.starts_with("https://")) {
-            return Err(ConfigError::new("api_url", "must start with http:// or https://"));
+            return Err(ConfigError::new(
+                "api_url",
+                "must start with http:// or https://",
+            ));
         }
         if c.page_size == 0 {
             return Err(ConfigError::new("page_size", "must be at least 1"));
@@ -420,7 +465,9 @@ mod tests {
 
     #[test]
     fn one_object_per_rule_and_path_with_filters_and_headers() {
-        let c = cfg(r#","exclude":["/internal"],"headers":[{"match":"/api$","headers":{"apikey":"k"}}]"#);
+        let c = cfg(
+            r#","exclude":["/internal"],"headers":[{"match":"/api$","headers":{"apikey":"k"}}]"#,
+        );
         let f = Filters::new(&c).unwrap();
         let mut out = vec![];
         let cont = parse_page(PAGE.as_bytes(), &f, &mut out).unwrap();

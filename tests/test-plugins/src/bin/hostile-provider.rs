@@ -45,7 +45,11 @@ impl Provider for HostileProvider {
             "deep" => (0..c.count.unwrap_or(10_000))
                 .map(|i| {
                     let o = DiscoveredObject::new(KIND, format!("d{i}"));
-                    if i == 0 { o } else { o.parent(format!("d{}", i - 1)) }
+                    if i == 0 {
+                        o
+                    } else {
+                        o.parent(format!("d{}", i - 1))
+                    }
                 })
                 .collect(),
             "cycle" => vec![
