@@ -482,6 +482,7 @@ mod tests {
                 incident: Some(Cow::Owned(serde_json::json!({"id": "i-1"}))),
             }],
             peers: Cow::Owned(vec![]),
+            providers: Cow::Owned(vec![]),
         }
     }
 
