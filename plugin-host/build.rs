@@ -42,6 +42,11 @@ const BUILTIN: &[(&str, &str, &str)] = &[
         "outpost-plugin-opsgenie",
         "outpost_plugin_opsgenie.wasm",
     ),
+    (
+        "kubernetes",
+        "outpost-plugin-kubernetes",
+        "outpost_plugin_kubernetes.wasm",
+    ),
 ];
 
 /// Fixture components for tests: (env suffix, package, artifact).
@@ -52,6 +57,11 @@ const FIXTURES: &[(&str, &str, &str)] = &[
         "outpost_test_plugins.wasm",
     ),
     ("WRONG_WORLD", "outpost-test-plugins", "wrong-world.wasm"),
+    (
+        "HOSTILE_PROVIDER",
+        "outpost-test-plugins",
+        "hostile-provider.wasm",
+    ),
     (
         "FUTURE_VERSION",
         "outpost-test-plugins",

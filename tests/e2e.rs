@@ -12,6 +12,9 @@ mod plugin_cli;
 #[path = "e2e/sandbox.rs"]
 mod sandbox;
 
+#[path = "e2e/providers.rs"]
+mod providers;
+
 #[path = "e2e/agent.rs"]
 mod agent;
 

@@ -20,6 +20,7 @@ use crate::escalation::{self, AlertingConfig, engine::Engine, token};
 use crate::evaluation;
 use crate::federation::{self, Identity, PeerUpdate};
 use crate::metrics::Metrics;
+use crate::providers;
 use crate::recorder;
 use crate::scheduler::{CheckEvent, Scheduler};
 use crate::state::{Machine, Policy, State};
@@ -236,6 +237,10 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     crate::memory::release_freed();
     let mut cfg = loaded.config;
     let mut plugins = loaded.plugins;
+    // The TOML configuration and its plugins; `cfg` is the effective one
+    // (the base plus what the providers' objects make).
+    let mut base = cfg.clone();
+    let mut base_plugins = plugins.clone();
     std::fs::create_dir_all(&cfg.agent.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -341,25 +346,71 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         "outpost running; status at http://{bound}/api/v1/status"
     );
 
+    // Providers: their runners report discoveries here.
+    let (prov_tx, mut prov_rx) = mpsc::channel::<providers::Update>(16);
+    let mut runners = providers::Runners::default();
+    let mut states: std::collections::BTreeMap<String, providers::State> = Default::default();
+    let mut verdicts = HashMap::new();
+    let mut report = Default::default();
+    runners.apply(&base, &base_plugins, &prov_tx);
+    board.put_providers(providers::views(&base, &states, &report));
+
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let mut fingerprint = include_fingerprint(&cfg);
     let mut poll = tokio::time::interval(INCLUDE_POLL);
     loop {
-        let reason = tokio::select! {
+        let discovery = tokio::select! {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
-            _ = sighup.recv() => "SIGHUP",
+            _ = sighup.recv() => Err("SIGHUP"),
             _ = poll.tick() => {
                 let now = include_fingerprint(&cfg);
                 if now == fingerprint { continue; }
                 fingerprint = now;
-                "a change in an include directory"
+                Err("a change in an include directory")
+            }
+            Some(u) = prov_rx.recv() => Ok(u),
+        };
+        let loaded = match discovery {
+            Err(reason) => {
+                tracing::info!("reloading {} ({reason})", path.display());
+                config::load(path, &host).await.map(|new| {
+                    for gone in runners.apply(&new.config, &new.plugins, &prov_tx) {
+                        states.remove(&gone);
+                    }
+                    base = new.config;
+                    base_plugins = new.plugins;
+                })
+            }
+            Ok(u) => {
+                let started = std::time::Instant::now();
+                let name = u.provider.clone();
+                if !states.entry(name.clone()).or_default().apply(u) {
+                    board.put_providers(providers::views(&base, &states, &report));
+                    metrics.set_providers(&board.providers());
+                    continue;
+                }
+                tracing::debug!(provider = %name, took_us = started.elapsed().as_micros() as u64, "discovery changed the set");
+                Ok(())
             }
         };
-        tracing::info!("reloading {} ({reason})", path.display());
-        match config::load(path, &host).await {
+        let loaded = match loaded {
+            Ok(()) => {
+                let (effective, rep) =
+                    providers::expand(&base, &states, &base_plugins, &mut verdicts).await;
+                report = rep;
+                board.put_providers(providers::views(&base, &states, &report));
+                metrics.set_providers(&board.providers());
+                Ok(config::Loaded {
+                    config: effective,
+                    plugins: base_plugins.clone(),
+                })
+            }
+            Err(e) => Err(e),
+        };
+        match loaded {
             Ok(mut new) => {
                 new.config.agent.public_url = public_url(&new.config.agent, bound);
                 if new.config.agent != cfg.agent {
@@ -425,6 +476,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         }
     }
 
+    runners.stop();
     tracing::info!("shutting down: letting checks in flight finish");
     let grace = cfg
         .sensors

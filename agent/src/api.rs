@@ -203,6 +203,7 @@ pub fn render_status(me: &Identity, started_ms: i64, s: &Snapshot) -> Vec<u8> {
         systems: kind("system").collect(),
         services: kind("service").collect(),
         peers: Cow::Borrowed(&s.peers),
+        providers: Cow::Borrowed(&s.providers),
     }
     .to_json()
 }

@@ -18,6 +18,7 @@ pub mod federation;
 pub mod memory;
 pub mod metrics;
 pub mod page;
+pub mod providers;
 pub mod recorder;
 pub mod scheduler;
 pub mod state;

@@ -116,6 +116,8 @@ pub struct Metrics {
     peers: Mutex<BTreeMap<String, (f64, bool)>>,
     /// Per system/service: (kind, state code).
     nodes: Mutex<BTreeMap<String, (&'static str, u8)>>,
+    /// Providers as the status document shows them.
+    providers: Mutex<Vec<outpost_types::status::ProviderView>>,
 }
 
 impl Default for Metrics {
@@ -128,6 +130,7 @@ impl Default for Metrics {
             store_errors: AtomicU64::new(0),
             peers: Mutex::default(),
             nodes: Mutex::default(),
+            providers: Mutex::default(),
         }
     }
 }
@@ -189,6 +192,11 @@ impl Metrics {
     /// Forgets a sensor removed by a reload.
     pub fn remove_sensor(&self, sensor: &str) {
         self.sensors.lock().unwrap().remove(sensor);
+    }
+
+    /// Replaces the providers' figures.
+    pub fn set_providers(&self, views: &[outpost_types::status::ProviderView]) {
+        *self.providers.lock().unwrap() = views.to_vec();
     }
 
     /// Counts a plugin fault by kind (`timeout`, `memory`, `trap`, ...).
@@ -321,6 +329,45 @@ impl Metrics {
                 "outpost_node_state{{node=\"{}\",kind=\"{kind}\"}} {code}",
                 escape(n)
             );
+        }
+        let providers = self.providers.lock().unwrap().clone();
+        if !providers.is_empty() {
+            out.push_str("# HELP outpost_provider_stale Whether the provider's last discovery failed (1: the last good set is kept).\n# TYPE outpost_provider_stale gauge\n");
+            for p in &providers {
+                let _ = writeln!(
+                    out,
+                    "outpost_provider_stale{{provider=\"{}\"}} {}",
+                    escape(&p.name),
+                    u8::from(p.state == "stale")
+                );
+            }
+            out.push_str("# HELP outpost_provider_objects Objects in the provider's set in use.\n# TYPE outpost_provider_objects gauge\n");
+            for p in &providers {
+                let _ = writeln!(
+                    out,
+                    "outpost_provider_objects{{provider=\"{}\"}} {}",
+                    escape(&p.name),
+                    p.objects
+                );
+            }
+            out.push_str("# HELP outpost_provider_sensors Sensors made from the provider's objects.\n# TYPE outpost_provider_sensors gauge\n");
+            for p in &providers {
+                let _ = writeln!(
+                    out,
+                    "outpost_provider_sensors{{provider=\"{}\"}} {}",
+                    escape(&p.name),
+                    p.sensors
+                );
+            }
+            out.push_str("# HELP outpost_provider_dropped Objects or sensors left out of the provider's last discovery (bounds, collisions, invalid configs).\n# TYPE outpost_provider_dropped gauge\n");
+            for p in &providers {
+                let _ = writeln!(
+                    out,
+                    "outpost_provider_dropped{{provider=\"{}\"}} {}",
+                    escape(&p.name),
+                    p.dropped
+                );
+            }
         }
         out
     }

@@ -46,7 +46,7 @@ impl SensorView {
 }
 
 /// Peers as this agent sees them (defined with the status document).
-pub use outpost_types::status::{PeerState, PeerView, RemoteNode};
+pub use outpost_types::status::{PeerState, PeerView, ProviderView, RemoteNode};
 
 /// Everything on the board at one version.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +62,8 @@ pub struct Snapshot {
     /// Open incident per target (hook for the incident stage; empty until
     /// it is wired).
     pub incidents: BTreeMap<String, serde_json::Value>,
+    /// Providers, in config order.
+    pub providers: Vec<ProviderView>,
 }
 
 #[derive(Debug, Default)]
@@ -71,6 +73,7 @@ struct Inner {
     nodes: Vec<NodeView>,
     peers: BTreeMap<String, PeerView>,
     incidents: BTreeMap<String, serde_json::Value>,
+    providers: Vec<ProviderView>,
 }
 
 /// All views, plus a change counter (for ETags). Written by the pipeline
@@ -104,7 +107,8 @@ impl Board {
     pub fn retain(&self, keep: &[String]) {
         let mut g = self.inner.write().unwrap();
         let before = g.sensors.len();
-        g.sensors.retain(|k, _| keep.contains(k));
+        let keep: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
+        g.sensors.retain(|k, _| keep.contains(k.as_str()));
         if g.sensors.len() != before {
             g.version += 1;
         }
@@ -120,6 +124,20 @@ impl Board {
     }
 
     /// Replaces the peer views.
+    /// Replaces the providers' views.
+    pub fn put_providers(&self, providers: Vec<ProviderView>) {
+        let mut g = self.inner.write().unwrap();
+        if g.providers != providers {
+            g.version += 1;
+            g.providers = providers;
+        }
+    }
+
+    /// The providers' views.
+    pub fn providers(&self) -> Vec<ProviderView> {
+        self.inner.read().unwrap().providers.clone()
+    }
+
     pub fn put_peers(&self, peers: BTreeMap<String, PeerView>) {
         let mut g = self.inner.write().unwrap();
         if g.peers != peers {
@@ -156,6 +174,7 @@ impl Board {
             nodes: g.nodes.clone(),
             peers: g.peers.values().cloned().collect(),
             incidents: g.incidents.clone(),
+            providers: g.providers.clone(),
         }
     }
 

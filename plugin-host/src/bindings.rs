@@ -35,3 +35,18 @@ pub mod notifier {
 
 pub use sensor::outpost::plugin::host as host_api;
 pub use sensor::outpost::plugin::types as wit;
+
+/// The `provider-plugin` world.
+pub mod provider {
+    wasmtime::component::bindgen!({
+        path: "../plugin-sdk/wit",
+        world: "provider-plugin",
+        imports: { default: tracing },
+        exports: { default: async },
+        require_store_data_send: true,
+        with: {
+            "outpost:plugin/types": super::sensor::outpost::plugin::types,
+            "outpost:plugin/host": super::sensor::outpost::plugin::host,
+        },
+    });
+}

@@ -50,6 +50,10 @@ pub const BUILTINS: &[Builtin] = &[
         name: "opsgenie",
         wasm: include_bytes!(env!("OUTPOST_PLUGIN_OPSGENIE")),
     },
+    Builtin {
+        name: "kubernetes",
+        wasm: include_bytes!(env!("OUTPOST_PLUGIN_KUBERNETES")),
+    },
 ];
 
 /// The built-in plugin called `name`.

@@ -39,6 +39,7 @@ mod host_api;
 mod outbound;
 mod output;
 pub mod policy;
+pub mod provider;
 mod sandbox;
 
 pub use outpost_types::abi::*;
@@ -52,6 +53,8 @@ pub use sandbox::Limits;
 pub mod fixtures {
     /// A sensor with a misbehaviour per config (`mode`).
     pub const HOSTILE: &str = env!("OUTPOST_FIXTURE_HOSTILE");
+    /// A provider with a misbehaviour per config (`mode`).
+    pub const HOSTILE_PROVIDER: &str = env!("OUTPOST_FIXTURE_HOSTILE_PROVIDER");
     /// A component exporting some other world.
     pub const WRONG_WORLD: &str = env!("OUTPOST_FIXTURE_WRONG_WORLD");
     /// A sensor built against a future major version of the WIT package.
@@ -59,6 +62,7 @@ pub mod fixtures {
 }
 
 use bindings::notifier::{NotifierPlugin, NotifierPluginPre};
+use bindings::provider::{ProviderPlugin, ProviderPluginPre};
 use bindings::sensor::{SensorPlugin, SensorPluginPre};
 use bindings::wit;
 use sandbox::Sandbox;
@@ -78,6 +82,7 @@ pub const WIT_VERSION: &str = "0.1.0";
 pub const WASMTIME_VERSION: &str = wasmtime_environ::VERSION;
 const SENSOR_EXPORT: &str = "outpost:plugin/sensor@0.1.0";
 const NOTIFIER_EXPORT: &str = "outpost:plugin/notifier@0.1.0";
+const PROVIDER_EXPORT: &str = "outpost:plugin/provider@0.1.0";
 
 /// How often the epoch advances. Deadlines are checked at this granularity
 /// and a busy guest yields to the async runtime this often, so 5 ms keeps
@@ -215,7 +220,7 @@ pub enum LoadError {
     },
     /// A component, but not an Outpost plugin.
     #[error(
-        "{label} is not an Outpost plugin: it exports {exports}, but a plugin must export {SENSOR_EXPORT} or {NOTIFIER_EXPORT} (build it with the Outpost plugin SDK)"
+        "{label} is not an Outpost plugin: it exports {exports}, but a plugin must export {SENSOR_EXPORT}, {NOTIFIER_EXPORT} or {PROVIDER_EXPORT} (build it with the Outpost plugin SDK)"
     )]
     WrongWorld {
         /// Plugin label.
@@ -474,6 +479,12 @@ impl PluginHost {
                     reason: root_cause(&e),
                 })?)
             }
+            PluginKind::Provider => {
+                PluginPre::Provider(ProviderPluginPre::new(pre).map_err(|e| LoadError::Link {
+                    label: label.clone(),
+                    reason: root_cause(&e),
+                })?)
+            }
         };
         let mut plugin = Arc::new(Plugin {
             label: label.clone(),
@@ -488,6 +499,7 @@ impl PluginHost {
                 kind,
                 description: String::new(),
                 config: vec![],
+                kinds: vec![],
             },
         });
         let info = {
@@ -515,8 +527,13 @@ impl PluginHost {
         if names.iter().any(|n| n == NOTIFIER_EXPORT) {
             return Ok(PluginKind::Notifier);
         }
+        if names.iter().any(|n| n == PROVIDER_EXPORT) {
+            return Ok(PluginKind::Provider);
+        }
         if let Some(other) = names.iter().find(|n| {
-            n.starts_with("outpost:plugin/sensor@") || n.starts_with("outpost:plugin/notifier@")
+            n.starts_with("outpost:plugin/sensor@")
+                || n.starts_with("outpost:plugin/notifier@")
+                || n.starts_with("outpost:plugin/provider@")
         }) {
             return Err(LoadError::Version {
                 label: label.to_string(),
@@ -598,6 +615,7 @@ fn root_cause(e: &wasmtime::Error) -> String {
 enum PluginPre {
     Sensor(SensorPluginPre<Sandbox>),
     Notifier(NotifierPluginPre<Sandbox>),
+    Provider(ProviderPluginPre<Sandbox>),
 }
 
 /// A loaded, checked plugin, ready to instantiate.
@@ -651,6 +669,7 @@ impl Plugin {
 enum Bound {
     Sensor(SensorPlugin),
     Notifier(NotifierPlugin),
+    Provider(ProviderPlugin),
 }
 
 struct Warm {
@@ -718,6 +737,11 @@ impl Instance {
                     tokio::time::timeout(timeout + TIMEOUT_GRACE, pre.instantiate_async(&mut store))
                         .await
                         .map(|r| r.map(Bound::Notifier))
+                }
+                PluginPre::Provider(pre) => {
+                    tokio::time::timeout(timeout + TIMEOUT_GRACE, pre.instantiate_async(&mut store))
+                        .await
+                        .map(|r| r.map(Bound::Provider))
                 }
             };
             let bound = match inst {
@@ -810,6 +834,16 @@ impl Instance {
                 )
                 .await
             }
+            Bound::Provider(b) => {
+                let out = tokio::time::timeout(
+                    METADATA_TIMEOUT + TIMEOUT_GRACE,
+                    b.outpost_plugin_provider().call_info(&mut w.store),
+                )
+                .await;
+                return self
+                    .settle(out, METADATA_TIMEOUT)
+                    .map(provider::convert_info);
+            }
         };
         self.settle(out, METADATA_TIMEOUT).map(convert_info)
     }
@@ -834,6 +868,14 @@ impl Instance {
                 tokio::time::timeout(
                     METADATA_TIMEOUT + TIMEOUT_GRACE,
                     b.outpost_plugin_notifier()
+                        .call_validate(&mut w.store, config_json),
+                )
+                .await
+            }
+            Bound::Provider(b) => {
+                tokio::time::timeout(
+                    METADATA_TIMEOUT + TIMEOUT_GRACE,
+                    b.outpost_plugin_provider()
                         .call_validate(&mut w.store, config_json),
                 )
                 .await
@@ -866,9 +908,9 @@ impl Instance {
                 )
                 .await
             }
-            Bound::Notifier(_) => {
+            Bound::Notifier(_) | Bound::Provider(_) => {
                 return Err(RunError::WrongKind {
-                    actual: PluginKind::Notifier,
+                    actual: self.plugin.kind,
                     wanted: PluginKind::Sensor,
                 });
             }
@@ -908,9 +950,9 @@ impl Instance {
                 )
                 .await
             }
-            Bound::Sensor(_) => {
+            Bound::Sensor(_) | Bound::Provider(_) => {
                 return Err(RunError::WrongKind {
-                    actual: PluginKind::Sensor,
+                    actual: self.plugin.kind,
                     wanted: PluginKind::Notifier,
                 });
             }
@@ -921,6 +963,45 @@ impl Instance {
                 retry_after_ms: e.retry_after_ms,
                 permanent: e.permanent,
             })
+        })
+    }
+}
+
+impl Instance {
+    /// Runs one discovery of a provider. The answer is bounded and checked
+    /// by [`provider::bound`] before the caller sees it.
+    pub async fn discover(
+        &mut self,
+        config_json: &str,
+        cursor: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Result<Discovery, DiscoveryError>, RunError> {
+        let deadline = Instant::now() + timeout;
+        let ms = timeout.as_millis().min(u32::MAX as u128) as u32;
+        let w = self.prepare(deadline).await?;
+        let out = match &w.bound {
+            Bound::Provider(b) => {
+                tokio::time::timeout(
+                    timeout + TIMEOUT_GRACE,
+                    b.outpost_plugin_provider().call_discover(
+                        &mut w.store,
+                        config_json,
+                        cursor,
+                        ms,
+                    ),
+                )
+                .await
+            }
+            Bound::Sensor(_) | Bound::Notifier(_) => {
+                return Err(RunError::WrongKind {
+                    actual: self.plugin.kind,
+                    wanted: PluginKind::Provider,
+                });
+            }
+        };
+        self.settle(out, timeout).map(|r| match r {
+            Ok(d) => Ok(provider::convert_discovery(d)),
+            Err(e) => Err(provider::convert_error(e)),
         })
     }
 }
@@ -972,6 +1053,7 @@ fn convert_info(i: wit::PluginInfo) -> PluginInfo {
             wit::PluginKind::Sensor => PluginKind::Sensor,
             wit::PluginKind::Notifier => PluginKind::Notifier,
         },
+        kinds: vec![],
         description: i.description,
         config: i
             .config

@@ -3,9 +3,9 @@
 //! types and the generated bindings. Not a public API.
 #![allow(missing_docs)]
 
-use crate::bindings::{notifier as n, sensor as s};
+use crate::bindings::{notifier as n, provider as p, sensor as s};
 use crate::types::*;
-use crate::{Notifier, Sensor};
+use crate::{Notifier, Provider, Sensor};
 use std::any::Any;
 use std::cell::RefCell;
 use std::time::Duration;
@@ -23,6 +23,8 @@ macro_rules! convert_common {
                     kind: match i.kind {
                         PluginKind::Sensor => w::PluginKind::Sensor,
                         PluginKind::Notifier => w::PluginKind::Notifier,
+                        // Not expressible in this world's `plugin-kind`.
+                        PluginKind::Provider => w::PluginKind::Sensor,
                     },
                     description: i.description,
                     config: i
@@ -50,6 +52,7 @@ macro_rules! convert_common {
 }
 convert_common!(sensor);
 convert_common!(notifier);
+convert_common!(provider);
 
 pub fn sensor_info<T: Sensor>() -> s::outpost::plugin::types::PluginInfo {
     sensor::info(T::info())
@@ -175,6 +178,74 @@ pub fn notifier_notify<T: Notifier>(
         ack_url: alert.ack_url,
     };
     T::notify(cfg, alert, &ctx).map_err(to_wit)
+}
+
+pub fn provider_info<T: Provider>() -> p::exports::outpost::plugin::provider::ProviderInfo {
+    let i = provider::info(T::info());
+    p::exports::outpost::plugin::provider::ProviderInfo {
+        name: i.name,
+        version: i.version,
+        description: i.description,
+        kinds: T::info().kinds,
+        config: i.config,
+    }
+}
+
+fn parse_and_validate_provider<T: Provider>(config: &str) -> Result<T::Config, ConfigError> {
+    let cfg = crate::parse_config::<T::Config>(config)?;
+    T::validate(&cfg)?;
+    Ok(cfg)
+}
+
+pub fn provider_validate<T: Provider>(
+    config: &str,
+) -> Result<(), p::outpost::plugin::types::ConfigError> {
+    parse_and_validate_provider::<T>(config)
+        .map(|_| ())
+        .map_err(provider::config_error)
+}
+
+pub fn provider_discover<T: Provider>(
+    config: &str,
+    cursor: Option<&str>,
+    timeout_ms: u32,
+) -> Result<
+    p::exports::outpost::plugin::provider::Discovery,
+    p::exports::outpost::plugin::provider::DiscoveryError,
+> {
+    use p::exports::outpost::plugin::provider as w;
+    let to_wit = |e: DiscoveryError| w::DiscoveryError {
+        kind: match e.kind {
+            DiscoveryErrorKind::Unavailable => w::DiscoveryErrorKind::Unavailable,
+            DiscoveryErrorKind::Denied => w::DiscoveryErrorKind::Denied,
+            DiscoveryErrorKind::BadAnswer => w::DiscoveryErrorKind::BadAnswer,
+            DiscoveryErrorKind::Config => w::DiscoveryErrorKind::Config,
+        },
+        message: e.message,
+    };
+    let ctx = CheckContext::new(Duration::from_millis(timeout_ms.into()));
+    let cfg = parse_and_validate_provider::<T>(config).map_err(|e| {
+        to_wit(DiscoveryError::new(
+            DiscoveryErrorKind::Config,
+            format!("invalid configuration: {e}"),
+        ))
+    })?;
+    let d = T::discover(&cfg, cursor, &ctx).map_err(to_wit)?;
+    Ok(w::Discovery {
+        objects: d.objects.map(|list| {
+            list.into_iter()
+                .map(|o| w::DiscoveredObject {
+                    kind: o.kind,
+                    id: o.id,
+                    name: o.name,
+                    labels: o.labels,
+                    attributes: o.attributes,
+                    parents: o.parents,
+                })
+                .collect()
+        }),
+        cursor: d.cursor,
+    })
 }
 
 #[cfg(test)]

@@ -24,3 +24,13 @@ pub mod notifier {
         default_bindings_module: "outpost_plugin_sdk::bindings::notifier",
     });
 }
+
+/// Bindings of the `provider-plugin` world.
+pub mod provider {
+    wit_bindgen::generate!({
+        world: "provider-plugin",
+        path: "wit",
+        pub_export_macro: true,
+        default_bindings_module: "outpost_plugin_sdk::bindings::provider",
+    });
+}

@@ -64,7 +64,7 @@ pub const WIT_VERSION: &str = "0.1.0";
 /// Everything a plugin usually needs.
 pub mod prelude {
     pub use crate::types::*;
-    pub use crate::{Notifier, Sensor};
+    pub use crate::{Notifier, Provider, Sensor};
 }
 
 /// A check. Implement this and call [`export_sensor!`].
@@ -105,6 +105,68 @@ pub trait Notifier {
 
     /// Delivers one alert.
     fn notify(config: Self::Config, alert: Alert, ctx: &CheckContext) -> Result<(), DeliveryError>;
+}
+
+/// A provider: lists the objects of an external system (Kubernetes
+/// ingresses, a service catalog's entries) that the agent turns into
+/// sensors, systems and services. Implement this and call
+/// [`export_provider!`].
+pub trait Provider {
+    /// The provider's configuration (see [`Sensor::Config`]).
+    type Config: serde::de::DeserializeOwned;
+
+    /// Name, version, description, configuration keys and the kinds of
+    /// objects produced ([`PluginInfo::provider`], [`PluginInfo::produces`]).
+    fn info() -> PluginInfo;
+
+    /// Semantic checks of the configuration. Must not touch the network.
+    fn validate(config: &Self::Config) -> Result<(), ConfigError> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Lists the objects. `cursor` is what the previous successful call
+    /// returned in [`Discovery::cursor`] (an ETag); return
+    /// `objects: None` when nothing changed since. The agent keeps the
+    /// last good set when this fails.
+    fn discover(
+        config: &Self::Config,
+        cursor: Option<&str>,
+        ctx: &CheckContext,
+    ) -> Result<Discovery, DiscoveryError>;
+}
+
+/// Exports a type implementing [`Provider`] as the component's
+/// `outpost:plugin/provider` interface.
+#[macro_export]
+macro_rules! export_provider {
+    ($ty:ty) => {
+        #[cfg(target_family = "wasm")]
+        const _: () = {
+            struct __OutpostProvider;
+            impl $crate::bindings::provider::exports::outpost::plugin::provider::Guest for __OutpostProvider {
+                fn info() -> $crate::bindings::provider::exports::outpost::plugin::provider::ProviderInfo {
+                    $crate::__export::provider_info::<$ty>()
+                }
+                fn validate(
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<(), $crate::bindings::provider::outpost::plugin::types::ConfigError> {
+                    $crate::__export::provider_validate::<$ty>(&config)
+                }
+                fn discover(
+                    config: ::std::string::String,
+                    cursor: ::std::option::Option<::std::string::String>,
+                    timeout_ms: u32,
+                ) -> ::std::result::Result<
+                    $crate::bindings::provider::exports::outpost::plugin::provider::Discovery,
+                    $crate::bindings::provider::exports::outpost::plugin::provider::DiscoveryError,
+                > {
+                    $crate::__export::provider_discover::<$ty>(&config, cursor.as_deref(), timeout_ms)
+                }
+            }
+            $crate::bindings::provider::export!(__OutpostProvider with_types_in $crate::bindings::provider);
+        };
+    };
 }
 
 /// Exports a type implementing [`Sensor`] as the component's

@@ -4,8 +4,9 @@
 //! names; [`crate::__export`] converts at the edge.
 
 pub use outpost_types::abi::{
-    Alert, AlertEvent, CheckResult, ConfigError, ConfigField, DeliveryError, Details, PluginInfo,
-    PluginKind, Status,
+    Alert, AlertEvent, CheckResult, ConfigError, ConfigField, DeliveryError, Details,
+    DiscoveredObject, Discovery, DiscoveryError, DiscoveryErrorKind, PluginInfo, PluginKind,
+    Status,
 };
 use std::time::{Duration, Instant};
 

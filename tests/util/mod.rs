@@ -123,6 +123,7 @@ pub fn fixture(name: &str) -> String {
     match name {
         "hostile" => outpost_plugin_host::fixtures::HOSTILE.to_string(),
         "wrong-world" => outpost_plugin_host::fixtures::WRONG_WORLD.to_string(),
+        "hostile-provider" => outpost_plugin_host::fixtures::HOSTILE_PROVIDER.to_string(),
         "future-version" => outpost_plugin_host::fixtures::FUTURE_VERSION.to_string(),
         other => panic!("no fixture {other}"),
     }

@@ -206,6 +206,9 @@ pub enum PluginKind {
     Sensor,
     /// Exports `outpost:plugin/notifier`: delivers alerts.
     Notifier,
+    /// Exports `outpost:plugin/provider`: discovers objects that become
+    /// sensors, systems and services.
+    Provider,
 }
 
 impl std::fmt::Display for PluginKind {
@@ -213,6 +216,7 @@ impl std::fmt::Display for PluginKind {
         f.write_str(match self {
             PluginKind::Sensor => "sensor",
             PluginKind::Notifier => "notifier",
+            PluginKind::Provider => "provider",
         })
     }
 }
@@ -270,6 +274,10 @@ pub struct PluginInfo {
     pub description: String,
     /// Configuration keys.
     pub config: Vec<ConfigField>,
+    /// For a provider: the kinds of objects it produces
+    /// (`kubernetes.io/Ingress`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
 }
 
 impl PluginInfo {
@@ -281,6 +289,10 @@ impl PluginInfo {
     pub fn notifier(name: &str, version: &str, description: &str) -> Self {
         Self::new(PluginKind::Notifier, name, version, description)
     }
+    /// Info for a provider.
+    pub fn provider(name: &str, version: &str, description: &str) -> Self {
+        Self::new(PluginKind::Provider, name, version, description)
+    }
     fn new(kind: PluginKind, name: &str, version: &str, description: &str) -> Self {
         Self {
             name: name.into(),
@@ -288,7 +300,13 @@ impl PluginInfo {
             kind,
             description: description.into(),
             config: vec![],
+            kinds: vec![],
         }
+    }
+    /// Adds a kind of object the provider produces.
+    pub fn produces(mut self, kind: &str) -> Self {
+        self.kinds.push(kind.into());
+        self
     }
     /// Adds a configuration key.
     pub fn field(mut self, field: ConfigField) -> Self {
@@ -453,4 +471,114 @@ mod tests {
         assert_eq!(r.details_value().unwrap()["a"], 1);
         assert_eq!(Details("not json".into()).to_value(), "not json");
     }
+}
+
+/// One object a provider found (`outpost:plugin/provider.discovered-object`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DiscoveredObject {
+    /// `kubernetes.io/Ingress`.
+    pub kind: String,
+    /// Stable across discoveries.
+    pub id: String,
+    /// For humans.
+    pub name: String,
+    /// Labels (grouping rules, escalation selectors).
+    #[serde(default)]
+    pub labels: Vec<(String, String)>,
+    /// Values templates refer to as `{name}`.
+    #[serde(default)]
+    pub attributes: Vec<(String, String)>,
+    /// Ids of the objects this one belongs to.
+    #[serde(default)]
+    pub parents: Vec<String>,
+}
+
+impl DiscoveredObject {
+    /// An object of `kind` with `id`, named after its id.
+    pub fn new(kind: impl Into<String>, id: impl Into<String>) -> Self {
+        let id = id.into();
+        Self {
+            kind: kind.into(),
+            name: id.clone(),
+            id,
+            ..Default::default()
+        }
+    }
+    /// Sets the display name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+    /// Adds a label.
+    pub fn label(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.labels.push((k.into(), v.into()));
+        self
+    }
+    /// Adds an attribute.
+    pub fn attr(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.attributes.push((k.into(), v.into()));
+        self
+    }
+    /// Adds a parent id.
+    pub fn parent(mut self, id: impl Into<String>) -> Self {
+        self.parents.push(id.into());
+        self
+    }
+    /// The attribute `k`.
+    pub fn attribute(&self, k: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+    /// The label `k`.
+    pub fn label_value(&self, k: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What kind of failure a discovery reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiscoveryErrorKind {
+    /// Unreachable, or it answered an error.
+    Unavailable,
+    /// Credentials refused.
+    Denied,
+    /// An answer the provider cannot read.
+    BadAnswer,
+    /// The configuration cannot work.
+    Config,
+}
+
+/// A failed discovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct DiscoveryError {
+    /// What kind of failure.
+    pub kind: DiscoveryErrorKind,
+    /// For humans.
+    pub message: String,
+}
+
+impl DiscoveryError {
+    /// An error of `kind`.
+    pub fn new(kind: DiscoveryErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// A successful discovery.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Discovery {
+    /// The whole current set, or `None` when unchanged since the cursor.
+    pub objects: Option<Vec<DiscoveredObject>>,
+    /// Handed back to the next discovery.
+    pub cursor: Option<String>,
 }

@@ -256,6 +256,40 @@ pub struct StatusDoc<'a> {
     /// The peers it sees.
     #[serde(default)]
     pub peers: Cow<'a, [PeerView]>,
+    /// Its providers (`[[provider]]`), when it has any.
+    #[serde(default, skip_serializing_if = "<[ProviderView]>::is_empty")]
+    pub providers: Cow<'a, [ProviderView]>,
+}
+
+/// One provider as the status document shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderView {
+    /// The `[[provider]]` name.
+    pub name: String,
+    /// Its plugin.
+    pub plugin: String,
+    /// `pending` (no discovery yet), `ok` (the last discovery succeeded) or
+    /// `stale` (it failed: the last good set is kept).
+    pub state: String,
+    /// Objects in the set in use.
+    pub objects: usize,
+    /// Sensors made from them.
+    pub sensors: usize,
+    /// Last successful discovery (Unix ms).
+    #[serde(default)]
+    pub last_success_ms: Option<i64>,
+    /// Last attempt (Unix ms).
+    #[serde(default)]
+    pub last_attempt_ms: Option<i64>,
+    /// Why the last discovery failed.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Objects (or sensors) left out of the last discovery.
+    #[serde(default)]
+    pub dropped: usize,
+    /// What was wrong with them (the first few).
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 /// `agent` of a document.
@@ -448,6 +482,7 @@ mod tests {
                 incident: Some(Cow::Owned(serde_json::json!({"id": "i-1"}))),
             }],
             peers: Cow::Owned(vec![]),
+            providers: Cow::Owned(vec![]),
         }
     }
 

@@ -155,6 +155,27 @@ async fn run_once(a: RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<Exit
         bail!("invalid configuration for {}: {e}", plugin.label());
     }
     match plugin.kind() {
+        PluginKind::Provider => {
+            let outcome = inst.discover(&json, None, a.timeout).await;
+            let (ok, body) = match outcome {
+                Ok(Ok(d)) => (
+                    true,
+                    serde_json::json!({"objects": d.objects, "cursor": d.cursor}),
+                ),
+                Ok(Err(e)) => (false, serde_json::json!({"error": e})),
+                Err(e) => (false, serde_json::json!({"error": e.to_string()})),
+            };
+            if a.json {
+                println!("{body}");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&body)?);
+            }
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         PluginKind::Sensor => {
             let r = inst.check_result(&json, a.timeout).await;
             if a.json {

@@ -8,6 +8,7 @@
 //! plugins are loaded here; they are handed on with the config.
 
 mod alerting;
+pub mod providers;
 mod raw;
 pub mod topology;
 
@@ -187,6 +188,12 @@ impl PluginConfig {
         }
     }
 
+    /// A configuration from JSON text the agent made (a sensor template
+    /// with its placeholders filled in).
+    pub fn from_json(json: String) -> PluginConfig {
+        PluginConfig(json.into())
+    }
+
     /// The JSON text, as handed to the plugin.
     pub fn json(&self) -> &str {
         &self.0
@@ -220,6 +227,10 @@ pub struct Config {
     pub include_dirs: Vec<PathBuf>,
     /// Systems, services, peers, push targets and API access.
     pub topology: topology::Topology,
+    /// `[[provider]]`s.
+    pub providers: Vec<providers::ProviderConfig>,
+    /// `[[kind]]` rules.
+    pub kinds: Vec<providers::KindRule>,
 }
 
 /// A configuration with its plugins loaded.
@@ -326,6 +337,8 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
     };
 
     let agent = check_agent(&main, file.agent.as_ref(), &base)?;
+    let raw_providers = file.provider;
+    let raw_kinds = file.kind;
     let raw_topology = topology::RawTopology {
         system: file.system,
         service: file.service,
@@ -398,9 +411,51 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
     let names: Vec<String> = sensors.iter().map(|s| s.name.clone()).collect();
     let topology = topology::check(&sources[0], &raw_topology, &names, &agent.name, &base)?;
 
+    // Providers (each plugin validates its config) and kind rules (their
+    // templates' plugins are loaded; configs are judged per object).
+    let main = &sources[0];
+    let mut provider_cfgs = Vec::new();
+    for (mut p, plugin_at, config_at) in providers::check_providers(main, raw_providers)? {
+        p.plugin = resolve_plugin(&base, &p.plugin);
+        let plugin = load_plugin(
+            host,
+            &mut plugins,
+            &p.plugin,
+            outpost_plugin_host::PluginKind::Provider,
+        )
+        .await
+        .map_err(|m| main.err(plugin_at, "plugin", m))?;
+        validate_plugin_config(
+            &plugin,
+            main,
+            config_at,
+            &p.config,
+            &format!("provider `{}`", p.name),
+            &p.plugin,
+        )
+        .await?;
+        provider_cfgs.push(p);
+    }
+    let mut kinds = Vec::new();
+    for (mut k, plugin_ats) in providers::check_kinds(main, raw_kinds)? {
+        for t in &mut k.sensors {
+            t.plugin = resolve_plugin(&base, &t.plugin);
+        }
+        for (t, at) in k.sensors.iter().zip(plugin_ats) {
+            load_plugin(
+                host,
+                &mut plugins,
+                &t.plugin,
+                outpost_plugin_host::PluginKind::Sensor,
+            )
+            .await
+            .map_err(|m| main.err(at, "plugin", m))?;
+        }
+        kinds.push(k);
+    }
+
     // Alerting: notifiers (each plugin validates its config), then the
     // policies and windows that refer to them and to the targets.
-    let main = &sources[0];
     let mut notifiers: Vec<NotifierConfig> = Vec::new();
     for (i, n) in file.notifier.into_iter().enumerate() {
         let start = n.span().start;
@@ -479,6 +534,8 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
             maintenance,
             include_dirs,
             topology,
+            providers: provider_cfgs,
+            kinds,
         },
         plugins,
     })
@@ -876,6 +933,16 @@ fn parse_allow(
             .collect()
     })
     .transpose()
+}
+
+/// A plugin spec with a relative path made relative to the config's
+/// directory.
+fn resolve_plugin(base: &Path, spec: &str) -> String {
+    if builtin_or_path(spec) == Some(true) {
+        base.join(spec).to_string_lossy().into_owned()
+    } else {
+        spec.to_string()
+    }
 }
 
 /// `Some(true)` for a path, `Some(false)` for a built-in, `None` otherwise.

@@ -68,6 +68,11 @@ pub struct RawFile {
     #[serde(default)]
     pub push: Vec<Spanned<RawPush>>,
     pub api: Option<RawApi>,
+    // Providers and kind rules (see `super::providers`).
+    #[serde(default)]
+    pub provider: Vec<Spanned<super::providers::RawProvider>>,
+    #[serde(default)]
+    pub kind: Vec<Spanned<super::providers::RawKind>>,
 }
 
 /// A file pulled in by `include`: only sensors.

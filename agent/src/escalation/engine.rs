@@ -187,7 +187,24 @@ impl Engine {
                 },
                 changed = config.changed() => {
                     if changed.is_ok() {
-                        self.cfg = config.borrow_and_update().clone();
+                        let new = config.borrow_and_update().clone();
+                        let gone: Vec<String> = self
+                            .open
+                            .keys()
+                            .filter(|t| self.cfg.targets.contains(*t) && !new.targets.contains(*t))
+                            .cloned()
+                            .collect();
+                        self.cfg = new;
+                        if !gone.is_empty() {
+                            let now = now_ms();
+                            tokio::task::block_in_place(|| {
+                                for t in gone {
+                                    if let Err(e) = self.resolve_removed(&t, now) {
+                                        tracing::error!(target = %t, "incident bookkeeping failed: {e}");
+                                    }
+                                }
+                            });
+                        }
                     }
                 }
                 _ = tick.tick() => {
@@ -428,6 +445,50 @@ impl Engine {
         for id in orphaned {
             self.orphaned.insert(id, now);
         }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Resolves the open incident of a target the configuration no longer
+    /// has (a sensor removed by a reload, or of an object a provider no
+    /// longer lists): "removed", not "recovered".
+    pub fn resolve_removed(&mut self, target: &str, now: i64) -> outpost_store::Result<()> {
+        let Some(inc) = self.open.get(target).cloned() else {
+            return Ok(());
+        };
+        let cfg = self.cfg.clone();
+        let notify = cfg.policy(&inc.policy).is_none_or(|p| p.notify_on_resolve);
+        self.store.tx(|tx| {
+            if !tx.resolve(inc.id, now)? {
+                return Ok(());
+            }
+            tx.cancel_timers(inc.id)?;
+            tx.add_event(
+                inc.id,
+                now,
+                "removed",
+                &format!("{target} was removed from the configuration; the incident is closed without recovery"),
+            )?;
+            let inc = tx.incident(inc.id)?.unwrap_or(inc.clone());
+            if notify && !inc.suppressed {
+                announce_to_told(
+                    tx,
+                    &cfg.agent,
+                    &inc,
+                    AlertEvent::Resolved,
+                    &format!("{target} was removed (no longer configured); not recovered"),
+                    now,
+                )?;
+            }
+            Ok(())
+        })?;
+        tracing::info!(target = %target, incident = inc.id, "incident resolved: target removed");
+        self.open.remove(target);
+        self.seen.remove(target);
+        if let Some(b) = &self.board {
+            b.set_incident(target, None);
+        }
+        self.shown.remove(target);
         self.wake.notify_one();
         Ok(())
     }

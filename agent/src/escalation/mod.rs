@@ -51,6 +51,10 @@ pub struct AlertingConfig {
     pub maintenance: Vec<Maintenance>,
     /// Key of acknowledgement tokens.
     pub key: token::AckKey,
+    /// Every target this configuration has (sensors, systems, services):
+    /// an open incident of a target that a new configuration no longer
+    /// has resolves as "removed".
+    pub targets: std::collections::HashSet<String>,
 }
 
 impl AlertingConfig {
@@ -69,6 +73,12 @@ impl AlertingConfig {
                 .collect(),
             maintenance: cfg.maintenance.clone(),
             key,
+            targets: cfg
+                .sensors
+                .iter()
+                .map(|s| s.name.clone())
+                .chain(cfg.topology.nodes.iter().map(|n| n.name.clone()))
+                .collect(),
         }
     }
 
