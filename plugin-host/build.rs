@@ -47,6 +47,11 @@ const BUILTIN: &[(&str, &str, &str)] = &[
         "outpost-plugin-kubernetes",
         "outpost_plugin_kubernetes.wasm",
     ),
+    (
+        "http-inventory",
+        "outpost-plugin-http-inventory",
+        "outpost_plugin_http_inventory.wasm",
+    ),
 ];
 
 /// Fixture components for tests: (env suffix, package, artifact).
@@ -136,7 +141,7 @@ fn main() {
     let artifacts = target_dir.join("wasm32-wasip2").join("plugin");
     for (name, _, file) in BUILTIN {
         emit(
-            &format!("OUTPOST_PLUGIN_{}", name.to_uppercase()),
+            &format!("OUTPOST_PLUGIN_{}", name.to_uppercase().replace('-', "_")),
             &artifacts.join(file),
         );
     }

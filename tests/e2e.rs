@@ -37,6 +37,8 @@ mod notifiers_more;
 #[path = "e2e/status_api.rs"]
 mod status_api;
 
+#[path = "e2e/connectivity.rs"]
+mod connectivity;
 #[path = "e2e/contrib.rs"]
 mod contrib;
 #[path = "e2e/http_sensor.rs"]

@@ -288,6 +288,7 @@ fn status_render() {
             last_status: Some(outpost_plugin_host::Status::Ok),
             last_message: "HTTP 200 in 12 ms".into(),
             last_latency_ms: Some(12.5),
+            offline: false,
         });
     }
     let me = Identity {

@@ -196,6 +196,7 @@ fn resume_states(store: &Store, board: &Board, cfg: &Config) -> HashMap<String, 
             last_check_ms: prev.and_then(|p| p.last_check_ms),
             last_status: prev.and_then(|p| p.last_status),
             last_message: prev.map(|p| p.last_message.clone()).unwrap_or_default(),
+            offline: false,
             last_latency_ms: prev
                 .and_then(|p| p.last_latency_us)
                 .map(|u| u as f64 / 1000.0),
@@ -230,6 +231,33 @@ fn public_url(a: &config::AgentConfig, bound: std::net::SocketAddr) -> String {
     } else {
         a.public_url.clone()
     }
+}
+
+/// Starts the connectivity guard's probing and mirrors its verdict onto
+/// the board (status document, page) and `/metrics`.
+fn show_connectivity(
+    guard: Arc<crate::connectivity::Guard>,
+    board: Arc<Board>,
+    metrics: Arc<Metrics>,
+) -> [tokio::task::JoinHandle<()>; 2] {
+    let mut rx = guard.subscribe();
+    let targets = guard.targets().to_vec();
+    let mirror = tokio::spawn(async move {
+        loop {
+            let now = rx.borrow_and_update().clone();
+            metrics.set_online(now.online);
+            board.put_connectivity(Some(crate::status::ConnectivityDoc {
+                online: now.online,
+                since_ms: now.since_ms,
+                reason: now.reason,
+                targets: targets.clone(),
+            }));
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    [tokio::spawn(guard.run()), mirror]
 }
 
 pub async fn run(path: &Path) -> anyhow::Result<()> {
@@ -283,9 +311,18 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let (alerting_tx, alerting_rx) =
         watch::channel(Arc::new(AlertingConfig::new(&cfg, &plugins, key.clone())));
     let wake = Arc::new(Notify::new());
+    let guard = cfg
+        .agent
+        .connectivity
+        .clone()
+        .map(|c| Arc::new(crate::connectivity::Guard::new(c)));
+    let guard_tasks = guard
+        .as_ref()
+        .map(|g| show_connectivity(g.clone(), board.clone(), metrics.clone()));
     let engine = Engine::new(store.clone(), alerting_rx.borrow().clone(), wake.clone())
         .context("cannot read the incidents from the database")?
-        .with_board(board.clone());
+        .with_board(board.clone())
+        .with_guard(guard.clone());
     let (stop_outbox, outbox_stop_rx) = watch::channel(false);
     let outbox_task = tokio::spawn(escalation::outbox::run(
         store.clone(),
@@ -323,7 +360,8 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let evaluator = tokio::spawn(evaluation::run(stage, eval_rx, peer_rx, setup_rx));
     // The incident stage consumes the target events.
     let engine_task = tokio::spawn(engine.run(target_rx, alerting_tx.subscribe()));
-    let mut scheduler = Scheduler::new(cfg.agent.concurrency, tx, metrics.clone());
+    let mut scheduler =
+        Scheduler::new(cfg.agent.concurrency, tx, metrics.clone()).with_guard(guard.clone());
     scheduler.apply(&cfg.sensors, &plugins, resume).await;
 
     let api_state = api::AppState::new(me, board.clone(), metrics.clone(), db.clone())
@@ -496,6 +534,9 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let _ = outbox_task.await;
     server.abort();
     trimmer.abort();
+    for t in guard_tasks.into_iter().flatten() {
+        t.abort();
+    }
     store.close_async().await.context("flushing the database")?;
     drop(plugins);
     tracing::info!("stopped; all results committed");

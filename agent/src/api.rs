@@ -177,6 +177,7 @@ pub fn render_status(me: &Identity, started_ms: i64, s: &Snapshot) -> Vec<u8> {
             id: Cow::Borrowed(&me.id),
             version: Cow::Borrowed(env!("CARGO_PKG_VERSION")),
             started_at_ms: started_ms,
+            connectivity: s.connectivity.clone(),
         },
         generated_at_ms: outpost_types::time::now_ms(),
         sensors: s
@@ -188,9 +189,17 @@ pub fn render_status(me: &Identity, started_ms: i64, s: &Snapshot) -> Vec<u8> {
                 category: v.sensor.category.as_deref().map(Cow::Borrowed),
                 description: v.sensor.description.as_deref().map(Cow::Borrowed),
                 labels: Cow::Borrowed(&v.sensor.labels),
-                state: v.state,
+                state: if v.offline {
+                    outpost_types::status::State::Unknown
+                } else {
+                    v.state
+                },
                 since_ms: v.since_ms,
-                reason: Cow::Borrowed(&v.reason),
+                reason: if v.offline {
+                    Cow::Borrowed("agent offline")
+                } else {
+                    Cow::Borrowed(&v.reason)
+                },
                 flapping: v.flapping,
                 last_check_ms: v.last_check_ms,
                 last_status: v.last_status,

@@ -118,6 +118,9 @@ pub struct Metrics {
     nodes: Mutex<BTreeMap<String, (&'static str, u8)>>,
     /// Providers as the status document shows them.
     providers: Mutex<Vec<outpost_types::status::ProviderView>>,
+    /// The connectivity guard's verdict: 1 online, 0 offline, absent
+    /// (u8::MAX) when no guard is configured.
+    online: std::sync::atomic::AtomicU8,
 }
 
 impl Default for Metrics {
@@ -131,6 +134,7 @@ impl Default for Metrics {
             peers: Mutex::default(),
             nodes: Mutex::default(),
             providers: Mutex::default(),
+            online: std::sync::atomic::AtomicU8::new(u8::MAX),
         }
     }
 }
@@ -192,6 +196,11 @@ impl Metrics {
     /// Forgets a sensor removed by a reload.
     pub fn remove_sensor(&self, sensor: &str) {
         self.sensors.lock().unwrap().remove(sensor);
+    }
+
+    /// The connectivity guard's verdict.
+    pub fn set_online(&self, online: bool) {
+        self.online.store(online as u8, Ordering::Relaxed);
     }
 
     /// Replaces the providers' figures.
@@ -291,6 +300,11 @@ impl Metrics {
                 "outpost_plugin_errors_total{{kind=\"{}\"}} {n}",
                 escape(k)
             );
+        }
+        let online = self.online.load(Ordering::Relaxed);
+        if online != u8::MAX {
+            out.push_str("# HELP outpost_agent_online Whether a connectivity canary answers (0: the agent is offline; failing checks count as unknown and open no incident).\n# TYPE outpost_agent_online gauge\n");
+            let _ = writeln!(out, "outpost_agent_online {online}");
         }
         out.push_str("# HELP outpost_store_writes_total Results handed to the store.\n# TYPE outpost_store_writes_total counter\n");
         let _ = writeln!(

@@ -144,7 +144,7 @@ h2{font-size:16px;margin:4px 0 8px}h3{font-size:14px;color:#55606e;margin:12px 0
 .uptime{display:flex;gap:1px;height:24px;margin-top:4px}.day{flex:1;border-radius:1px;min-width:2px}\
 .good{background:#1f9d55}.fair{background:#d69e2e}.bad{background:#d64545}.none{background:#dde1e6}\
 .uptime-summary{font-size:12px;color:#55606e}table{width:100%;border-collapse:collapse;font-size:13px}\
-td,th{text-align:left;padding:4px;border-top:1px solid #eef0f3}";
+td,th{text-align:left;padding:4px;border-top:1px solid #eef0f3}.offline{border-color:#d69e2e;background:#fff8e6}";
 
 fn state_badge(out: &mut String, state: &str) {
     let _ = write!(out, "<span class=\"state s-{0}\">{0}</span>", esc(state));
@@ -168,6 +168,15 @@ pub fn render(
         esc(agent),
         when(now_ms)
     );
+    if let Some(c) = s.connectivity.as_ref().filter(|c| !c.online) {
+        let _ = write!(
+            o,
+            "<section id=\"offline\" class=\"offline\"><h2>This agent is offline</h2>\
+             <p>No connectivity canary answers ({}) since {}. Failing checks are shown as unknown and open no incident until a canary answers again.</p></section>",
+            esc(&c.reason),
+            when(c.since_ms)
+        );
+    }
     let services: Vec<_> = s.nodes.iter().filter(|n| n.kind == "service").collect();
     let mut by_cat: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for n in &services {
@@ -238,17 +247,22 @@ pub fn render(
 
     o.push_str("<section id=\"sensors\"><h2>Sensors</h2>");
     for v in &s.sensors {
+        let (state, reason) = if v.offline {
+            (crate::state::State::Unknown, "agent offline")
+        } else {
+            (v.state, v.reason.as_str())
+        };
         let _ = write!(
             o,
             "<div class=\"node sensor\" data-sensor=\"{0}\" data-state=\"{1}\"><div class=\"row\"><span class=\"name\">{0}</span>",
             esc(v.name()),
-            v.state
+            state
         );
-        state_badge(&mut o, v.state.as_str());
+        state_badge(&mut o, state.as_str());
         let _ = write!(
             o,
             "</div><div class=\"reason\">{} · {}</div>",
-            esc(&v.reason),
+            esc(reason),
             esc(&v.last_message)
         );
         if let Some(b) = bars.get(v.name()) {

@@ -108,6 +108,68 @@ pub async fn run(
     }
 }
 
+/// Runs the built-in `file` provider (see [`crate::file_provider`]) until
+/// `stop` is set: the file is looked at every interval and read again
+/// when its size or modification time changed.
+pub async fn run_file(
+    pc: ProviderConfig,
+    tx: mpsc::Sender<Update>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let cfg = match crate::file_provider::FileConfig::parse(
+        &pc.config.value(),
+        std::path::Path::new("/"),
+    ) {
+        Ok(c) => c,
+        Err((field, m)) => {
+            // Checked at load; only a hand-made config gets here.
+            tracing::error!(provider = %pc.name, "config.{field}: {m}");
+            return;
+        }
+    };
+    let limits = DiscoveryLimits {
+        max_objects: pc.max_objects,
+        ..DiscoveryLimits::default()
+    };
+    let mut stamp = None;
+    let mut tick = tokio::time::interval(pc.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let (c, last) = (cfg.clone(), stamp);
+        let read = tokio::task::spawn_blocking(move || {
+            crate::file_provider::read(&c, last).and_then(|r| match r {
+                None => Ok(None),
+                Some((objects, s)) => bound(objects, &limits).map(|b| Some((b, s))),
+            })
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("reading the file failed: {e}")));
+        let outcome = match read {
+            Ok(None) => Ok(None),
+            Ok(Some((b, s))) => {
+                stamp = Some(s);
+                Ok(Some(b))
+            }
+            Err(e) => {
+                tracing::warn!(provider = %pc.name, "discovery failed, the last good set stays: {e}");
+                Err(e)
+            }
+        };
+        let u = Update {
+            provider: pc.name.clone(),
+            at_ms: now_ms(),
+            outcome,
+        };
+        if tx.send(u).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// One provider's last good set and how it got there.
 #[derive(Debug, Clone, Default)]
 pub struct State {
@@ -537,11 +599,16 @@ impl Runners {
             if self.running.contains_key(&p.name) {
                 continue;
             }
+            let (stop, stop_rx) = watch::channel(false);
+            if p.plugin == crate::file_provider::NAME {
+                tokio::spawn(run_file(p.clone(), tx.clone(), stop_rx));
+                self.running.insert(p.name.clone(), (p.clone(), stop));
+                continue;
+            }
             let Some(plugin) = plugins.get(&p.plugin) else {
                 tracing::error!(provider = %p.name, "plugin not loaded; provider not started");
                 continue;
             };
-            let (stop, stop_rx) = watch::channel(false);
             tokio::spawn(run(p.clone(), plugin.clone(), tx.clone(), stop_rx));
             self.running.insert(p.name.clone(), (p.clone(), stop));
         }

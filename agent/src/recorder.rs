@@ -39,7 +39,9 @@ pub async fn run(
             latency_us: (r.latency_ms * 1000.0) as u64,
             message: r.message.clone(),
             metrics: r.metrics.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            in_maintenance: s.in_maintenance(ev.at_ms),
+            // Results taken while the agent was offline are kept but, like
+            // maintenance, do not count against the target's SLA.
+            in_maintenance: s.in_maintenance(ev.at_ms) || ev.offline,
             interval_ms: s.interval.as_millis() as u64,
         };
         let ok = store.record_async(rec).await.is_ok();
@@ -80,7 +82,11 @@ pub async fn run(
             r.status,
             r.latency_ms / 1000.0,
             r.status.is_up(),
-            state_code(ev.state),
+            if ev.offline {
+                state_code(State::Unknown)
+            } else {
+                state_code(ev.state)
+            },
         );
         let reason = match &ev.transition {
             Some(t) => t.reason.clone(),
@@ -96,6 +102,7 @@ pub async fn run(
             last_status: Some(r.status),
             last_message: r.message.clone(),
             last_latency_ms: Some(r.latency_ms),
+            offline: ev.offline,
         });
         if let Some(n) = &next {
             let _ = n.send(ev).await;

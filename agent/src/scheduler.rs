@@ -14,6 +14,7 @@
 //! a config reload keeps the state machine.
 
 use crate::config::{SensorConfig, stable_offset};
+use crate::connectivity::Guard;
 use crate::metrics::Metrics;
 use crate::state::{Machine, Policy, State, Transition};
 use crate::thresholds::Evaluator;
@@ -50,6 +51,10 @@ pub struct CheckEvent {
     pub transition: Option<Transition>,
     /// Flapping started or stopped.
     pub flapping_changed: Option<bool>,
+    /// The check failed while the agent itself was offline (see
+    /// [`crate::connectivity`]): the result is recorded but did not reach
+    /// the state machine.
+    pub offline: bool,
 }
 
 /// Everything a sensor's task owns; handed back when it stops.
@@ -110,6 +115,7 @@ async fn run_sensor(
     limit: Arc<Semaphore>,
     events: mpsc::Sender<CheckEvent>,
     metrics: Arc<Metrics>,
+    guard: Option<Arc<Guard>>,
 ) -> SensorRuntime {
     let mut due = Instant::now() + stable_offset(&rt.cfg.name, rt.cfg.jitter);
     loop {
@@ -120,7 +126,15 @@ async fn run_sensor(
         // Boxed: a run's future (the permit wait, the check, the event
         // send) is large and lives only while it runs; inline, every idle
         // sensor's task would be that much bigger.
-        let run = Box::pin(run_once(&mut rt, &mut stop, &limit, &events, &metrics, due));
+        let run = Box::pin(run_once(
+            &mut rt,
+            &mut stop,
+            &limit,
+            &events,
+            &metrics,
+            guard.as_deref(),
+            due,
+        ));
         match run.await {
             Some(next) => due = next,
             None => return rt,
@@ -136,6 +150,7 @@ async fn run_once(
     limit: &Semaphore,
     events: &mpsc::Sender<CheckEvent>,
     metrics: &Metrics,
+    guard: Option<&Guard>,
     due: Instant,
 ) -> Option<Instant> {
     let permit = tokio::select! {
@@ -162,7 +177,19 @@ async fn run_once(
         result.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     }
     rt.thresholds.apply(&rt.cfg.thresholds, &mut result, at_ms);
-    let step = rt.machine.observe(result.status, &result.message, at_ms);
+    // A failure while the agent itself has no network says nothing about
+    // the target: it is recorded, but the state stays where it was.
+    let failed = matches!(result.status, Status::Fail | Status::Error);
+    let offline = match guard {
+        Some(g) if failed => !g.online_now(started).await,
+        _ => false,
+    };
+    let step = if offline {
+        result.message = format!("agent offline: {}", result.message);
+        Default::default()
+    } else {
+        rt.machine.observe(result.status, &result.message, at_ms)
+    };
     let ev = CheckEvent {
         sensor: rt.cfg.clone(),
         at_ms,
@@ -174,6 +201,7 @@ async fn run_once(
         flapping: rt.machine.flapping(),
         transition: step.transition,
         flapping_changed: step.flapping_changed,
+        offline,
     };
     events.send(ev).await.ok()?;
     let step = match rt.machine.state() {
@@ -205,6 +233,8 @@ pub struct Scheduler {
     limit: Arc<Semaphore>,
     events: mpsc::Sender<CheckEvent>,
     metrics: Arc<Metrics>,
+    /// The self-connectivity guard every sensor consults when it fails.
+    guard: Option<Arc<Guard>>,
 }
 
 impl Scheduler {
@@ -216,7 +246,14 @@ impl Scheduler {
             limit: Arc::new(Semaphore::new(concurrency as usize)),
             events,
             metrics,
+            guard: None,
         }
+    }
+
+    /// Failures are checked against `guard` before they change a state.
+    pub fn with_guard(mut self, guard: Option<Arc<Guard>>) -> Self {
+        self.guard = guard;
+        self
     }
 
     /// Names of running sensors.
@@ -277,6 +314,7 @@ impl Scheduler {
                 self.limit.clone(),
                 self.events.clone(),
                 self.metrics.clone(),
+                self.guard.clone(),
             ));
             self.running.insert(
                 s.name.clone(),

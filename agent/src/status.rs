@@ -31,6 +31,10 @@ pub struct SensorView {
     pub last_message: String,
     /// Last check latency (ms).
     pub last_latency_ms: Option<f64>,
+    /// The last check failed while the agent was offline: shown as
+    /// unknown ("agent offline") while `state` keeps the state from
+    /// before.
+    pub offline: bool,
 }
 
 impl SensorView {
@@ -46,7 +50,7 @@ impl SensorView {
 }
 
 /// Peers as this agent sees them (defined with the status document).
-pub use outpost_types::status::{PeerState, PeerView, ProviderView, RemoteNode};
+pub use outpost_types::status::{ConnectivityDoc, PeerState, PeerView, ProviderView, RemoteNode};
 
 /// Everything on the board at one version.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +68,8 @@ pub struct Snapshot {
     pub incidents: BTreeMap<String, serde_json::Value>,
     /// Providers, in config order.
     pub providers: Vec<ProviderView>,
+    /// The self-connectivity guard's verdict, when configured.
+    pub connectivity: Option<ConnectivityDoc>,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +80,7 @@ struct Inner {
     peers: BTreeMap<String, PeerView>,
     incidents: BTreeMap<String, serde_json::Value>,
     providers: Vec<ProviderView>,
+    connectivity: Option<ConnectivityDoc>,
 }
 
 /// All views, plus a change counter (for ETags). Written by the pipeline
@@ -123,7 +130,15 @@ impl Board {
         }
     }
 
-    /// Replaces the peer views.
+    /// Replaces the connectivity guard's verdict.
+    pub fn put_connectivity(&self, c: Option<ConnectivityDoc>) {
+        let mut g = self.inner.write().unwrap();
+        if g.connectivity != c {
+            g.version += 1;
+            g.connectivity = c;
+        }
+    }
+
     /// Replaces the providers' views.
     pub fn put_providers(&self, providers: Vec<ProviderView>) {
         let mut g = self.inner.write().unwrap();
@@ -175,6 +190,7 @@ impl Board {
             peers: g.peers.values().cloned().collect(),
             incidents: g.incidents.clone(),
             providers: g.providers.clone(),
+            connectivity: g.connectivity.clone(),
         }
     }
 

@@ -54,6 +54,10 @@ pub const BUILTINS: &[Builtin] = &[
         name: "kubernetes",
         wasm: include_bytes!(env!("OUTPOST_PLUGIN_KUBERNETES")),
     },
+    Builtin {
+        name: "http-inventory",
+        wasm: include_bytes!(env!("OUTPOST_PLUGIN_HTTP_INVENTORY")),
+    },
 ];
 
 /// The built-in plugin called `name`.

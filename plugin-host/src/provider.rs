@@ -122,23 +122,9 @@ impl Bounded {
     }
 }
 
-/// A kind is `<domain>/<Name>` with an optional `#subresource`.
-pub fn valid_kind(kind: &str) -> bool {
-    let (main, sub) = kind.split_once('#').unwrap_or((kind, ""));
-    let Some((domain, name)) = main.split_once('/') else {
-        return false;
-    };
-    let word = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
-    domain.contains('.')
-        && word(domain)
-        && word(name)
-        && (sub.is_empty() || word(sub))
-        && kind.len() <= 128
-}
+/// A kind is `<domain>/<Name>` with an optional `#subresource` (defined
+/// with the inventory document, which plugins read too).
+pub use outpost_types::inventory::valid_kind;
 
 /// Checks a discovery against `limits`: `Err` when the whole answer is
 /// refused (too many objects), otherwise the objects kept and what was

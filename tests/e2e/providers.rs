@@ -334,3 +334,241 @@ fn providers_hostile_answers_are_bounded_and_reported() {
     let (code, _, _) = http_get(&agent.api("/api/v1/status"), &[]);
     assert_eq!(code, 200);
 }
+
+/// A service catalog serving an inventory document with an ETag.
+#[derive(Default)]
+struct Catalog {
+    objects: Vec<Value>,
+    version: u32,
+}
+
+fn catalog_server(catalog: Arc<Mutex<Catalog>>) -> HttpServer {
+    HttpServer::start(move |req| {
+        let c = catalog.lock().unwrap();
+        if req.header("x-api-key") != Some("k3y") {
+            return Reply::new(403, "forbidden");
+        }
+        let etag = format!("\"v{}\"", c.version);
+        if req.header("if-none-match") == Some(etag.as_str()) {
+            return Reply::new(304, "").header("etag", &etag);
+        }
+        Reply::json(&json!({ "objects": c.objects })).header("etag", &etag)
+    })
+}
+
+#[test]
+fn providers_http_inventory_objects_follow_the_catalog_and_unchanged_answers_cost_nothing() {
+    let target = Target::start(Mode::Up);
+    let host = |path: &str| format!("{}{path}", target.url());
+    let catalog = Arc::new(Mutex::new(Catalog::default()));
+    {
+        let mut c = catalog.lock().unwrap();
+        for (id, dc) in [("db-1", "eu"), ("db-2", "eu"), ("web-1", "us")] {
+            c.objects.push(json!({
+                "id": id, "name": format!("{id} in {dc}"),
+                "labels": {"dc": dc},
+                "attributes": {"url": host(id), "port": 8080},
+            }));
+        }
+    }
+    let server = catalog_server(catalog.clone());
+    let agent = Agent::start(&format!(
+        r#"
+[[provider]]
+name = "cmdb"
+plugin = "http-inventory"
+interval = "300ms"
+config = {{ url = "{url}", headers = {{ x-api-key = "k3y" }}, kind = "example.com/Host" }}
+
+[[kind]]
+match = "example.com/Host"
+  [[kind.sensor]]
+  name = "health"
+  plugin = "http"
+  interval = "500ms"
+  config = {{ url = "{{url}}" }}
+  [[kind.system]]
+  by = "label:dc"
+  name = "dc-{{value}}"
+  rule = "all"
+"#,
+        url = server.url("/inventory")
+    ));
+    let names = |s: &Value| -> Vec<String> {
+        let mut v: Vec<String> = s["sensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["labels"]["provider"] == "cmdb")
+            .map(|x| x["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let s = agent.wait_status("three hosts up", WAIT, |s| {
+        names(s).len() == 3
+            && names(s)
+                .iter()
+                .all(|n| entry(s, "sensors", n)["state"] == "up")
+            && entry(s, "systems", "dc-eu")["state"] == "up"
+    });
+    assert_eq!(
+        names(&s),
+        ["cmdb.db-1.health", "cmdb.db-2.health", "cmdb.web-1.health"]
+    );
+    assert_eq!(
+        entry(&s, "systems", "dc-eu")["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(s["providers"][0]["state"], "ok");
+
+    // Unchanged: later discoveries carry the ETag and get 304.
+    let not_modified = |server: &HttpServer| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.header("if-none-match") == Some("\"v0\""))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while not_modified(&server) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no conditional request"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The catalog changes: one host leaves, one arrives.
+    {
+        let mut c = catalog.lock().unwrap();
+        c.objects.remove(0);
+        c.objects.push(
+            json!({"id": "web-2", "labels": {"dc": "us"}, "attributes": {"url": host("web-2")}}),
+        );
+        c.version = 1;
+    }
+    let s = agent.wait_status("catalog change reflected", WAIT, |s| {
+        names(s) == ["cmdb.db-2.health", "cmdb.web-1.health", "cmdb.web-2.health"]
+    });
+    assert_eq!(
+        entry(&s, "systems", "dc-us")["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // A broken document keeps the last good set and says which object.
+    {
+        let mut c = catalog.lock().unwrap();
+        c.objects.push(json!({"name": "no id"}));
+        c.version = 2;
+    }
+    let s = agent.wait_status("provider stale", WAIT, |s| {
+        s["providers"][0]["state"] == "stale"
+    });
+    assert_eq!(names(&s).len(), 3);
+    let err = s["providers"][0]["error"].as_str().unwrap();
+    assert!(err.contains("object 3") && err.contains("`id`"), "{err}");
+}
+
+#[test]
+fn providers_file_objects_are_reread_when_the_file_changes() {
+    let target = Target::start(Mode::Up);
+    let yaml = |ids: &[&str]| {
+        let mut s = String::from("objects:\n");
+        for id in ids {
+            s.push_str(&format!(
+                "  - id: {id}\n    labels: {{team: ops}}\n    attributes:\n      url: \"{}{id}\"\n",
+                target.url()
+            ));
+        }
+        s
+    };
+    let mut agent = Agent::new("file");
+    let hosts = agent.write_file("hosts.yaml", &yaml(&["a", "b"]));
+    agent.launch(
+        r#"
+[[provider]]
+name = "hosts"
+plugin = "file"
+interval = "200ms"
+config = { path = "hosts.yaml", kind = "example.com/Host" }
+
+[[kind]]
+match = "example.com/Host"
+  [[kind.sensor]]
+  name = "up"
+  plugin = "http"
+  interval = "300ms"
+  config = { url = "{url}" }
+"#,
+    );
+    let names = |s: &Value| -> Vec<String> {
+        let mut v: Vec<String> = s["sensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["labels"]["provider"] == "hosts")
+            .map(|x| x["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    agent.wait_status("two hosts up", WAIT, |s| {
+        names(s) == ["hosts.a.up", "hosts.b.up"]
+            && names(s)
+                .iter()
+                .all(|n| entry(s, "sensors", n)["state"] == "up")
+    });
+
+    // Edited in place (as an operator would): reflected within an interval.
+    std::fs::write(&hosts, yaml(&["b", "c"])).unwrap();
+    agent.wait_status("the edit is reflected", WAIT, |s| {
+        names(s) == ["hosts.b.up", "hosts.c.up"]
+    });
+
+    // A broken edit keeps the last good set and says where.
+    std::fs::write(&hosts, "objects:\n  - id: [\n").unwrap();
+    let s = agent.wait_status("stale on a broken file", WAIT, |s| {
+        s["providers"][0]["state"] == "stale"
+    });
+    assert_eq!(names(&s), ["hosts.b.up", "hosts.c.up"]);
+    let err = s["providers"][0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("hosts.yaml") && err.contains("not YAML"),
+        "{err}"
+    );
+
+    // Replaced by something that is not a regular file: refused, not read.
+    std::fs::remove_file(&hosts).unwrap();
+    let fifo = std::ffi::CString::new(hosts.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    agent.wait_status("a FIFO is refused", WAIT, |s| {
+        s["providers"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not a regular file"))
+    });
+    std::fs::remove_file(&hosts).unwrap();
+    std::fs::write(&hosts, yaml(&["d"])).unwrap();
+    agent.wait_status("fixed again", WAIT, |s| {
+        s["providers"][0]["state"] == "ok" && names(s) == ["hosts.d.up"]
+    });
+}
+
+#[test]
+fn providers_file_config_errors_name_file_line_and_key() {
+    let a = Agent::new("bad");
+    a.write_config(
+        "\n[[provider]]\nname = \"hosts\"\nplugin = \"file\"\nconfig = { path = \"hosts\", kind = \"example.com/Host\" }\n",
+    );
+    let out = a.cli(&["check-config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("outpost.toml:11"), "{err}");
+    assert!(err.contains("config.format"), "{err}");
+}

@@ -422,7 +422,7 @@ impl Agent {
 
     /// Reads `get` every 50 ms until `f` holds on it; after `timeout`,
     /// panics with `describe(last)` and the agent's logs.
-    fn poll(
+    pub fn poll(
         &self,
         timeout: Duration,
         get: impl Fn() -> serde_json::Value,

@@ -17,6 +17,7 @@
 
 pub mod abi;
 pub mod duration;
+pub mod inventory;
 pub mod status;
 pub mod time;
 

@@ -305,6 +305,24 @@ pub struct AgentDoc<'a> {
     /// When it started (Unix ms).
     #[serde(default)]
     pub started_at_ms: i64,
+    /// The self-connectivity guard, when the agent has one
+    /// (`[agent.connectivity]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectivity: Option<ConnectivityDoc>,
+}
+
+/// Whether the agent itself is online, as its canaries say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectivityDoc {
+    /// At least one canary answers. While false, failing checks are
+    /// reported as unknown ("agent offline") and open no incident.
+    pub online: bool,
+    /// Since when (Unix ms).
+    pub since_ms: i64,
+    /// What the last probe found.
+    pub reason: String,
+    /// The canaries (`host:port`).
+    pub targets: Vec<String>,
 }
 
 /// One sensor of a document.
@@ -445,6 +463,7 @@ mod tests {
                 id: "abc".into(),
                 version: "0.1.0".into(),
                 started_at_ms: 1,
+                connectivity: None,
             },
             generated_at_ms: 2,
             sensors: vec![SensorDoc {

@@ -259,6 +259,13 @@ fn print_tree(doc: &serde_json::Value) {
         agent["name"].as_str().unwrap_or("?"),
         agent["version"].as_str().unwrap_or("?")
     );
+    let c = &agent["connectivity"];
+    if c["online"] == false {
+        println!(
+            "AGENT OFFLINE: no connectivity canary answers ({}); failing checks show as unknown and open no incident",
+            c["reason"].as_str().unwrap_or("?")
+        );
+    }
     let services = doc["services"].as_array().cloned().unwrap_or_default();
     if !services.is_empty() {
         println!("\n{:<28} {:<9} {:<10} REASON", "SERVICE", "STATE", "SINCE");

@@ -91,6 +91,20 @@ pub struct AgentConfig {
     pub public_url: String,
     /// File holding the admin token (state-changing API calls).
     pub admin_token_file: PathBuf,
+    /// The self-connectivity guard, when configured.
+    pub connectivity: Option<Connectivity>,
+}
+
+/// `[agent.connectivity]`, checked: the agent is online while at least one
+/// canary accepts a TCP connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connectivity {
+    /// `host:port` of each canary.
+    pub targets: Vec<String>,
+    /// Probe period while online.
+    pub interval: Duration,
+    /// Connect timeout per canary.
+    pub timeout: Duration,
 }
 
 /// A metric rule that can turn an ok check into warn or fail.
@@ -416,6 +430,22 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
     let main = &sources[0];
     let mut provider_cfgs = Vec::new();
     for (mut p, plugin_at, config_at) in providers::check_providers(main, raw_providers)? {
+        if p.plugin == crate::file_provider::NAME {
+            // Built into the agent (plugins have no filesystem).
+            let f = crate::file_provider::FileConfig::parse(&p.config.value(), &base).map_err(
+                |(field, m)| {
+                    let key = if field.is_empty() {
+                        "config".to_string()
+                    } else {
+                        format!("config.{field}")
+                    };
+                    main.err(config_at, &key, format!("provider `{}`: {m}", p.name))
+                },
+            )?;
+            p.config = PluginConfig::from_json(f.to_json());
+            provider_cfgs.push(p);
+            continue;
+        }
         p.plugin = resolve_plugin(&base, &p.plugin);
         let plugin = load_plugin(
             host,
@@ -722,7 +752,60 @@ fn check_agent(
             Some(f) => base.join(f),
             None => data_dir.join("admin.token"),
         },
+        connectivity: match &a.connectivity {
+            Some(c) => Some(check_connectivity(src, c)?),
+            None => None,
+        },
         data_dir,
+    })
+}
+
+fn check_connectivity(
+    src: &Source,
+    raw: &Spanned<raw::RawConnectivity>,
+) -> Result<Connectivity, ConfigError> {
+    let c = raw.get_ref();
+    if c.targets.is_empty() {
+        return Err(src.err(
+            raw.span().start,
+            "agent.connectivity.targets",
+            "name at least one canary, e.g. [\"192.168.1.1:53\", \"example.com:443\"]",
+        ));
+    }
+    let mut targets = Vec::new();
+    for t in &c.targets {
+        let s = t.get_ref();
+        let port_ok = s
+            .rsplit_once(':')
+            .filter(|(host, _)| !host.is_empty() && !host.contains('/'))
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_some_and(|p| p != 0);
+        if !port_ok {
+            return Err(src.err(
+                t.span().start,
+                "agent.connectivity.targets",
+                format!("`{s}` is not host:port; write e.g. \"192.168.1.1:53\" (the agent opens a TCP connection to it)"),
+            ));
+        }
+        targets.push(s.clone());
+    }
+    let dur = |d: &Option<Spanned<raw::Dur>>, key: &str, default: u64, min_ms: u128| match d {
+        None => Ok(Duration::from_secs(default)),
+        Some(v)
+            if v.get_ref().0.as_millis() < min_ms || v.get_ref().0 > Duration::from_secs(3600) =>
+        {
+            Err(src.err(
+                v.span().start,
+                key,
+                format!("must be between {min_ms}ms and 1h"),
+            ))
+        }
+        Some(v) => Ok(v.get_ref().0),
+    };
+    Ok(Connectivity {
+        targets,
+        interval: dur(&c.interval, "agent.connectivity.interval", 30, 1000)?,
+        timeout: dur(&c.timeout, "agent.connectivity.timeout", 3, 100)?,
     })
 }
 

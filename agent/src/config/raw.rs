@@ -96,6 +96,17 @@ pub struct RawAgent {
     pub rollup_retention: Option<Dur>,
     #[serde(default)]
     pub plugins: RawPluginLimits,
+    pub connectivity: Option<Spanned<RawConnectivity>>,
+}
+
+/// `[agent.connectivity]`: canaries that tell whether the agent itself is
+/// online.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnectivity {
+    pub targets: Vec<Spanned<String>>,
+    pub interval: Option<Spanned<Dur>>,
+    pub timeout: Option<Spanned<Dur>>,
 }
 
 /// `[agent.plugins]`.

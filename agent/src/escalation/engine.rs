@@ -14,7 +14,8 @@
 //! * no acknowledgement within the level's `ack_within`: the next level is
 //!   notified; `repeat_every` reminds the current level;
 //! * while a target is in a maintenance window or silenced, no incident
-//!   opens and due escalations wait for the end of the window;
+//!   opens and due escalations wait for the end of the window; the same
+//!   holds while the connectivity guard says the agent itself is offline;
 //! * a target that is up again (and not flapping) resolves the incident;
 //!   everybody told is told (`notify_on_resolve`).
 //!
@@ -54,6 +55,10 @@ const SILENCE_CACHE: i64 = 1_000;
 const SYNC_EVERY: i64 = 1_000;
 
 /// Timer kinds stored in `timers.kind`.
+/// While the agent is offline, an incident that would open or a timer
+/// that fires waits this long and is looked at again.
+const OFFLINE_HOLD_MS: i64 = 5_000;
+
 const ESCALATE: &str = "escalate";
 const REMIND: &str = "remind";
 
@@ -79,6 +84,9 @@ pub struct Engine {
     wake: Arc<Notify>,
     /// Where incidents are shown (status API and page), if anywhere.
     board: Option<Arc<crate::status::Board>>,
+    /// The self-connectivity guard: while it says offline, nothing opens
+    /// or escalates.
+    guard: Option<Arc<crate::connectivity::Guard>>,
     /// Targets whose incident the board shows.
     shown: std::collections::HashSet<String>,
     /// Suppressed incidents whose cause resolved while they were still
@@ -112,6 +120,7 @@ impl Engine {
             silences_read_ms: i64::MIN,
             wake,
             board: None,
+            guard: None,
             shown: Default::default(),
             orphaned: HashMap::new(),
             synced_ms: i64::MIN,
@@ -121,6 +130,13 @@ impl Engine {
     /// Shows each target's unresolved incident on `board`.
     pub fn with_board(mut self, board: Arc<crate::status::Board>) -> Self {
         self.board = Some(board);
+        self
+    }
+
+    /// Holds incidents and escalations while `guard` says the agent is
+    /// offline.
+    pub fn with_guard(mut self, guard: Option<Arc<crate::connectivity::Guard>>) -> Self {
+        self.guard = guard;
         self
     }
 
@@ -290,8 +306,14 @@ impl Engine {
         }
     }
 
-    /// End of the quiet time (maintenance or silence) of a target, if any.
+    /// End of the quiet time (maintenance, silence, or the agent being
+    /// offline) of a target, if any.
     fn quiet_until(&mut self, ev: &TargetEvent, now: i64) -> Option<i64> {
+        if self.guard.as_ref().is_some_and(|g| !g.current().online) {
+            // Nothing is known about any target while the agent has no
+            // network; look again shortly.
+            return Some(now + OFFLINE_HOLD_MS);
+        }
         self.refresh_silences(now);
         let m = self.cfg.maintenance_end(ev, now);
         let s = silenced_until(
@@ -583,7 +605,7 @@ impl Engine {
                         now,
                         "postponed",
                         &format!(
-                            "{} postponed: target is silenced or in maintenance",
+                            "{} postponed: target is silenced, in maintenance, or the agent is offline",
                             timer.kind
                         ),
                     )?;
