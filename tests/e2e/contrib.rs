@@ -24,9 +24,12 @@ fn agent() -> (Agent, Target, Target, ReservedPort) {
         )
     };
     let far = ReservedPort::new();
+    // The ok target doubles as the connectivity canary, so the guard's
+    // gauge is exported too.
     let a = Agent::start(&format!(
-        "{}{}[[service]]\nname = \"shop\"\ndepends_on = [\"web\"]\n\
+        "[agent.connectivity]\ntargets = [\"127.0.0.1:{}\"]\n{}{}[[service]]\nname = \"shop\"\ndepends_on = [\"web\"]\n\
          [[peer]]\nname = \"far\"\nurl = \"http://127.0.0.1:{}\"\ninterval = \"200ms\"\ntimeout = \"100ms\"\n",
+        ok.port,
         sensor("web", &ok.url()),
         sensor("broken", &bad.url()),
         far.port
@@ -185,6 +188,11 @@ fn prometheus_scrapes_the_agent_through_file_sd_and_evaluates_the_rules() {
         WAIT,
         |v| value(v) == "1",
     );
+    p.wait_api(
+        &query(r#"outpost_agent_online{job="outpost", instance="edge-a"}"#),
+        WAIT,
+        |v| value(v) == "1",
+    );
     // The recording rules on the agent's real series.
     p.wait_api(
         &query(r#"outpost:sensor_success:ratio_rate1h{instance="edge-a", sensor="web"}"#),
@@ -226,7 +234,7 @@ fn prometheus_scrapes_the_agent_through_file_sd_and_evaluates_the_rules() {
             .flatten()
             .flat_map(|g| g["rules"].as_array().into_iter().flatten())
             .collect();
-        rules.len() == 10 && rules.iter().all(|r| r["health"] == "ok")
+        rules.len() == 11 && rules.iter().all(|r| r["health"] == "ok")
     });
 }
 
