@@ -140,7 +140,7 @@ h2{font-size:16px;margin:4px 0 8px}h3{font-size:14px;color:#55606e;margin:12px 0
 .node{border-top:1px solid #eef0f3;padding:8px 0}.node:first-of-type{border-top:0}.row{display:flex;gap:8px;align-items:center}\
 .name{font-weight:600}.reason{color:#55606e;font-size:13px;margin:2px 0}\
 .state{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff}\
-.s-up{background:#1f9d55}.s-degraded,.s-soft,.s-recovering{background:#d69e2e}.s-down{background:#d64545}.s-unknown,.s-stale{background:#8a94a3}.s-fresh{background:#1f9d55}\
+.s-up,.s-ok{background:#1f9d55}.s-degraded,.s-soft,.s-recovering,.s-pending{background:#d69e2e}.s-down{background:#d64545}.s-unknown{background:#8a94a3}.s-stale{background:#d64545}.s-fresh{background:#1f9d55}\
 .uptime{display:flex;gap:1px;height:24px;margin-top:4px}.day{flex:1;border-radius:1px;min-width:2px}\
 .good{background:#1f9d55}.fair{background:#d69e2e}.bad{background:#d64545}.none{background:#dde1e6}\
 .uptime-summary{font-size:12px;color:#55606e}table{width:100%;border-collapse:collapse;font-size:13px}\
@@ -291,6 +291,33 @@ pub fn render(
                 "</td><td>{}</td><td>{}</td></tr>",
                 esc(&p.via.join(" → ")),
                 esc(&p.reason)
+            );
+        }
+        o.push_str("</table></section>");
+    }
+
+    if !s.providers.is_empty() {
+        o.push_str("<section id=\"providers\"><h2>Providers</h2><table><tr><th>Provider</th><th>State</th><th>Objects</th><th>Sensors</th><th>Last discovery</th><th>Problems</th></tr>");
+        for p in &s.providers {
+            let _ = write!(
+                o,
+                "<tr class=\"provider\" data-provider=\"{0}\" data-state=\"{1}\"><td>{0} <span class=\"reason\">({2})</span></td><td>",
+                esc(&p.name),
+                esc(&p.state),
+                esc(&p.plugin)
+            );
+            state_badge(&mut o, &p.state);
+            let mut problems: Vec<&str> = p.error.iter().map(String::as_str).collect();
+            problems.extend(p.problems.iter().map(String::as_str));
+            let _ = write!(
+                o,
+                "</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                p.objects,
+                p.sensors,
+                p.last_success_ms
+                    .map(when)
+                    .unwrap_or_else(|| "never".into()),
+                esc(&problems.join("; "))
             );
         }
         o.push_str("</table></section>");

@@ -6,7 +6,7 @@
 //! have something to check.
 
 use crate::util::http_server::{HttpServer, Reply};
-use crate::util::{Agent, Mode, Target, entry, fixture, http_get};
+use crate::util::{Agent, Mode, Receiver, Target, entry, fixture, http_get};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -252,6 +252,19 @@ fn providers_kubernetes_ingresses_become_sensors_systems_and_a_service() {
             .len(),
         3
     );
+    // The page and `outpost status` show it too.
+    let (_, _, page) = http_get(&agent.api("/"), &[]);
+    assert!(
+        page.contains("data-provider=\"k8s\" data-state=\"stale\""),
+        "{page}"
+    );
+    let out = agent.cli(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("k8s "))
+        .unwrap_or_else(|| panic!("no provider line in:\n{text}"));
+    assert!(line.contains("STALE") && line.contains("500"), "{line}");
     let (_, _, metrics) = http_get(&agent.api("/metrics"), &[]);
     assert!(
         metrics.contains("outpost_provider_stale{provider=\"k8s\"} 1"),
@@ -571,4 +584,77 @@ fn providers_file_config_errors_name_file_line_and_key() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("outpost.toml:11"), "{err}");
     assert!(err.contains("config.format"), "{err}");
+}
+
+#[test]
+fn providers_a_vanished_objects_open_incident_resolves_as_removed_not_recovered() {
+    let down = Target::start(Mode::Error);
+    let rx = Receiver::start();
+    let mut agent = Agent::new("removed");
+    let object = format!(
+        "[{{\"id\": \"api\", \"kind\": \"example.com/Host\", \"attributes\": {{\"url\": \"{}\"}}}}]",
+        down.url()
+    );
+    let hosts = agent.write_file("hosts.json", &object);
+    agent.launch(&format!(
+        r#"
+[[provider]]
+name = "hosts"
+plugin = "file"
+interval = "200ms"
+config = {{ path = "hosts.json" }}
+
+[[kind]]
+match = "example.com/Host"
+  [[kind.sensor]]
+  name = "up"
+  plugin = "http"
+  interval = "200ms"
+  fail_after = 1
+  config = {{ url = "{{url}}" }}
+
+[[notifier]]
+name = "pager"
+plugin = "webhook"
+config = {{ url = "{rx}" }}
+
+[[escalation]]
+name = "all"
+targets = ["*"]
+alert_after = "0s"
+notify_on_resolve = true
+[[escalation.level]]
+notify = ["pager"]
+"#,
+        rx = rx.url("/hook")
+    ));
+    let opened = rx.wait_for("/hook", 1, WAIT, &agent);
+    assert_eq!(opened[0].json()["event"], "opened");
+    assert_eq!(opened[0].json()["target"], "hosts.api.up");
+
+    // The object leaves the inventory while its target is still down.
+    std::fs::write(&hosts, "[]").unwrap();
+    let got = rx.wait_for("/hook", 2, WAIT, &agent);
+    let resolved = got[1].json();
+    assert_eq!(resolved["event"], "resolved", "{resolved}");
+    let message = resolved["message"].as_str().unwrap();
+    assert!(
+        message.contains("removed") && message.contains("not recovered"),
+        "{message}"
+    );
+    let out = agent.cli(&["incidents", "--json"]);
+    let list: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let inc = &list[0];
+    assert_eq!(inc["state"], "resolved", "{inc}");
+    let kinds: Vec<&str> = inc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"removed") && !kinds.contains(&"recovered"),
+        "{kinds:?}"
+    );
 }

@@ -295,6 +295,39 @@ fn print_tree(doc: &serde_json::Value) {
             s["last_message"].as_str().unwrap_or("")
         );
     }
+    let providers = doc["providers"].as_array().cloned().unwrap_or_default();
+    if !providers.is_empty() {
+        println!(
+            "\n{:<24} {:<9} {:>7} {:>7} {:<10} PROBLEMS",
+            "PROVIDER", "STATE", "OBJECTS", "SENSORS", "DISCOVERED"
+        );
+        for p in &providers {
+            let mut problems: Vec<&str> = p["error"].as_str().into_iter().collect();
+            problems.extend(
+                p["problems"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str()),
+            );
+            println!(
+                "{:<24} {:<9} {:>7} {:>7} {:<10} {}",
+                p["name"].as_str().unwrap_or(""),
+                p["state"].as_str().unwrap_or("").to_uppercase(),
+                p["objects"].as_u64().unwrap_or(0),
+                p["sensors"].as_u64().unwrap_or(0),
+                p["last_success_ms"]
+                    .as_i64()
+                    .map(ago)
+                    .unwrap_or_else(|| "never".into()),
+                if problems.is_empty() {
+                    "-".to_string()
+                } else {
+                    problems.join("; ")
+                }
+            );
+        }
+    }
     let peers = doc["peers"].as_array().cloned().unwrap_or_default();
     if !peers.is_empty() {
         println!("\n{:<24} {:<9} {:<10} REASON", "PEER", "STATE", "VIA");
