@@ -416,7 +416,7 @@ pub async fn expand(
                         plugin: t.plugin.clone(),
                         interval,
                         timeout: t.timeout.unwrap_or(DEFAULT_TIMEOUT.min(interval)),
-                        jitter: interval.min(MAX_DEFAULT_JITTER),
+                        jitter: t.jitter.unwrap_or(interval.min(MAX_DEFAULT_JITTER)),
                         retry_interval: DEFAULT_RETRY_INTERVAL.min(interval),
                         fail_after: t.fail_after.unwrap_or(DEFAULT_FAIL_AFTER),
                         recover_after: t.recover_after.unwrap_or(DEFAULT_RECOVER_AFTER),

@@ -72,6 +72,7 @@ pub struct RawTemplate {
     pub plugin: Spanned<String>,
     pub interval: Option<Spanned<Dur>>,
     pub timeout: Option<Spanned<Dur>>,
+    pub jitter: Option<Spanned<Dur>>,
     pub fail_after: Option<u32>,
     pub recover_after: Option<u32>,
     pub category: Option<String>,
@@ -130,6 +131,8 @@ pub struct Template {
     pub interval: Option<Duration>,
     /// Timeout.
     pub timeout: Option<Duration>,
+    /// Spread of the first runs (default: the interval, at most 10 s).
+    pub jitter: Option<Duration>,
     /// Failures before hard down.
     pub fail_after: Option<u32>,
     /// Successes before up.
@@ -381,12 +384,23 @@ pub(super) fn check_kinds(
                     "must be more than 0 and at most the interval",
                 ));
             }
+            let jitter = t.jitter.as_ref().map(|d| d.get_ref().0);
+            if let Some(j) = &t.jitter
+                && j.get_ref().0 > Duration::from_secs(86_400)
+            {
+                return Err(src.err(
+                    j.span().start,
+                    format!("{tkey}.jitter"),
+                    "must be at most 1 day",
+                ));
+            }
             plugin_ats.push(t.plugin.span().start);
             sensors.push(Template {
                 name,
                 plugin: t.plugin.into_inner(),
                 interval,
                 timeout,
+                jitter,
                 fail_after: t.fail_after.filter(|n| *n > 0),
                 recover_after: t.recover_after.filter(|n| *n > 0),
                 category: t.category,
