@@ -419,6 +419,10 @@ pub fn client_config(s: &ClientSettings) -> Result<Arc<rustls::ClientConfig>, Tl
         _ => return Err(err("set both `cert_file` and `key_file`, or neither")),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every connection verifies the certificate in full (chain, name,
+    // pin): a resumed session would skip the checks and hide a changed
+    // or expired certificate until the session ticket ran out.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 
