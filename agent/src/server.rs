@@ -162,7 +162,17 @@ pub async fn serve(
     let acceptor = tls
         .as_ref()
         .map(|t| tokio_rustls::TlsAcceptor::from(t.config()));
+    let mut warned: Option<Instant> = None;
     loop {
+        if slots.available_permits() == 0
+            && warned.is_none_or(|w| w.elapsed() > Duration::from_secs(60))
+        {
+            warned = Some(Instant::now());
+            tracing::warn!(
+                "all {} connections are in use; new ones wait (agent.http.max_connections)",
+                limits.max_connections
+            );
+        }
         // Taken before accept: past the cap, connections wait in the
         // backlog and cost the agent nothing.
         let Ok(permit) = slots.clone().acquire_owned().await else {

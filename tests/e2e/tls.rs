@@ -951,6 +951,11 @@ fn beyond_the_connection_cap_new_connections_wait_while_a_canary_keeps_its_sched
         ninth.read(&mut buf).is_err(),
         "a connection past the cap was served"
     );
+    assert!(
+        a.logs().contains("all 8 connections are in use"),
+        "the cap is logged:\n{}",
+        a.logs()
+    );
     // ...until a slot frees.
     drop(hold);
     ninth

@@ -210,3 +210,63 @@ fn from_file(
     }
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Doc {
+        a: String,
+        t: toml::Table,
+    }
+
+    fn source(dir: &Path, text: &str) -> Source {
+        Source {
+            path: dir.join("outpost.toml"),
+            text: text.to_string(),
+        }
+    }
+
+    #[test]
+    fn file_references_resolve_everywhere_and_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s1"), "first-secret-value\n").unwrap();
+        std::fs::write(dir.path().join("s2"), "second-secret-value").unwrap();
+        let src = source(
+            dir.path(),
+            "a = { file = \"s1\" }\n[t]\nlist = [\"x\", { file = \"s2\" }]\nnested = { h = { file = \"s1\" } }\nplain = { file = 3 }\n",
+        );
+        let d: Doc = parse(&src, true).unwrap();
+        assert_eq!(d.a, "first-secret-value");
+        assert_eq!(d.t["list"][1].as_str(), Some("second-secret-value"));
+        assert_eq!(d.t["nested"]["h"].as_str(), Some("first-secret-value"));
+        // Not a reference (the value is not a string): left alone.
+        assert_eq!(d.t["plain"]["file"].as_integer(), Some(3));
+        assert_eq!(
+            redact("url https://x/first-secret-value?second-secret-value"),
+            "url https://x/[redacted]?[redacted]"
+        );
+        assert!(matches!(redact("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn missing_references_name_the_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = source(
+            dir.path(),
+            "a = \"x\"\n[t]\nurl = { env = \"OUTPOST_UNIT_TEST_SURELY_UNSET\" }\n",
+        );
+        let e = parse::<Doc>(&src, true).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (3, "t.url"), "{e}");
+        assert!(e.message.contains("`OUTPOST_UNIT_TEST_SURELY_UNSET` is not set"));
+        // Lenient parsing (status, history) reads it as empty.
+        let d: Doc = parse(&src, false).unwrap();
+        assert_eq!(d.t["url"].as_str(), Some(""));
+
+        let src = source(dir.path(), "a = { file = \"nope\" }\n[t]\n");
+        let e = parse::<Doc>(&src, true).unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (1, "a"), "{e}");
+        assert!(e.message.contains("cannot read the secret file"), "{e}");
+    }
+}
