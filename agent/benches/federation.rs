@@ -162,6 +162,7 @@ fn aggregation(secs: u64) {
                 interval: INTERVAL,
                 timeout: Duration::from_secs(3),
                 stale_after_misses: 2,
+                tls: None,
             })
             .collect();
         // One local service per peer, using ten of its services.
@@ -327,7 +328,13 @@ fn status_render() {
         );
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        tokio::spawn(outpost::api::serve(l, state, axum::Router::new()));
+        tokio::spawn(outpost::api::serve(
+            l,
+            state,
+            axum::Router::new(),
+            None,
+            outpost::config::HttpLimits::default(),
+        ));
         let client = reqwest::Client::new();
         let url = format!("http://{addr}/api/v1/status");
         let r = client.get(&url).send().await.unwrap();

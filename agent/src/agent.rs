@@ -226,8 +226,9 @@ fn publish_listen_addr(data_dir: &Path, bound: std::net::SocketAddr) {
 /// `listen` address, the address actually bound (the port the kernel chose
 /// for port 0).
 fn public_url(a: &config::AgentConfig, bound: std::net::SocketAddr) -> String {
-    if a.public_url == format!("http://{}", a.listen) {
-        format!("http://{bound}")
+    let scheme = if a.tls.is_some() { "https" } else { "http" };
+    if a.public_url == format!("{scheme}://{}", a.listen) {
+        format!("{scheme}://{bound}")
     } else {
         a.public_url.clone()
     }
@@ -288,6 +289,14 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
 
     // Listen before any check runs: the checks' outgoing connections take
     // ephemeral ports, and one of them must not be the port configured here.
+    let mut http_limits = cfg.agent.http;
+    http_limits.max_connections = crate::server::descriptor_budget(http_limits.max_connections);
+    let tls = match &cfg.agent.tls {
+        Some(t) => Some(Arc::new(
+            crate::tls::ServerTls::new(t.clone()).context("agent.tls")?,
+        )),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.agent.listen)
         .await
         .with_context(|| format!("cannot listen on {} (agent.listen)", cfg.agent.listen))?;
@@ -366,7 +375,8 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
 
     let api_state = api::AppState::new(me, board.clone(), metrics.clone(), db.clone())
         .with_tokens(&cfg.topology.api)
-        .with_push(push_peers(&cfg), peer_tx.clone());
+        .with_push(push_peers(&cfg), peer_tx.clone())
+        .with_mutual_tls(tls.as_ref().is_some_and(|t| t.mutual()));
     let mut fed_tasks = federation_tasks(&cfg, &peer_tx, &api_state);
     let extra = escalation::http::routes(escalation::http::EscalationApi {
         store: store.clone(),
@@ -374,14 +384,22 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         admin_token: Arc::new(admin_token),
         wake: wake.clone(),
     });
-    let server = tokio::spawn(api::serve(listener, api_state.clone(), extra));
+    let server = tokio::spawn(api::serve(
+        listener,
+        api_state.clone(),
+        extra,
+        tls.clone(),
+        http_limits,
+    ));
+    let tls_watch = tls.clone().map(|t| tokio::spawn(crate::tls::watch(t)));
     let trimmer = tokio::spawn(crate::memory::trim_periodically());
     tracing::info!(
         agent = %cfg.agent.name,
         sensors = cfg.sensors.len(),
         listen = %bound,
         db = %db.display(),
-        "outpost running; status at http://{bound}/api/v1/status"
+        "outpost running; status at {}/api/v1/status",
+        cfg.agent.public_url
     );
 
     // Providers: their runners report discoveries here.
@@ -402,7 +420,12 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         let discovery = tokio::select! {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
-            _ = sighup.recv() => Err("SIGHUP"),
+            _ = sighup.recv() => {
+                if let Some(t) = &tls {
+                    t.reload_logged("SIGHUP");
+                }
+                Err("SIGHUP")
+            }
             _ = poll.tick() => {
                 let now = include_fingerprint(&cfg);
                 if now == fingerprint { continue; }
@@ -533,6 +556,9 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let _ = stop_outbox.send(true);
     let _ = outbox_task.await;
     server.abort();
+    if let Some(t) = tls_watch {
+        t.abort();
+    }
     trimmer.abort();
     for t in guard_tasks.into_iter().flatten() {
         t.abort();

@@ -57,6 +57,9 @@ pub struct AppState {
     push_token: Option<Arc<str>>,
     /// Peers allowed to push (configured `[[peer]]`s without a url).
     push_peers: Arc<Vec<String>>,
+    /// Mutual TLS is on: a push must come with a client certificate naming
+    /// the pushed agent.
+    mutual_tls: bool,
     /// To the evaluation stage (pushed statuses).
     peer_tx: Option<mpsc::Sender<PeerUpdate>>,
     /// The last rendered status JSON and the board version it shows: a
@@ -81,6 +84,7 @@ impl AppState {
             read_token: None,
             push_token: None,
             push_peers: Arc::new(vec![]),
+            mutual_tls: false,
             peer_tx: None,
             cache: Arc::default(),
         }
@@ -97,6 +101,13 @@ impl AppState {
     pub fn with_push(mut self, peers: Vec<String>, tx: mpsc::Sender<PeerUpdate>) -> Self {
         self.push_peers = Arc::new(peers);
         self.peer_tx = Some(tx);
+        self
+    }
+
+    /// Requires pushes to come with a client certificate naming the
+    /// pushed agent (mutual TLS).
+    pub fn with_mutual_tls(mut self, on: bool) -> Self {
+        self.mutual_tls = on;
         self
     }
 
@@ -243,11 +254,16 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until the task is aborted; `extra` holds the routes of other
-/// stages (acknowledgements, silences).
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState, extra: Router) {
-    if let Err(e) = axum::serve(listener, router(state).merge(extra)).await {
-        tracing::error!(error = %e, "HTTP server stopped");
-    }
+/// stages (acknowledgements, silences). The connections (TLS, limits) are
+/// [`crate::server`]'s.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    extra: Router,
+    tls: Option<Arc<crate::tls::ServerTls>>,
+    limits: crate::server::Limits,
+) {
+    crate::server::serve(listener, router(state).merge(extra), tls, limits).await
 }
 
 /// Constant-time token check: both sides are hashed to 32 bytes first, so
@@ -318,7 +334,12 @@ async fn status(State(st): State<AppState>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
-async fn push(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn push(
+    State(st): State<AppState>,
+    cert: Option<axum::Extension<crate::server::PeerCertificate>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some(expected) = &st.push_token else {
         return (
             StatusCode::FORBIDDEN,
@@ -346,7 +367,15 @@ async fn push(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Res
     }
     let bytes = match axum::body::to_bytes(body, MAX_STATUS_BYTES).await {
         Ok(b) => b,
-        Err(_) => return too_large(),
+        Err(e) if is_length_limit(&e) => return too_large(),
+        // The server's body timeout, or the client went away.
+        Err(e) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                Json(serde_json::json!({"error": error_chain(&e)})),
+            )
+                .into_response();
+        }
     };
     let status = match outpost_types::status::parse(&bytes) {
         Ok(s) => s,
@@ -359,6 +388,20 @@ async fn push(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Res
         }
     };
     let name = status.agent.name.to_string();
+    if st.mutual_tls {
+        let checked = match &cert {
+            Some(c) => crate::tls::check_identity(&c.0.0, &name, &status.agent.id),
+            None => Err("a push to this agent needs a client certificate (mutual TLS)".into()),
+        };
+        if let Err(e) = checked {
+            tracing::warn!(agent = %name, "push refused: {e}");
+            return (
+                StatusCode::FORBIDDEN,
+                Json(serde_json::json!({ "error": e })),
+            )
+                .into_response();
+        }
+    }
     if !st.push_peers.contains(&name) {
         return (
             StatusCode::FORBIDDEN,
@@ -380,6 +423,30 @@ async fn push(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Res
         )
             .into_response(),
     }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
+fn error_chain(e: &axum::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let s_text = s.to_string();
+        if !msg.contains(&s_text) {
+            msg = format!("{msg}: {s_text}");
+        }
+        src = s.source();
+    }
+    msg
 }
 
 /// `GET /`: the status page.

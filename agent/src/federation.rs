@@ -8,6 +8,12 @@
 //!   that hangs or trickles bytes is cut off) and a body-size limit
 //!   ([`MAX_STATUS_BYTES`]). Each outcome goes to the evaluation stage as a
 //!   [`PeerUpdate`]; the stage decides freshness (it counts misses).
+//! - **Transports** ([`Transport`]): `http://` through reqwest;
+//!   `https://` a connection per request over rustls with the peer's CA
+//!   file (or the Mozilla roots), an optional client certificate and an
+//!   optional SHA-256 pin, errors naming the check that failed
+//!   ([`crate::tls::describe`]). With a client certificate (mutual TLS)
+//!   the document must be from the agent the server's certificate names.
 //! - **Pushing** ([`push_to`]): agents that cannot be reached POST their
 //!   status to an aggregator's `/api/v1/push`.
 //! - **Loop safety** ([`views_from`]): every agent has a random persistent
@@ -20,6 +26,7 @@
 
 use crate::config::topology::{PeerConfig, PushConfig};
 use outpost_types::status::{PeerState, PeerView, RemoteNode, StatusDoc};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -183,15 +190,216 @@ pub fn mark_stale(v: &mut PeerView, why: &str, now_ms: i64) {
     }
 }
 
-/// The HTTP client for peers: no proxies, no redirects (a peer's status
-/// is at its own address), no connection pool leaks past the deadline.
+/// The HTTP client for plain-HTTP peers: no proxies, no redirects (a
+/// peer's status is at its own address), no connection pool leaks past the
+/// deadline.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("outpost/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .build()
         .expect("a plain HTTP client builds")
+}
+
+const USER_AGENT: &str = concat!("outpost/", env!("CARGO_PKG_VERSION"));
+
+/// An `https://` peer or push target: its rustls configuration (built
+/// once per task) and address. Each request is a new connection, so a
+/// changed certificate is checked (chain, name, pin) at the next poll.
+pub struct TlsTarget {
+    config: Arc<rustls::ClientConfig>,
+    host: String,
+    port: u16,
+    server_name: rustls::pki_types::ServerName<'static>,
+    /// Mutual TLS (a client certificate is configured): the document must
+    /// be from the agent the server's certificate names.
+    check_identity: bool,
+}
+
+/// How a peer or push target is reached.
+pub enum Transport {
+    /// `http://`, through reqwest (pooled connections).
+    Plain(reqwest::Client),
+    /// `https://`, a connection per request over rustls.
+    Tls(Box<TlsTarget>),
+}
+
+/// One answer, whatever the transport.
+struct Answer {
+    status: u16,
+    etag: Option<String>,
+    body: Vec<u8>,
+    /// The server's certificate (DER), over TLS.
+    cert: Option<Vec<u8>>,
+}
+
+impl Transport {
+    /// The transport for `url` (`tls` is `Some` for every https url).
+    pub fn new(url: &str, tls: Option<&crate::tls::ClientSettings>) -> Result<Transport, String> {
+        let Some(rest) = url.strip_prefix("https://") else {
+            return Ok(Transport::Plain(client()));
+        };
+        let settings = tls.cloned().unwrap_or_default();
+        let config = crate::tls::client_config(&settings).map_err(|e| e.0)?;
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let auth: http::uri::Authority = authority
+            .parse()
+            .map_err(|_| format!("`{authority}` is not a host and port"))?;
+        let host = auth.host().trim_start_matches('[').trim_end_matches(']').to_string();
+        let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|_| format!("`{host}` is not a host name or address"))?;
+        Ok(Transport::Tls(Box::new(TlsTarget {
+            config,
+            port: auth.port_u16().unwrap_or(443),
+            host,
+            server_name,
+            check_identity: settings.cert_file.is_some(),
+        })))
+    }
+
+    /// Sends one request and reads the answer's body up to `limit`.
+    async fn exchange(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: Vec<(http::HeaderName, String)>,
+        body: bytes::Bytes,
+        limit: usize,
+    ) -> Result<Answer, String> {
+        match self {
+            Transport::Plain(c) => {
+                let mut req = c.request(method, url).body(body);
+                for (k, v) in headers {
+                    req = req.header(k, v);
+                }
+                let mut resp = req.send().await.map_err(|e| describe(&e))?;
+                let status = resp.status().as_u16();
+                let etag = resp
+                    .headers()
+                    .get(http::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let body = if status == 200 {
+                    read_limited(&mut resp, limit).await?
+                } else {
+                    vec![]
+                };
+                Ok(Answer {
+                    status,
+                    etag,
+                    body,
+                    cert: None,
+                })
+            }
+            Transport::Tls(t) => t.exchange(method, url, headers, body, limit).await,
+        }
+    }
+}
+
+impl TlsTarget {
+    async fn exchange(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: Vec<(http::HeaderName, String)>,
+        body: bytes::Bytes,
+        limit: usize,
+    ) -> Result<Answer, String> {
+        use http_body_util::BodyExt;
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio_rustls::TlsConnector::from(self.config.clone())
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| {
+                format!(
+                    "TLS: {}",
+                    crate::tls::describe_io(&e).unwrap_or_else(|| e.to_string())
+                )
+            })?;
+        let cert = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.as_ref().to_vec());
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| format!("HTTP: {e}"))?;
+        let conn = tokio::spawn(conn);
+        let path = url
+            .strip_prefix("https://")
+            .and_then(|r| r.find('/').map(|i| &r[i..]))
+            .unwrap_or("/");
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(
+                http::header::HOST,
+                if self.port == 443 {
+                    self.host.clone()
+                } else {
+                    format!("{}:{}", self.host, self.port)
+                },
+            )
+            .header(http::header::USER_AGENT, USER_AGENT);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let req = req
+            .body(http_body_util::Full::new(body))
+            .map_err(|e| format!("HTTP: {e}"))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
+        let status = resp.status().as_u16();
+        let etag = resp
+            .headers()
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if let Some(n) = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            && n > limit as u64
+        {
+            conn.abort();
+            return Err(format!(
+                "the status is {n} bytes, more than the {} MiB limit",
+                limit >> 20
+            ));
+        }
+        let body = if status == 200 {
+            http_body_util::Limited::new(resp.into_body(), limit)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        format!("the status is more than the {} MiB limit", limit >> 20)
+                    } else {
+                        format!("HTTP: {e}")
+                    }
+                })?
+                .to_bytes()
+                .to_vec()
+        } else {
+            vec![]
+        };
+        conn.abort();
+        Ok(Answer {
+            status,
+            etag,
+            body,
+            cert,
+        })
+    }
 }
 
 /// Reads a body up to `limit` bytes, failing as soon as it is exceeded (a
@@ -242,42 +450,51 @@ fn describe(e: &reqwest::Error) -> String {
 
 /// One poll: `Ok(None)` for 304, `Ok(Some(..))` for a new document.
 pub async fn poll_once(
-    client: &reqwest::Client,
+    transport: &Transport,
     peer: &PeerConfig,
     url: &str,
     etag: &mut Option<String>,
 ) -> Result<Option<StatusDoc<'static>>, String> {
     let fut = async {
-        let mut req = client.get(format!("{url}/api/v1/status"));
+        let mut headers = vec![];
         if let Some(t) = &peer.token {
-            req = req.bearer_auth(t);
+            headers.push((http::header::AUTHORIZATION, format!("Bearer {t}")));
         }
         if let Some(e) = etag.as_deref() {
-            req = req.header(http::header::IF_NONE_MATCH, e);
+            headers.push((http::header::IF_NONE_MATCH, e.to_string()));
         }
-        let mut resp = req.send().await.map_err(|e| describe(&e))?;
-        match resp.status().as_u16() {
+        let answer = transport
+            .exchange(
+                http::Method::GET,
+                &format!("{url}/api/v1/status"),
+                headers,
+                bytes::Bytes::new(),
+                MAX_STATUS_BYTES,
+            )
+            .await?;
+        match answer.status {
             304 => return Ok(None),
             200 => {}
             401 | 403 => {
                 return Err(format!(
                     "HTTP {}: the peer refused our token (check token/token_file)",
-                    resp.status().as_u16()
+                    answer.status
                 ));
             }
             s => return Err(format!("HTTP {s} from the peer")),
         }
-        let new_etag = resp
-            .headers()
-            .get(http::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = read_limited(&mut resp, MAX_STATUS_BYTES).await?;
-        let status = outpost_types::status::parse(&body).map_err(|e| e.to_string())?;
-        *etag = new_etag;
+        let status = outpost_types::status::parse(&answer.body).map_err(|e| e.to_string())?;
+        if let Transport::Tls(t) = transport
+            && t.check_identity
+        {
+            let cert = answer.cert.as_deref().unwrap_or_default();
+            crate::tls::check_identity(cert, &status.agent.name, &status.agent.id)
+                .map_err(|e| format!("identity mismatch: {e}"))?;
+        }
+        *etag = answer.etag;
         Ok(Some(status))
     };
-    // The overall deadline: connect, headers and the whole body.
+    // The overall deadline: connect, handshake, headers and the whole body.
     match tokio::time::timeout(peer.timeout, fut).await {
         Ok(r) => r,
         Err(_) => Err(format!(
@@ -290,14 +507,26 @@ pub async fn poll_once(
 /// Polls one peer forever at its interval, sending each outcome.
 pub async fn poll_peer(peer: PeerConfig, tx: mpsc::Sender<PeerUpdate>) {
     let Some(url) = peer.url.clone() else { return };
-    let client = client();
+    let transport = match Transport::new(&url, peer.tls.as_ref()) {
+        Ok(t) => t,
+        Err(error) => {
+            // Checked at config load; a file that went away since then.
+            let _ = tx
+                .send(PeerUpdate::Failed {
+                    peer: peer.name.clone(),
+                    error,
+                })
+                .await;
+            return;
+        }
+    };
     let mut etag = None;
     let mut tick = tokio::time::interval(peer.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let name = peer.name.clone();
-        let update = match poll_once(&client, &peer, &url, &mut etag).await {
+        let update = match poll_once(&transport, &peer, &url, &mut etag).await {
             Ok(Some(status)) => PeerUpdate::Status {
                 peer: name,
                 status: Box::new(status),
@@ -318,7 +547,13 @@ pub async fn poll_peer(peer: PeerConfig, tx: mpsc::Sender<PeerUpdate>) {
 /// Pushes this agent's status (rendered by `render`) to an aggregator at
 /// its interval, forever. Failures are logged once per change of error.
 pub async fn push_to(target: PushConfig, render: impl Fn() -> bytes::Bytes + Send + 'static) {
-    let client = client();
+    let transport = match Transport::new(&target.url, target.tls.as_ref()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(aggregator = %target.url, "cannot push: {e}");
+            return;
+        }
+    };
     let mut tick = tokio::time::interval(target.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_error: Option<String> = None;
@@ -327,18 +562,29 @@ pub async fn push_to(target: PushConfig, render: impl Fn() -> bytes::Bytes + Sen
     let deadline = target.interval.min(Duration::from_secs(10));
     loop {
         tick.tick().await;
-        let mut req = client
-            .post(format!("{}/api/v1/push", target.url))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .timeout(deadline)
-            .body(render());
+        let mut headers = vec![(http::header::CONTENT_TYPE, "application/json".to_string())];
         if let Some(t) = &target.token {
-            req = req.bearer_auth(t);
+            headers.push((http::header::AUTHORIZATION, format!("Bearer {t}")));
         }
-        let err = match req.send().await {
-            Ok(r) if r.status().is_success() => None,
-            Ok(r) => Some(format!("HTTP {}", r.status().as_u16())),
-            Err(e) => Some(describe(&e)),
+        let sent = tokio::time::timeout(
+            deadline,
+            transport.exchange(
+                http::Method::POST,
+                &format!("{}/api/v1/push", target.url),
+                headers,
+                render(),
+                64 << 10,
+            ),
+        )
+        .await;
+        let err = match sent {
+            Ok(Ok(a)) if (200..300).contains(&a.status) => None,
+            Ok(Ok(a)) => Some(format!("HTTP {}", a.status)),
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(format!(
+                "no answer within {} ms",
+                deadline.as_millis()
+            )),
         };
         if err != last_error {
             match &err {

@@ -173,6 +173,11 @@ async fn run_once(
         }
     };
     drop(permit);
+    // A plugin may quote its configuration (a URL, a header) in its
+    // message; secrets by reference never leave the agent through it.
+    if let std::borrow::Cow::Owned(m) = crate::config::redact(&result.message) {
+        result.message = m;
+    }
     if result.latency_ms == 0.0 && result.status != Status::Error {
         result.latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     }

@@ -335,6 +335,8 @@ pub struct Agent {
     pub port: u16,
     /// `[agent] name`.
     pub name: String,
+    /// Extra environment of the agent process (secrets by reference).
+    pub env: Vec<(String, String)>,
     child: Option<std::process::Child>,
 }
 
@@ -358,6 +360,7 @@ impl Agent {
             config,
             port: 0,
             name: name.to_string(),
+            env: vec![],
             child: None,
         }
     }
@@ -473,6 +476,7 @@ impl Agent {
             .arg(&self.config)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()

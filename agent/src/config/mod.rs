@@ -10,7 +10,12 @@
 mod alerting;
 pub mod providers;
 mod raw;
+mod secrets;
+mod tls;
 pub mod topology;
+
+pub use secrets::redact;
+pub use tls::HttpLimits;
 
 pub use alerting::{EscalationPolicy, Level, Maintenance, NotifierConfig, Selector, Window};
 
@@ -91,6 +96,10 @@ pub struct AgentConfig {
     pub public_url: String,
     /// File holding the admin token (state-changing API calls).
     pub admin_token_file: PathBuf,
+    /// `[agent.tls]`: the listener speaks HTTPS.
+    pub tls: Option<crate::tls::ServerSettings>,
+    /// `[agent.http]`: the server's limits.
+    pub http: HttpLimits,
     /// The self-connectivity guard, when configured.
     pub connectivity: Option<Connectivity>,
 }
@@ -283,7 +292,8 @@ impl Source {
             line,
             column,
             key: key.into(),
-            message: message.into(),
+            // A plugin's validation message may quote a value.
+            message: secrets::redact(&message.into()).into_owned(),
         }
     }
 
@@ -301,13 +311,26 @@ impl Source {
         })
     }
 
+    /// Parses the file, with secrets by reference resolved
+    /// ([`secrets`]).
     fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        toml::from_str(&self.text).map_err(|e| {
-            let offset = e.span().map(|s| s.start).unwrap_or(0);
-            let message = e.message().trim().to_string();
-            let key = key_at(&self.text, offset);
-            self.err(offset, key, message)
-        })
+        secrets::parse(self, true)
+    }
+
+    /// Parses the file for a command that reads only `[agent]` or `[api]`
+    /// (`status`, `history`, ...): a reference that cannot be resolved
+    /// (the service's environment is not the operator's shell) reads as
+    /// an empty string instead of failing; `run` and `check-config` are
+    /// strict.
+    fn parse_lenient<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        secrets::parse(self, false)
+    }
+
+    fn toml_err(&self, e: &toml::de::Error) -> ConfigError {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        let message = e.message().trim().to_string();
+        let key = key_at(&self.text, offset);
+        self.err(offset, key, message)
     }
 }
 
@@ -330,7 +353,7 @@ fn key_at(text: &str, offset: usize) -> String {
 /// the sensors).
 pub fn agent_only(path: &Path) -> Result<AgentConfig, ConfigError> {
     let main = Source::read(path)?;
-    let file: RawFile = main.parse()?;
+    let file: RawFile = main.parse_lenient()?;
     let base = path
         .parent()
         .map(Path::to_path_buf)
@@ -746,8 +769,15 @@ fn check_agent(
                     "must start with http:// or https://",
                 ));
             }
+            None if a.tls.is_some() => format!("https://{listen}"),
             None => format!("http://{listen}"),
         },
+        tls: a
+            .tls
+            .as_ref()
+            .map(|t| tls::check_server(src, t, base))
+            .transpose()?,
+        http: tls::check_http(src, &a.http)?,
         admin_token_file: match &a.admin_token_file {
             Some(f) => base.join(f),
             None => data_dir.join("admin.token"),

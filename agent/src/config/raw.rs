@@ -96,6 +96,9 @@ pub struct RawAgent {
     pub rollup_retention: Option<Dur>,
     #[serde(default)]
     pub plugins: RawPluginLimits,
+    pub tls: Option<super::tls::RawTls>,
+    #[serde(default)]
+    pub http: super::tls::RawHttp,
     pub connectivity: Option<Spanned<RawConnectivity>>,
 }
 
@@ -241,6 +244,7 @@ pub struct RawPeer {
     pub interval: Option<Spanned<Dur>>,
     pub timeout: Option<Spanned<Dur>>,
     pub stale_after_misses: Option<Spanned<u32>>,
+    pub tls: Option<Spanned<super::tls::RawClientTls>>,
 }
 
 /// `[[push]]` as written: an aggregator this agent posts its status to.
@@ -251,6 +255,7 @@ pub struct RawPush {
     pub token: Option<String>,
     pub token_file: Option<Spanned<String>>,
     pub interval: Option<Dur>,
+    pub tls: Option<Spanned<super::tls::RawClientTls>>,
 }
 
 /// `[api]` as written.

@@ -126,6 +126,8 @@ pub struct PeerConfig {
     pub timeout: Duration,
     /// Missed polls/pushes before the peer is stale.
     pub stale_after_misses: u32,
+    /// TLS options of an `https://` url (`Some` for every https url).
+    pub tls: Option<crate::tls::ClientSettings>,
 }
 
 /// One `[[push]]`, checked.
@@ -137,6 +139,8 @@ pub struct PushConfig {
     pub token: Option<String>,
     /// Time between pushes.
     pub interval: Duration,
+    /// TLS options of an `https://` url (`Some` for every https url).
+    pub tls: Option<crate::tls::ClientSettings>,
 }
 
 /// `[api]`, checked.
@@ -232,13 +236,14 @@ fn check_url(src: &Source, u: &Spanned<String>, key: &str) -> Result<String, Con
     let s = u.get_ref().trim_end_matches('/');
     let ok = s
         .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))
         .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace));
     if !ok {
         return Err(src.err(
             u.span().start,
             key,
             format!(
-                "`{}` is not a supported URL; write e.g. \"http://10.0.0.7:9090\" (plain HTTP; put TLS in front with a proxy)",
+                "`{}` is not a supported URL; write e.g. \"https://10.0.0.7:9090\" or \"http://10.0.0.7:9090\"",
                 u.get_ref()
             ),
         ));
@@ -331,6 +336,8 @@ pub(super) fn check(
                 "must be at least 1",
             ));
         }
+        let https = url.as_deref().is_some_and(|u| u.starts_with("https://"));
+        let tls = super::tls::check_client(src, p.tls.as_ref(), base, &key, https)?;
         peers.push(PeerConfig {
             name,
             url,
@@ -338,6 +345,7 @@ pub(super) fn check(
             interval,
             timeout,
             stale_after_misses: misses,
+            tls,
         });
     }
 
@@ -586,8 +594,12 @@ pub(super) fn check(
         let at = p.span().start;
         let p = p.get_ref();
         let key = format!("push[{i}]");
+        let url = check_url(src, &p.url, &format!("{key}.url"))?;
+        let tls =
+            super::tls::check_client(src, p.tls.as_ref(), base, &key, url.starts_with("https://"))?;
         push.push(PushConfig {
-            url: check_url(src, &p.url, &format!("{key}.url"))?,
+            tls,
+            url,
             token: read_token(
                 src,
                 base,
@@ -636,7 +648,7 @@ pub(super) fn check(
 /// the running agent and needs its read token).
 pub fn api_only(path: &Path) -> Result<ApiConfig, ConfigError> {
     let src = Source::read(path)?;
-    let file: super::raw::RawFile = src.parse()?;
+    let file: super::raw::RawFile = src.parse_lenient()?;
     let base = path
         .parent()
         .map(Path::to_path_buf)
