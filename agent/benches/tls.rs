@@ -81,6 +81,7 @@ fn board() -> Arc<Board> {
             last_status: Some(outpost_plugin_host::Status::Ok),
             last_message: "HTTP 200 in 12 ms".into(),
             last_latency_ms: Some(12.5),
+            offline: false,
         });
     }
     board

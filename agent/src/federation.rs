@@ -246,7 +246,11 @@ impl Transport {
         let auth: http::uri::Authority = authority
             .parse()
             .map_err(|_| format!("`{authority}` is not a host and port"))?;
-        let host = auth.host().trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = auth
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         let server_name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|_| format!("`{host}` is not a host name or address"))?;
         Ok(Transport::Tls(Box::new(TlsTarget {
@@ -581,10 +585,7 @@ pub async fn push_to(target: PushConfig, render: impl Fn() -> bytes::Bytes + Sen
             Ok(Ok(a)) if (200..300).contains(&a.status) => None,
             Ok(Ok(a)) => Some(format!("HTTP {}", a.status)),
             Ok(Err(e)) => Some(e),
-            Err(_) => Some(format!(
-                "no answer within {} ms",
-                deadline.as_millis()
-            )),
+            Err(_) => Some(format!("no answer within {} ms", deadline.as_millis())),
         };
         if err != last_error {
             match &err {

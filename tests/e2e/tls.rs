@@ -462,7 +462,10 @@ fn mutual_tls_refuses_no_certificate_another_ca_and_another_agents_identity() {
         let cfg = client_config(&ca.pem, who.as_ref(), &[]);
         match push(&cfg, "b") {
             Err(_) => {}
-            Ok(r) => panic!("answered {} without a valid client certificate: {}", r.status, r.body),
+            Ok(r) => panic!(
+                "answered {} without a valid client certificate: {}",
+                r.status, r.body
+            ),
         }
     }
     let reader = client_config(&ca.pem, Some(&ca.leaf("reader")), &[]);

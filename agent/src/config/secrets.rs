@@ -259,7 +259,10 @@ mod tests {
         );
         let e = parse::<Doc>(&src, true).unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (3, "t.url"), "{e}");
-        assert!(e.message.contains("`OUTPOST_UNIT_TEST_SURELY_UNSET` is not set"));
+        assert!(
+            e.message
+                .contains("`OUTPOST_UNIT_TEST_SURELY_UNSET` is not set")
+        );
         // Lenient parsing (status, history) reads it as empty.
         let d: Doc = parse(&src, false).unwrap();
         assert_eq!(d.t["url"].as_str(), Some(""));
