@@ -220,19 +220,14 @@ fn providers_kubernetes_ingresses_become_sensors_systems_and_a_service() {
             .insert(0, ingress("ns-a", "ing0", &host, "/p0", "web"));
     }
     // Its next checks add to the same history (the writer batches: poll).
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let h = agent.history(&ing0);
-        let after = h["results"].as_array().map(|a| a.len()).unwrap_or(0);
-        if after > before {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "history before {before}, after {after}: {h}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    agent.wait_until(
+        &format!("history of {ing0} grows past {before} results"),
+        WAIT,
+        || {
+            let h = agent.history(&ing0);
+            h["results"].as_array().map(|a| a.len()).unwrap_or(0) > before
+        },
+    );
     assert!(before > 0);
 
     // The API answering 500: the last set stays, marked stale.

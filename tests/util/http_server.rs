@@ -179,6 +179,7 @@ fn serve<S: Read + Write>(mut s: S, handler: &Handler, requests: &Mutex<Vec<Reco
     };
     requests.lock().unwrap().push(req.clone());
     let reply = handler(&req);
+    // Models a slow server when the test asked for one (`Reply::delay`).
     std::thread::sleep(reply.delay);
     let mut out = format!(
         "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",

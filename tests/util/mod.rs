@@ -130,6 +130,47 @@ pub fn fixture(name: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------
+// Waiting on conditions: the one poll loop of the tests.
+// ---------------------------------------------------------------------------
+
+/// How long the poll helpers pause between two looks at a condition. It is
+/// the polling pace only: nothing is decided by it, every wait ends on its
+/// condition (or fails at its deadline).
+pub const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Polls `cond` until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    wait_some(what, timeout, || cond().then_some(()))
+}
+
+/// Polls `get` until it returns `Some`, and returns that value; panics
+/// naming `what` after `timeout`.
+pub fn wait_some<T>(what: &str, timeout: std::time::Duration, get: impl FnMut() -> Option<T>) -> T {
+    wait_some_or(timeout, get, || {
+        format!("{what}: not reached after {timeout:?}")
+    })
+}
+
+/// [`wait_some`] whose panic message is `describe()` (called once, on
+/// timeout: the last value seen, a server's log, ...).
+pub fn wait_some_or<T>(
+    timeout: std::time::Duration,
+    mut get: impl FnMut() -> Option<T>,
+    describe: impl FnOnce() -> String,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = get() {
+            return v;
+        }
+        if std::time::Instant::now() >= deadline {
+            panic!("{}", describe());
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Real HTTP target whose behaviour a test switches, and the agent harness.
 // ---------------------------------------------------------------------------
 
@@ -213,6 +254,7 @@ fn serve_one(mut s: TcpStream, mode: &AtomicU8, hits: &AtomicUsize, times: &Mute
         0 => 200,
         1 => 500,
         2 => {
+            // Models a slow server: the answer comes late (not a wait).
             std::thread::sleep(Duration::from_millis(1500));
             200
         }
@@ -369,16 +411,55 @@ impl Agent {
         let before = reloads(self);
         self.write_config(body);
         self.signal(libc::SIGHUP);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reloads(self) == before {
-            assert!(
-                Instant::now() < deadline,
-                "agent `{}` did not reload:\n{}",
+        self.wait_until("configuration reloaded", Duration::from_secs(30), || {
+            reloads(self) > before
+        });
+    }
+
+    /// Polls `cond` until it holds; panics naming `what`, with the agent's
+    /// logs, after `timeout`.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        self.wait_some(what, timeout, || cond().then_some(()))
+    }
+
+    /// Polls `get` until it returns `Some` and returns that value; panics
+    /// naming `what`, with the agent's logs, after `timeout`.
+    pub fn wait_some<T>(&self, what: &str, timeout: Duration, get: impl FnMut() -> Option<T>) -> T {
+        wait_some_or(timeout, get, || {
+            format!(
+                "{what}: not reached on agent `{}` after {timeout:?}\nlogs:\n{}",
                 self.name,
                 self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            )
+        })
+    }
+
+    /// Waits until `text` appears in the agent's log `n` times or more.
+    pub fn wait_log(&self, text: &str, n: usize, timeout: Duration) {
+        self.wait_until(&format!("{n} × `{text}` in the log"), timeout, || {
+            self.logs().matches(text).count() >= n
+        });
+    }
+
+    /// The value of one sample of `GET /metrics`, by its exact name and
+    /// labels as the agent writes them (`outpost_outbox_pending`,
+    /// `outpost_checks_total{sensor="web",status="ok"}`).
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        let (code, _, body) = http_get(&self.api("/metrics"), &[]);
+        assert_eq!(code, 200, "{body}");
+        body.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Waits until the outbox holds no notification still to deliver
+    /// (`outpost_outbox_pending 0`): every notification created so far has
+    /// reached its receiver (or was given up), so none of them can still
+    /// arrive.
+    pub fn wait_outbox_drained(&self, timeout: Duration) {
+        self.wait_until("outbox drained", timeout, || {
+            self.metric("outpost_outbox_pending") == Some(0.0)
+        });
     }
 
     /// Writes `body` (see [`Agent::write_config`]) and starts the agent.
@@ -420,7 +501,7 @@ impl Agent {
         )
     }
 
-    /// Reads `get` every 50 ms until `f` holds on it; after `timeout`,
+    /// Reads `get` until `f` holds on it; after `timeout`,
     /// panics with `describe(last)` and the agent's logs.
     fn poll(
         &self,
@@ -429,20 +510,19 @@ impl Agent {
         f: impl Fn(&serde_json::Value) -> bool,
         describe: impl Fn(&serde_json::Value) -> String,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let v = get();
-            if f(&v) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}\nlogs:\n{}",
-                describe(&v),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let last = std::cell::RefCell::new(serde_json::Value::Null);
+        wait_some_or(
+            timeout,
+            || {
+                let v = get();
+                if f(&v) {
+                    return Some(v);
+                }
+                *last.borrow_mut() = v;
+                None
+            },
+            || format!("{}\nlogs:\n{}", describe(&last.borrow()), self.logs()),
+        )
     }
 
     /// Rewrites the config (same `[agent]`).
@@ -480,24 +560,25 @@ impl Agent {
         self.child = Some(child);
         // The agent writes the address it listens on to data/listen-addr
         // once it listens (the kernel picks the port).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        self.port = loop {
-            let addr = std::fs::read_to_string(&listen_addr)
-                .ok()
-                .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok());
-            if let Some(a) = addr {
-                break a.port();
-            }
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("agent exited with {st} at start:\n{}", self.logs());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agent did not start listening:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let log_path = self.dir.path().join("agent.log");
+        let logs = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let child = self.child.as_mut().unwrap();
+        self.port = wait_some_or(
+            Duration::from_secs(60),
+            || {
+                let addr = std::fs::read_to_string(&listen_addr)
+                    .ok()
+                    .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok());
+                if let Some(a) = addr {
+                    return Some(a.port());
+                }
+                if let Some(st) = child.try_wait().unwrap() {
+                    panic!("agent exited with {st} at start:\n{}", logs());
+                }
+                None
+            },
+            || format!("agent did not start listening:\n{}", logs()),
+        );
     }
 
     pub fn logs(&self) -> String {
@@ -759,7 +840,10 @@ fn misbehave(mut s: TcpStream, fault: Fault, name: &str, sent: &AtomicUsize) {
     };
     match fault {
         Fault::Hang => {
-            std::thread::sleep(Duration::from_secs(60));
+            // Holds the connection, reading and discarding, until the
+            // client hangs up (or a minute passed).
+            let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+            while matches!(s.read(&mut chunk), Ok(n) if n > 0) {}
         }
         Fault::Trickle => {
             let body =
@@ -772,6 +856,7 @@ fn misbehave(mut s: TcpStream, fault: Fault, name: &str, sent: &AtomicUsize) {
                 return;
             }
             for b in body.as_bytes() {
+                // Models a peer on a slow link: one byte per 100 ms.
                 std::thread::sleep(Duration::from_millis(100));
                 if !send(&mut s, &[*b]) {
                     return;

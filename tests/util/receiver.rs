@@ -150,23 +150,24 @@ impl Receiver {
         timeout: Duration,
         agent: &super::Agent,
     ) -> Vec<Recorded> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.requests_to(path);
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{path}: {} of {n} requests after {timeout:?}: {:?}\nlogs:\n{}",
-                got.len(),
-                got.iter()
-                    .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-                    .collect::<Vec<_>>(),
-                agent.logs()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        super::wait_some_or(
+            timeout,
+            || {
+                let got = self.requests_to(path);
+                (got.len() >= n).then_some(got)
+            },
+            || {
+                let got = self.requests_to(path);
+                format!(
+                    "{path}: {} of {n} requests after {timeout:?}: {:?}\nlogs:\n{}",
+                    got.len(),
+                    got.iter()
+                        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                        .collect::<Vec<_>>(),
+                    agent.logs()
+                )
+            },
+        )
     }
 
     /// `http://127.0.0.1:<port><path>`.
@@ -327,13 +328,14 @@ impl SmtpServer {
     /// Waits (bounded) until `n` messages were received.
     pub fn wait_messages(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + timeout;
-        loop {
-            let m = self.messages();
-            if m.len() >= n || Instant::now() > deadline {
-                return m;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_some_or(
+            timeout + super::POLL_INTERVAL,
+            || {
+                let m = self.messages();
+                (m.len() >= n || Instant::now() > deadline).then_some(m)
+            },
+            String::new,
+        )
     }
 }
 
