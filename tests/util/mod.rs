@@ -195,33 +195,43 @@ pub enum Mode {
     Alternate = 4,
 }
 
-/// A real HTTP/1.1 server on loopback whose answers a test switches.
+/// A real HTTP/1.1 server on loopback whose answers a test switches (a
+/// handler on [`http_server::HttpServer`]).
 pub struct Target {
     pub port: u16,
     mode: Arc<AtomicU8>,
     hits: Arc<AtomicUsize>,
     times: Arc<Mutex<Vec<Instant>>>,
+    _server: http_server::HttpServer,
 }
 
 impl Target {
     pub fn start(mode: Mode) -> Target {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let t = Target {
-            port,
-            mode: Arc::new(AtomicU8::new(mode as u8)),
-            hits: Arc::default(),
-            times: Arc::default(),
-        };
-        let (m, hits, times) = (t.mode.clone(), t.hits.clone(), t.times.clone());
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(s) = s else { continue };
-                let (m, hits, times) = (m.clone(), hits.clone(), times.clone());
-                std::thread::spawn(move || serve_one(s, &m, &hits, &times));
+        use http_server::Reply;
+        let mode = Arc::new(AtomicU8::new(mode as u8));
+        let hits: Arc<AtomicUsize> = Arc::default();
+        let times: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let (m, h, t) = (mode.clone(), hits.clone(), times.clone());
+        let server = http_server::HttpServer::start(move |_| {
+            let n = h.fetch_add(1, Ordering::SeqCst);
+            t.lock().unwrap().push(Instant::now());
+            match m.load(Ordering::SeqCst) {
+                0 => Reply::new(200, "ok"),
+                1 => Reply::new(500, "broken"),
+                // Models a slow server: the answer comes late (not a wait).
+                2 => Reply::new(200, "ok").delay(Duration::from_millis(1500)),
+                3 => Reply::hang_up(),
+                _ if n.is_multiple_of(2) => Reply::new(200, "ok"),
+                _ => Reply::new(500, "broken"),
             }
         });
-        t
+        Target {
+            port: server.port,
+            mode,
+            hits,
+            times,
+            _server: server,
+        }
     }
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
@@ -236,43 +246,6 @@ impl Target {
     pub fn times(&self) -> Vec<Instant> {
         self.times.lock().unwrap().clone()
     }
-}
-
-fn serve_one(mut s: TcpStream, mode: &AtomicU8, hits: &AtomicUsize, times: &Mutex<Vec<Instant>>) {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 2048];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let n = hits.fetch_add(1, Ordering::SeqCst);
-    times.lock().unwrap().push(Instant::now());
-    let status = match mode.load(Ordering::SeqCst) {
-        0 => 200,
-        1 => 500,
-        2 => {
-            // Models a slow server: the answer comes late (not a wait).
-            std::thread::sleep(Duration::from_millis(1500));
-            200
-        }
-        3 => return,
-        _ => {
-            if n.is_multiple_of(2) {
-                200
-            } else {
-                500
-            }
-        }
-    };
-    let body = if status == 200 { "ok" } else { "broken" };
-    let _ = write!(
-        s,
-        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
 }
 
 /// A plain HTTP GET (HTTP/1.0, no keep-alive): (status, headers, body).
@@ -792,119 +765,47 @@ pub enum Fault {
     WrongSchema,
 }
 
-/// A peer that misbehaves as told; counts bytes it managed to send.
+/// A peer that misbehaves as told (a handler on
+/// [`http_server::HttpServer`]); counts bytes it managed to send.
 pub struct FaultyPeer {
     pub port: u16,
     pub sent: Arc<AtomicUsize>,
+    _server: http_server::HttpServer,
 }
 
 impl FaultyPeer {
     pub fn start(fault: Fault, agent_name: &str) -> FaultyPeer {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let sent = Arc::new(AtomicUsize::new(0));
-        let counter = sent.clone();
+        use http_server::{Delivery, Reply};
         let name = agent_name.to_string();
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(s) = s else { continue };
-                let counter = counter.clone();
-                let name = name.clone();
-                std::thread::spawn(move || misbehave(s, fault, &name, &counter));
-            }
+        let server = http_server::HttpServer::start(move |_| match fault {
+            Fault::Hang => Reply::silent(),
+            Fault::Trickle => Reply::new(
+                200,
+                &format!("{{\"schema_version\":1,\"agent\":{{\"name\":\"{name}\",\"id\":\"x\"}}}}"),
+            )
+            .header("content-type", "application/json")
+            .deliver(Delivery::Trickle(Duration::from_millis(100))),
+            Fault::Malformed => Reply::new(200, "{\"schema_version\": 1, \"agent\": {oops"),
+            Fault::WrongSchema => Reply::new(
+                200,
+                &format!(
+                    "{{\"schema_version\":2,\"agent\":{{\"name\":\"{name}\",\"id\":\"x\"}},\"sensors\":[],\"systems\":[],\"services\":[],\"peers\":[]}}"
+                ),
+            ),
+            // Chunked, so the client cannot refuse it by its length alone.
+            Fault::Huge => Reply::new(200, "")
+                .header("content-type", "application/json")
+                .deliver(Delivery::Endless(1 << 30)),
         });
-        FaultyPeer { port, sent }
+        FaultyPeer {
+            port: server.port,
+            sent: server.sent_counter(),
+            _server: server,
+        }
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-fn misbehave(mut s: TcpStream, fault: Fault, name: &str, sent: &AtomicUsize) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 2048];
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let send = |s: &mut TcpStream, b: &[u8]| -> bool {
-        let ok = s.write_all(b).is_ok();
-        if ok {
-            sent.fetch_add(b.len(), Ordering::SeqCst);
-        }
-        ok
-    };
-    match fault {
-        Fault::Hang => {
-            // Holds the connection, reading and discarding, until the
-            // client hangs up (or a minute passed).
-            let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
-            while matches!(s.read(&mut chunk), Ok(n) if n > 0) {}
-        }
-        Fault::Trickle => {
-            let body =
-                format!("{{\"schema_version\":1,\"agent\":{{\"name\":\"{name}\",\"id\":\"x\"}}}}");
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                body.len()
-            );
-            if !send(&mut s, head.as_bytes()) {
-                return;
-            }
-            for b in body.as_bytes() {
-                // Models a peer on a slow link: one byte per 100 ms.
-                std::thread::sleep(Duration::from_millis(100));
-                if !send(&mut s, &[*b]) {
-                    return;
-                }
-            }
-        }
-        Fault::Malformed => {
-            let body = "{\"schema_version\": 1, \"agent\": {oops";
-            let _ = send(
-                &mut s,
-                format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
-        }
-        Fault::WrongSchema => {
-            let body = format!(
-                "{{\"schema_version\":2,\"agent\":{{\"name\":\"{name}\",\"id\":\"x\"}},\"sensors\":[],\"systems\":[],\"services\":[],\"peers\":[]}}"
-            );
-            let _ = send(
-                &mut s,
-                format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
-        }
-        Fault::Huge => {
-            // Chunked, so the client cannot refuse it by its length alone.
-            if !send(&mut s, b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n") {
-                return;
-            }
-            let piece = vec![b' '; 64 << 10];
-            let mut frame = format!("{:x}\r\n", piece.len()).into_bytes();
-            frame.extend_from_slice(&piece);
-            frame.extend_from_slice(b"\r\n");
-            let mut total = 0usize;
-            while total < (1 << 30) {
-                if !send(&mut s, &frame) {
-                    return;
-                }
-                total += piece.len();
-            }
-            let _ = send(&mut s, b"0\r\n\r\n");
-        }
     }
 }
 
