@@ -135,8 +135,24 @@ impl HttpServer {
         Self::spawn(Some(cert.config.clone()), Arc::new(handler))
     }
 
+    /// Plain HTTP on `l` (a [`super::ReservedPort`] that refused
+    /// connections before, say).
+    pub fn on(
+        l: TcpListener,
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> HttpServer {
+        Self::serve_on(l, None, Arc::new(handler))
+    }
+
     fn spawn(tls: Option<Arc<rustls::ServerConfig>>, handler: Handler) -> HttpServer {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::serve_on(TcpListener::bind("127.0.0.1:0").unwrap(), tls, handler)
+    }
+
+    fn serve_on(
+        l: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: Handler,
+    ) -> HttpServer {
         let port = l.local_addr().unwrap().port();
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let sent: Arc<AtomicUsize> = Arc::default();
@@ -227,8 +243,17 @@ fn serve<S: Read + Write>(
         .find(|(n, _)| n == "content-length")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
     let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
+    if chunked {
+        body = match dechunk(&body, &mut s) {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+    }
+    while !chunked && body.len() < len {
         match s.read(&mut chunk) {
             Ok(0) | Err(_) => break,
             Ok(n) => body.extend_from_slice(&chunk[..n]),
@@ -314,6 +339,25 @@ fn serve<S: Read + Write>(
             }
             send(b"0\r\n\r\n");
         }
+    }
+}
+
+/// Reads a chunked body: `start` (what came with the head), then `s`.
+fn dechunk<S: Read>(start: &[u8], s: &mut S) -> std::io::Result<Vec<u8>> {
+    use std::io::BufRead;
+    let mut r = std::io::BufReader::new(start.chain(s));
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        r.read_line(&mut size)?;
+        let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let mut data = vec![0; n + 2];
+        r.read_exact(&mut data)?;
+        if n == 0 {
+            return Ok(body);
+        }
+        body.extend_from_slice(&data[..n]);
     }
 }
 
