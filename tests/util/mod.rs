@@ -1,5 +1,17 @@
 //! Helpers shared by the end-to-end tests: run the real binary, start real
 //! servers on loopback ports. Keep them here, not copied into test modules.
+//!
+//! Waiting: every wait polls a condition through [`wait_some_or`] (the one
+//! poll loop; [`wait_until`], [`Agent::wait_until`], [`Agent::wait_status`],
+//! [`Receiver::wait_for`] are built on it). A check that something did
+//! *not* happen first waits for a positive event proving it would have by
+//! then (a later timer fired, the outbox drained, a probe was counted). A
+//! sleep in a test models the world (a slow server, an agent kept down),
+//! and says so; it never stands in for a condition.
+//!
+//! Servers: [`http_server::HttpServer`] is the one scriptable HTTP server
+//! (fault deliveries included); [`Target`], [`FaultyPeer`] and
+//! [`Receiver`] are handlers on it.
 #![allow(dead_code)]
 
 pub mod alertmanager;
