@@ -73,10 +73,9 @@ fn soft_hard_recovered_after_exact_counts() {
     agent.wait_sensor("api", Duration::from_secs(30), |s| state(s) == "up");
 
     // The store commits in batches: wait for the last transition to land.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while transitions(&agent, "api").len() < 5 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    agent.wait_until("5 transitions stored", Duration::from_secs(10), || {
+        transitions(&agent, "api").len() >= 5
+    });
     let r = results(&agent, "api");
     let t = transitions(&agent, "api");
     let names: Vec<(&str, &str)> = t
@@ -147,13 +146,10 @@ fn soft_failures_are_rechecked_at_the_retry_interval() {
     agent.wait_sensor("api", Duration::from_secs(30), |s| state(s) == "up");
     target.set(Mode::Error);
     agent.wait_sensor("api", Duration::from_secs(30), |s| state(s) == "down");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut r = results(&agent, "api");
-    while r.iter().filter(|(_, s)| s == "fail").count() < 4 && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-        r = results(&agent, "api");
-    }
+    let r = agent.wait_some("4 failures stored", Duration::from_secs(10), || {
+        let r = results(&agent, "api");
+        (r.iter().filter(|(_, s)| s == "fail").count() >= 4).then_some(r)
+    });
     let fails: Vec<i64> = r
         .iter()
         .filter(|(_, s)| s == "fail")
@@ -207,22 +203,38 @@ fn sighup_applies_a_new_interval_and_keeps_history_and_state() {
         "interval = \"1s\"\njitter = \"0s\"",
     ));
     let first = agent.wait_sensor("api", Duration::from_secs(30), |s| state(s) == "up");
-    std::thread::sleep(Duration::from_millis(1500));
-    let before = results(&agent, "api").len();
-    assert!(before >= 2);
+    // Two results at the old interval, stored.
+    let before = agent.wait_some("2 results stored", Duration::from_secs(10), || {
+        let r = results(&agent, "api");
+        (r.len() >= 2).then_some(r)
+    });
+    let old_gap = before[1].0 - before[0].0;
+    assert!(old_gap >= 900, "old interval: {before:?}");
 
-    agent.write_config(&sensor(
+    // `reconfigure` returns once the agent logged the reload.
+    agent.reconfigure(&sensor(
         "api",
         &target.url(),
         "interval = \"100ms\"\njitter = \"0s\"",
     ));
-    agent.signal(libc::SIGHUP);
-    std::thread::sleep(Duration::from_secs(2));
-    let after = results(&agent, "api").len();
-    // ~20 checks in 2 s at the new interval, versus ~2 at the old one.
+    // Ten more checks, then their spacing on the agent's own clock: the
+    // new 100 ms interval, not the old 1 s one.
+    let after = agent.wait_some(
+        "11 results at the new interval",
+        Duration::from_secs(20),
+        || {
+            let r = results(&agent, "api");
+            (r.len() >= before.len() + 11).then_some(r)
+        },
+    );
+    let new: Vec<i64> = after[after.len() - 10..]
+        .iter()
+        .map(|(at, _)| *at)
+        .collect();
+    let gaps: Vec<i64> = new.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(
-        after - before >= 10,
-        "{before} -> {after}; logs:\n{}",
+        gaps.iter().all(|g| *g < 900) && gaps.iter().sum::<i64>() < 9 * 300,
+        "checks {gaps:?} ms apart after the reload; logs:\n{}",
         agent.logs()
     );
     let now = agent.sensor("api");
@@ -235,17 +247,13 @@ fn sighup_applies_a_new_interval_and_keeps_history_and_state() {
     // An invalid config is rejected; the old one keeps running.
     std::fs::write(&agent.config, "[agent\nbroken").unwrap();
     agent.signal(libc::SIGHUP);
-    std::thread::sleep(Duration::from_millis(800));
+    agent.wait_log("configuration reload rejected", 1, Duration::from_secs(10));
+    // Checks go on at the old config's pace after the rejection.
     let hits = target.hits();
-    std::thread::sleep(Duration::from_millis(600));
-    assert!(
-        target.hits() > hits + 3,
-        "checks stopped after an invalid reload"
-    );
-    assert!(
-        agent.logs().contains("configuration reload rejected"),
-        "{}",
-        agent.logs()
+    agent.wait_until(
+        "checks go on after an invalid reload",
+        Duration::from_secs(10),
+        || target.hits() > hits + 3,
     );
     assert!(agent.stop().success());
 }
@@ -266,14 +274,11 @@ fn a_file_dropped_into_an_include_directory_adds_a_sensor() {
     .unwrap();
     agent.wait_sensor("extra", Duration::from_secs(30), |s| state(s) == "up");
     std::fs::remove_file(agent.dir.path().join("conf.d/extra.toml")).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !agent.sensor("extra").is_null() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "removed sensor still listed"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    agent.wait_until(
+        "removed sensor no longer listed",
+        Duration::from_secs(30),
+        || agent.sensor("extra").is_null(),
+    );
 }
 
 fn count_results(db: &std::path::Path) -> i64 {
@@ -303,10 +308,15 @@ fn kill_9_while_writing_loses_no_committed_result() {
         ));
     }
     let mut agent = Agent::start(&body);
-    std::thread::sleep(Duration::from_secs(3));
-    let committed = count_results(&agent.db());
-    assert!(committed > 1000, "only {committed} results after 3 s");
-    std::thread::sleep(Duration::from_millis(700));
+    let first = agent.wait_some("1,000 results committed", Duration::from_secs(30), || {
+        let n = count_results(&agent.db());
+        (n > 1000).then_some(n)
+    });
+    // Kill it mid-stream: 500 more commits since, so the writer is busy.
+    let committed = agent.wait_some("writes going on", Duration::from_secs(30), || {
+        let n = count_results(&agent.db());
+        (n > first + 500).then_some(n)
+    });
     agent.kill9();
 
     let c = rusqlite::Connection::open(agent.db()).unwrap();
@@ -323,8 +333,11 @@ fn kill_9_while_writing_loses_no_committed_result() {
 
     // The agent starts again on the same file and carries on.
     agent.spawn();
-    std::thread::sleep(Duration::from_secs(2));
-    assert!(count_results(&agent.db()) > after_crash + 500);
+    agent.wait_until(
+        "500 more results after the restart",
+        Duration::from_secs(30),
+        || count_results(&agent.db()) > after_crash + 500,
+    );
     assert!(agent.stop().success());
 }
 
@@ -333,7 +346,6 @@ fn status_history_and_sla_commands_read_the_database() {
     let target = Target::start(Mode::Up);
     let agent = Agent::start(&sensor("web", &target.url(), "interval = \"200ms\""));
     agent.wait_sensor("web", Duration::from_secs(30), |s| state(s) == "up");
-    std::thread::sleep(Duration::from_millis(600));
     let out = agent.cli(&["status"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -353,15 +365,11 @@ fn status_history_and_sla_commands_read_the_database() {
             .iter()
             .find(|r| r["sensor"] == "web")
             .cloned()
-            .expect("a row for web")
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut row = sla();
-    while row["checks"].as_u64().unwrap_or(0) < 3 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        row = sla();
-    }
-    assert!(row["checks"].as_u64().unwrap() >= 3, "{row}");
+    // The store commits in batches: wait for a row with three checks.
+    let row = agent.wait_some("3 checks in the SLA", Duration::from_secs(10), || {
+        sla().filter(|row| row["checks"].as_u64().unwrap_or(0) >= 3)
+    });
     assert_eq!(row["uptime_pct"].as_f64(), Some(100.0), "{row}");
     let (code, _, body) = crate::util::http_get(&agent.api("/metrics"), &[]);
     assert_eq!(code, 200);
@@ -400,18 +408,19 @@ fn time_in_a_maintenance_window_is_left_out_of_the_sla() {
         let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
         rows[0].clone()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     // Time is counted between checks, so wait for both time and counts.
-    while (sla("web")["failures"].as_u64().unwrap_or(0) < 4
-        || sla("web")["downtime_ms"].as_i64().unwrap_or(0) < 600
-        || sla("db")["maintenance_ms"].as_i64().unwrap_or(0) < 600
-        || results(&agent, "db").len() < 4)
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let web = sla("web");
-    let db = sla("db");
+    let (web, db) = agent.wait_some(
+        "failures, downtime and maintenance counted",
+        Duration::from_secs(30),
+        || {
+            let (web, db) = (sla("web"), sla("db"));
+            (web["failures"].as_u64().unwrap_or(0) >= 4
+                && web["downtime_ms"].as_i64().unwrap_or(0) >= 600
+                && db["maintenance_ms"].as_i64().unwrap_or(0) >= 600
+                && results(&agent, "db").len() >= 4)
+                .then_some((web, db))
+        },
+    );
     // Outside maintenance every failure counts.
     assert!(web["failures"].as_u64().unwrap() >= 4, "{web}");
     assert!(web["downtime_ms"].as_i64().unwrap() >= 600, "{web}");

@@ -44,21 +44,24 @@ fn wait_notifications(
     f: impl Fn(&[(Recorded, Value)]) -> bool,
     alertname: &str,
 ) -> Vec<(Recorded, Value)> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let n = notifications(rx, alertname);
-        if f(&n) {
-            return n;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached after {timeout:?}; got {:?}\n--- member 1:\n{}\n--- member 2:\n{}",
-            n.iter().map(|(_, j)| j.to_string()).collect::<Vec<_>>(),
-            cluster.members[0].logs(),
-            cluster.members[1].logs()
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    crate::util::wait_some_or(
+        timeout,
+        || {
+            let n = notifications(rx, alertname);
+            f(&n).then_some(n)
+        },
+        || {
+            format!(
+                "{what}: not reached after {timeout:?}; got {:?}\n--- member 1:\n{}\n--- member 2:\n{}",
+                notifications(rx, alertname)
+                    .iter()
+                    .map(|(_, j)| j.to_string())
+                    .collect::<Vec<_>>(),
+                cluster.members[0].logs(),
+                cluster.members[1].logs()
+            )
+        },
+    )
 }
 
 /// Posts a fence alert to each member on its own and waits for both

@@ -59,6 +59,48 @@ ack_within = "1h"
     )
 }
 
+/// A second sensor on the same target with its own chain (`alert_after`,
+/// then level 2 after `ack_within`), notifying `/canary`. Its timers run
+/// in the same escalation engine as `web`'s, in order of their due time:
+/// once a canary timer due later than a `web` timer has fired and the
+/// outbox is drained, whatever that `web` timer would have sent has
+/// arrived. Negative checks ("level 2 was never called") wait on it, not
+/// on a clock.
+fn canary(target: &Target, rx: &Receiver, alert_after: &str, ack_within: &str) -> String {
+    format!(
+        r#"
+[[sensor]]
+name = "canary"
+plugin = "http"
+interval = "200ms"
+retry_interval = "150ms"
+timeout = "150ms"
+fail_after = 2
+recover_after = 1
+config = {{ url = "{url}" }}
+
+[[notifier]]
+name = "canary"
+plugin = "webhook"
+timeout = "2s"
+config = {{ url = "{rx}/canary" }}
+
+[[escalation]]
+name = "canary"
+targets = ["canary"]
+alert_after = "{alert_after}"
+[[escalation.level]]
+notify = ["canary"]
+ack_within = "{ack_within}"
+[[escalation.level]]
+notify = ["canary"]
+ack_within = "1h"
+"#,
+        url = target.url(),
+        rx = rx.url("")
+    )
+}
+
 fn events(rx: &Receiver, path: &str) -> Vec<String> {
     rx.requests_to(path)
         .iter()
@@ -77,19 +119,20 @@ fn wait_incidents(
     timeout: Duration,
     ready: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let incs = incidents(agent);
-        if ready(&incs) {
-            return incs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "incidents never got there: {incs:?}\n{}",
-            agent.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::util::wait_some_or(
+        timeout,
+        || {
+            let incs = incidents(agent);
+            ready(&incs).then_some(incs)
+        },
+        || {
+            format!(
+                "incidents never got there: {:?}\n{}",
+                incidents(agent),
+                agent.logs()
+            )
+        },
+    )
 }
 
 fn incidents(agent: &Agent) -> Vec<Value> {
@@ -224,7 +267,15 @@ fn no_ack_escalates_to_level_2_then_ack_stops_it_and_recovery_resolves() {
 fn level_1_acknowledging_in_time_means_level_2_is_never_called() {
     let target = Target::start(Mode::Up);
     let rx = Receiver::start();
-    let agent = Agent::start(&config(&target, &rx, "500ms", "2s", ""));
+    // The canary's level 2 is due 3 s after its opening, a second after
+    // `web`'s would be.
+    let agent = Agent::start(&config(
+        &target,
+        &rx,
+        "500ms",
+        "2s",
+        &canary(&target, &rx, "500ms", "3s"),
+    ));
     agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
     target.set(Mode::Error);
     let opened = rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
@@ -237,7 +288,9 @@ fn level_1_acknowledging_in_time_means_level_2_is_never_called() {
         assert!(page.contains("<form method=post"), "{page}");
         assert!(page.contains("web"));
     }
-    assert_eq!(incidents(&agent)[0]["state"], "open", "GET acknowledged");
+    let web = |incs: Vec<Value>| incs.into_iter().find(|i| i["target"] == "web").unwrap();
+    let inc = web(incidents(&agent));
+    assert_eq!(inc["state"], "open", "GET acknowledged");
 
     // The CLI acknowledges with the link.
     let out = agent.cli(&["ack", &url, "--by", "bob"]);
@@ -246,9 +299,19 @@ fn level_1_acknowledging_in_time_means_level_2_is_never_called() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("acknowledged incident #1 (web) as bob"));
-    // Well past ack_within: level 2 never hears.
-    std::thread::sleep(Duration::from_secs(3));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        said.contains(&format!(
+            "acknowledged incident #{} (web) as bob",
+            inc["id"]
+        )),
+        "{said}"
+    );
+    // Past ack_within: the canary's later level-2 timer fired and every
+    // notification made so far was delivered; level 2 never heard.
+    let canary = rx.wait_for("/canary", 2, Duration::from_secs(20), &agent);
+    assert_eq!(canary[1].json()["event"], "escalated");
+    agent.wait_outbox_drained(Duration::from_secs(10));
     assert!(
         rx.requests_to("/l2").is_empty(),
         "level 2 was called: {:?}",
@@ -272,7 +335,9 @@ fn kill_9_before_level_2_is_due_fires_it_once_on_time_after_restart() {
     target.set(Mode::Error);
     let opened = rx.wait_for("/l1", 1, Duration::from_secs(20), &agent);
     agent.kill9();
-    // Down for 3 s: a timer counted from the restart would fire at ≥ 7 s.
+    // Deliberately down for 3 s (an outage of the agent, not a wait for
+    // anything): a timer counted from the restart would then fire at
+    // ≥ 7 s after level 1, one counted from the first start at 4 s.
     std::thread::sleep(Duration::from_secs(3));
     let restarted = Instant::now();
     agent.spawn();
@@ -285,12 +350,26 @@ fn kill_9_before_level_2_is_due_fires_it_once_on_time_after_restart() {
         "level 2 after {gap:?} (restarted {:?} after level 1)",
         restarted.duration_since(opened[0].at)
     );
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(events(&rx, "/l2"), ["escalated"], "exactly once");
-    assert_eq!(events(&rx, "/l1"), ["opened"], "level 1 not told twice");
     let incs = incidents(&agent);
     assert_eq!(incs.len(), 1, "one incident across the restart: {incs:?}");
     assert_eq!(incs[0]["level"], 2);
+    // Recovery: "resolved" goes to both levels, each behind anything
+    // queued before it for that receiver (an incident's notifications are
+    // delivered in order), so a duplicate would arrive first.
+    target.set(Mode::Up);
+    rx.wait_for("/l2", 2, Duration::from_secs(10), &agent);
+    rx.wait_for("/l1", 2, Duration::from_secs(10), &agent);
+    assert_eq!(
+        events(&rx, "/l2"),
+        ["escalated", "resolved"],
+        "exactly once"
+    );
+    assert_eq!(
+        events(&rx, "/l1"),
+        ["opened", "resolved"],
+        "level 1 not told twice"
+    );
+    assert_eq!(incidents(&agent).len(), 1);
 }
 
 #[test]
@@ -332,7 +411,8 @@ fn a_receiver_that_refuses_then_fails_then_rate_limits_gets_each_notification_on
         .filter(|r| r.status == 200)
         .map(|r| r.json()["event"].as_str().unwrap().to_string())
         .collect();
-    std::thread::sleep(Duration::from_secs(1));
+    // Nothing left to send: no retry or duplicate can still come.
+    agent.wait_outbox_drained(Duration::from_secs(10));
     let all = rx.requests_to("/l1");
     let ok: Vec<String> = all
         .iter()
@@ -436,7 +516,15 @@ fn tokens_wrong_truncated_random_or_resolved_are_refused_and_change_nothing() {
 fn a_silence_holds_notifications_but_results_are_recorded() {
     let target = Target::start(Mode::Up);
     let rx = Receiver::start();
-    let agent = Agent::start(&config(&target, &rx, "300ms", "1h", ""));
+    // The canary, not silenced, alerts 1 s after it is down: later than
+    // `web` (300 ms) would.
+    let agent = Agent::start(&config(
+        &target,
+        &rx,
+        "300ms",
+        "1h",
+        &canary(&target, &rx, "1s", "1h"),
+    ));
     agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
     // Without the admin token, the API refuses.
     let (code, _) = http_post(
@@ -459,7 +547,8 @@ fn a_silence_holds_notifications_but_results_are_recorded() {
     );
     target.set(Mode::Error);
     agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "down");
-    std::thread::sleep(Duration::from_secs(2));
+    rx.wait_for("/canary", 1, Duration::from_secs(20), &agent);
+    agent.wait_outbox_drained(Duration::from_secs(10));
     assert!(rx.requests_to("/l1").is_empty(), "silenced, yet notified");
     let history = agent.history("web");
     assert!(
@@ -589,12 +678,20 @@ notify = ["l1"]
     assert_eq!(database["parent_id"], db["id"]);
     assert_eq!(shop["suppressed"], true, "{shop}");
     assert_eq!(shop["parent_id"], database["id"]);
-    std::thread::sleep(Duration::from_secs(1));
+    // A page for a linked incident would be queued in the transaction
+    // that opened it, which is committed: once the outbox is drained it
+    // would have arrived.
+    agent.wait_outbox_drained(Duration::from_secs(10));
     assert_eq!(events(&rx, "/l1"), ["opened"], "one page for one cause");
 
     target.set(Mode::Up);
     rx.wait_for("/l1", 2, Duration::from_secs(10), &agent);
-    std::thread::sleep(Duration::from_secs(2));
+    // Every incident resolved (a "resolved" page is queued in the
+    // transaction that resolves its incident) and the outbox drained.
+    wait_incidents(&agent, Duration::from_secs(10), |i| {
+        i.iter().all(|i| i["state"] == "resolved")
+    });
+    agent.wait_outbox_drained(Duration::from_secs(10));
     let pages: Vec<String> = rx
         .requests_to("/l1")
         .iter()

@@ -128,7 +128,26 @@ fn cycles_do_not_amplify() {
         body.len()
     };
     let first: Vec<usize> = agents.iter().map(size).collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Many poll rounds: every agent took five new documents from each of
+    // its peers (`last_seen_ms` moves with each new document).
+    let seen = |a: &Agent| -> Vec<i64> {
+        let s = a.status();
+        s["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["last_seen_ms"].as_i64().unwrap_or(0))
+            .collect()
+    };
+    let mut rounds = vec![vec![std::collections::BTreeSet::new(); 2]; agents.len()];
+    agents[0].wait_until("five poll rounds per peer on every agent", WAIT, || {
+        for (a, rounds) in agents.iter().zip(rounds.iter_mut()) {
+            for (r, at) in rounds.iter_mut().zip(seen(a)) {
+                r.insert(at);
+            }
+        }
+        rounds.iter().flatten().all(|r| r.len() > 5)
+    });
     for (i, a) in agents.iter().enumerate() {
         let s = a.status();
         let peers = s["peers"].as_array().unwrap();
@@ -181,15 +200,33 @@ fn k_of_n_vantage_points_must_agree() {
         reason(g).contains("1 of 3 vantage points see it down, agreement needs 2"),
         "{g}"
     );
-    // Hold it for a few polls: it must stay degraded.
-    let until = Instant::now() + Duration::from_millis(800);
-    while Instant::now() < until {
-        assert_eq!(
-            state(entry(&a.status(), "services", "api-global")),
-            "degraded"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // Hold it for a few rounds: it must stay degraded while the local
+    // sensor is checked and both peers are polled four more times each.
+    let clocks = |s: &Value| -> Vec<i64> {
+        ["api"]
+            .iter()
+            .map(|n| {
+                entry(s, "sensors", n)["last_check_ms"]
+                    .as_i64()
+                    .unwrap_or(0)
+            })
+            .chain(
+                ["b", "c"]
+                    .iter()
+                    .map(|n| entry(s, "peers", n)["last_seen_ms"].as_i64().unwrap_or(0)),
+            )
+            .collect()
+    };
+    let mut rounds = vec![std::collections::BTreeSet::new(); 3];
+    a.wait_until("four more rounds, degraded throughout", WAIT, || {
+        let s = a.status();
+        let g = entry(&s, "services", "api-global");
+        assert_eq!(state(g), "degraded", "{g}");
+        for (r, at) in rounds.iter_mut().zip(clocks(&s)) {
+            r.insert(at);
+        }
+        rounds.iter().all(|r| r.len() > 4)
+    });
     // A second agent agrees: down, with the local sensor as the local cause.
     targets[1].set(Mode::Error);
     let s = a.wait_status("two agree", WAIT, |s| {

@@ -608,13 +608,16 @@ fn email_starttls_is_refused_at_validation() {
 
 #[test]
 fn email_silent_server_times_out_as_retryable_naming_the_stage() {
-    // Accepts the connection and never sends a greeting.
+    // Accepts connections and never sends a greeting: each is held until
+    // the client hangs up.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        let held: Vec<_> = l.incoming().take(4).collect();
-        std::thread::sleep(Duration::from_secs(30));
-        drop(held);
+        for mut s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s, &mut std::io::sink());
+            });
+        }
     });
     let cfg = json!({"smtp": format!("smtp://127.0.0.1:{port}"), "from": "a@example.com", "to": ["b@example.com"]});
     let started = std::time::Instant::now();

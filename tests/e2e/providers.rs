@@ -173,11 +173,16 @@ fn providers_kubernetes_ingresses_become_sensors_systems_and_a_service() {
         .into_iter()
         .find(|n| n.contains("ing0-"))
         .unwrap();
-    agent.wait_sensor(&ing0, WAIT, |x| x["last_check_ms"].is_number());
-    let before = agent.history(&ing0)["results"]
-        .as_array()
-        .map(|a| a.len())
-        .unwrap_or(0);
+    // The writer batches: wait until some of its results are stored.
+    let stored = |name: &str| {
+        agent.history(name)["results"]
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0)
+    };
+    let before = agent.wait_some(&format!("results of {ing0} stored"), WAIT, || {
+        Some(stored(&ing0)).filter(|n| *n > 0)
+    });
 
     // Added, changed (a label), deleted: within one interval or so.
     {
@@ -220,20 +225,11 @@ fn providers_kubernetes_ingresses_become_sensors_systems_and_a_service() {
             .insert(0, ingress("ns-a", "ing0", &host, "/p0", "web"));
     }
     // Its next checks add to the same history (the writer batches: poll).
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let h = agent.history(&ing0);
-        let after = h["results"].as_array().map(|a| a.len()).unwrap_or(0);
-        if after > before {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "history before {before}, after {after}: {h}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(before > 0);
+    agent.wait_until(
+        &format!("history of {ing0} grows past {before} results"),
+        WAIT,
+        || stored(&ing0) > before,
+    );
 
     // The API answering 500: the last set stays, marked stale.
     cluster.lock().unwrap().fail = true;

@@ -134,7 +134,14 @@ fn metrics_parse_with_a_real_prometheus_parser() {
     a.wait_status("checkout up", WAIT, |s| {
         state(entry(s, "services", "checkout")) == "up"
     });
-    std::thread::sleep(Duration::from_millis(700));
+    // The samples checked below have values to check: two ok checks of
+    // `web`, and a failed poll of the peer that never answers.
+    a.wait_until("web checked twice, far polled", WAIT, || {
+        a.metric("outpost_checks_total{sensor=\"web\",status=\"ok\"}")
+            .is_some_and(|n| n >= 2.0)
+            && a.metric("outpost_peer_staleness_seconds{peer=\"far\"}")
+                .is_some_and(|s| s > 0.0)
+    });
     let (code, head, text) = http_get(&a.api("/metrics"), &[]);
     assert_eq!(code, 200);
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");

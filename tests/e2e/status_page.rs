@@ -64,9 +64,12 @@ fn the_status_page_renders_services_states_and_uptime_bars_in_chromium() {
             && entry(s, "services", "search")["state"] == "up"
     });
     // Today's rollup must exist for a coloured day: the store commits in
-    // batches, so wait for the first rows.
-    std::thread::sleep(Duration::from_millis(1500));
-    let (code, head, html) = http_get(&a.api("/"), &[]);
+    // batches, so wait until the page shows both colours.
+    let (code, head, html) = a.wait_some("today's days coloured", Duration::from_secs(20), || {
+        let (code, head, html) = http_get(&a.api("/"), &[]);
+        (html.contains("class=\"day bad\"") && html.contains("class=\"day good\""))
+            .then_some((code, head, html))
+    });
     assert_eq!(code, 200);
     assert!(head.contains("text/html"));
     // Nothing external: no script, no remote URL.

@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a member waits per position in the cluster before it sends a
 /// notification that the members before it may have sent already
@@ -224,18 +224,19 @@ impl Cluster {
         self.members.iter().map(Member::url).collect()
     }
 
-    /// Polls `f` every 50 ms; panics with both members' logs after
+    /// Polls `f` until it holds; panics with both members' logs after
     /// `timeout`.
     pub fn wait(&self, what: &str, timeout: Duration, f: impl Fn(&Cluster) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !f(self) {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not reached after {timeout:?}\n--- member 1:\n{}\n--- member 2:\n{}",
-                self.members[0].logs(),
-                self.members[1].logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        super::wait_some_or(
+            timeout,
+            || f(self).then_some(()),
+            || {
+                format!(
+                    "{what}: not reached after {timeout:?}\n--- member 1:\n{}\n--- member 2:\n{}",
+                    self.members[0].logs(),
+                    self.members[1].logs()
+                )
+            },
+        )
     }
 }

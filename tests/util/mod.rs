@@ -1,5 +1,17 @@
 //! Helpers shared by the end-to-end tests: run the real binary, start real
 //! servers on loopback ports. Keep them here, not copied into test modules.
+//!
+//! Waiting: every wait polls a condition through [`wait_some_or`] (the one
+//! poll loop; [`wait_until`], [`Agent::wait_until`], [`Agent::wait_status`],
+//! [`Receiver::wait_for`] are built on it). A check that something did
+//! *not* happen first waits for a positive event proving it would have by
+//! then (a later timer fired, the outbox drained, a probe was counted). A
+//! sleep in a test models the world (a slow server, an agent kept down),
+//! and says so; it never stands in for a condition.
+//!
+//! Servers: [`http_server::HttpServer`] is the one scriptable HTTP server
+//! (fault deliveries included); [`Target`], [`FaultyPeer`] and
+//! [`Receiver`] are handlers on it.
 #![allow(dead_code)]
 
 pub mod alertmanager;
@@ -130,6 +142,47 @@ pub fn fixture(name: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------
+// Waiting on conditions: the one poll loop of the tests.
+// ---------------------------------------------------------------------------
+
+/// How long the poll helpers pause between two looks at a condition. It is
+/// the polling pace only: nothing is decided by it, every wait ends on its
+/// condition (or fails at its deadline).
+pub const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Polls `cond` until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    wait_some(what, timeout, || cond().then_some(()))
+}
+
+/// Polls `get` until it returns `Some`, and returns that value; panics
+/// naming `what` after `timeout`.
+pub fn wait_some<T>(what: &str, timeout: std::time::Duration, get: impl FnMut() -> Option<T>) -> T {
+    wait_some_or(timeout, get, || {
+        format!("{what}: not reached after {timeout:?}")
+    })
+}
+
+/// [`wait_some`] whose panic message is `describe()` (called once, on
+/// timeout: the last value seen, a server's log, ...).
+pub fn wait_some_or<T>(
+    timeout: std::time::Duration,
+    mut get: impl FnMut() -> Option<T>,
+    describe: impl FnOnce() -> String,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = get() {
+            return v;
+        }
+        if std::time::Instant::now() >= deadline {
+            panic!("{}", describe());
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Real HTTP target whose behaviour a test switches, and the agent harness.
 // ---------------------------------------------------------------------------
 
@@ -154,33 +207,43 @@ pub enum Mode {
     Alternate = 4,
 }
 
-/// A real HTTP/1.1 server on loopback whose answers a test switches.
+/// A real HTTP/1.1 server on loopback whose answers a test switches (a
+/// handler on [`http_server::HttpServer`]).
 pub struct Target {
     pub port: u16,
     mode: Arc<AtomicU8>,
     hits: Arc<AtomicUsize>,
     times: Arc<Mutex<Vec<Instant>>>,
+    _server: http_server::HttpServer,
 }
 
 impl Target {
     pub fn start(mode: Mode) -> Target {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let t = Target {
-            port,
-            mode: Arc::new(AtomicU8::new(mode as u8)),
-            hits: Arc::default(),
-            times: Arc::default(),
-        };
-        let (m, hits, times) = (t.mode.clone(), t.hits.clone(), t.times.clone());
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(s) = s else { continue };
-                let (m, hits, times) = (m.clone(), hits.clone(), times.clone());
-                std::thread::spawn(move || serve_one(s, &m, &hits, &times));
+        use http_server::Reply;
+        let mode = Arc::new(AtomicU8::new(mode as u8));
+        let hits: Arc<AtomicUsize> = Arc::default();
+        let times: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let (m, h, t) = (mode.clone(), hits.clone(), times.clone());
+        let server = http_server::HttpServer::start(move |_| {
+            let n = h.fetch_add(1, Ordering::SeqCst);
+            t.lock().unwrap().push(Instant::now());
+            match m.load(Ordering::SeqCst) {
+                0 => Reply::new(200, "ok"),
+                1 => Reply::new(500, "broken"),
+                // Models a slow server: the answer comes late (not a wait).
+                2 => Reply::new(200, "ok").delay(Duration::from_millis(1500)),
+                3 => Reply::hang_up(),
+                _ if n.is_multiple_of(2) => Reply::new(200, "ok"),
+                _ => Reply::new(500, "broken"),
             }
         });
-        t
+        Target {
+            port: server.port,
+            mode,
+            hits,
+            times,
+            _server: server,
+        }
     }
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/", self.port)
@@ -195,42 +258,6 @@ impl Target {
     pub fn times(&self) -> Vec<Instant> {
         self.times.lock().unwrap().clone()
     }
-}
-
-fn serve_one(mut s: TcpStream, mode: &AtomicU8, hits: &AtomicUsize, times: &Mutex<Vec<Instant>>) {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 2048];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let n = hits.fetch_add(1, Ordering::SeqCst);
-    times.lock().unwrap().push(Instant::now());
-    let status = match mode.load(Ordering::SeqCst) {
-        0 => 200,
-        1 => 500,
-        2 => {
-            std::thread::sleep(Duration::from_millis(1500));
-            200
-        }
-        3 => return,
-        _ => {
-            if n.is_multiple_of(2) {
-                200
-            } else {
-                500
-            }
-        }
-    };
-    let body = if status == 200 { "ok" } else { "broken" };
-    let _ = write!(
-        s,
-        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
 }
 
 /// A plain HTTP GET (HTTP/1.0, no keep-alive): (status, headers, body).
@@ -372,16 +399,55 @@ impl Agent {
         let before = reloads(self);
         self.write_config(body);
         self.signal(libc::SIGHUP);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while reloads(self) == before {
-            assert!(
-                Instant::now() < deadline,
-                "agent `{}` did not reload:\n{}",
+        self.wait_until("configuration reloaded", Duration::from_secs(30), || {
+            reloads(self) > before
+        });
+    }
+
+    /// Polls `cond` until it holds; panics naming `what`, with the agent's
+    /// logs, after `timeout`.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        self.wait_some(what, timeout, || cond().then_some(()))
+    }
+
+    /// Polls `get` until it returns `Some` and returns that value; panics
+    /// naming `what`, with the agent's logs, after `timeout`.
+    pub fn wait_some<T>(&self, what: &str, timeout: Duration, get: impl FnMut() -> Option<T>) -> T {
+        wait_some_or(timeout, get, || {
+            format!(
+                "{what}: not reached on agent `{}` after {timeout:?}\nlogs:\n{}",
                 self.name,
                 self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            )
+        })
+    }
+
+    /// Waits until `text` appears in the agent's log `n` times or more.
+    pub fn wait_log(&self, text: &str, n: usize, timeout: Duration) {
+        self.wait_until(&format!("{n} × `{text}` in the log"), timeout, || {
+            self.logs().matches(text).count() >= n
+        });
+    }
+
+    /// The value of one sample of `GET /metrics`, by its exact name and
+    /// labels as the agent writes them (`outpost_outbox_pending`,
+    /// `outpost_checks_total{sensor="web",status="ok"}`).
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        let (code, _, body) = http_get(&self.api("/metrics"), &[]);
+        assert_eq!(code, 200, "{body}");
+        body.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Waits until the outbox holds no notification still to deliver
+    /// (`outpost_outbox_pending 0`): every notification created so far has
+    /// reached its receiver (or was given up), so none of them can still
+    /// arrive.
+    pub fn wait_outbox_drained(&self, timeout: Duration) {
+        self.wait_until("outbox drained", timeout, || {
+            self.metric("outpost_outbox_pending") == Some(0.0)
+        });
     }
 
     /// Writes `body` (see [`Agent::write_config`]) and starts the agent.
@@ -423,7 +489,7 @@ impl Agent {
         )
     }
 
-    /// Reads `get` every 50 ms until `f` holds on it; after `timeout`,
+    /// Reads `get` until `f` holds on it; after `timeout`,
     /// panics with `describe(last)` and the agent's logs.
     pub fn poll(
         &self,
@@ -432,20 +498,19 @@ impl Agent {
         f: impl Fn(&serde_json::Value) -> bool,
         describe: impl Fn(&serde_json::Value) -> String,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let v = get();
-            if f(&v) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}\nlogs:\n{}",
-                describe(&v),
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let last = std::cell::RefCell::new(serde_json::Value::Null);
+        wait_some_or(
+            timeout,
+            || {
+                let v = get();
+                if f(&v) {
+                    return Some(v);
+                }
+                *last.borrow_mut() = v;
+                None
+            },
+            || format!("{}\nlogs:\n{}", describe(&last.borrow()), self.logs()),
+        )
     }
 
     /// Rewrites the config (same `[agent]`).
@@ -484,24 +549,25 @@ impl Agent {
         self.child = Some(child);
         // The agent writes the address it listens on to data/listen-addr
         // once it listens (the kernel picks the port).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        self.port = loop {
-            let addr = std::fs::read_to_string(&listen_addr)
-                .ok()
-                .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok());
-            if let Some(a) = addr {
-                break a.port();
-            }
-            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("agent exited with {st} at start:\n{}", self.logs());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "agent did not start listening:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let log_path = self.dir.path().join("agent.log");
+        let logs = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        let child = self.child.as_mut().unwrap();
+        self.port = wait_some_or(
+            Duration::from_secs(60),
+            || {
+                let addr = std::fs::read_to_string(&listen_addr)
+                    .ok()
+                    .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok());
+                if let Some(a) = addr {
+                    return Some(a.port());
+                }
+                if let Some(st) = child.try_wait().unwrap() {
+                    panic!("agent exited with {st} at start:\n{}", logs());
+                }
+                None
+            },
+            || format!("agent did not start listening:\n{}", logs()),
+        );
     }
 
     pub fn logs(&self) -> String {
@@ -715,115 +781,47 @@ pub enum Fault {
     WrongSchema,
 }
 
-/// A peer that misbehaves as told; counts bytes it managed to send.
+/// A peer that misbehaves as told (a handler on
+/// [`http_server::HttpServer`]); counts bytes it managed to send.
 pub struct FaultyPeer {
     pub port: u16,
     pub sent: Arc<AtomicUsize>,
+    _server: http_server::HttpServer,
 }
 
 impl FaultyPeer {
     pub fn start(fault: Fault, agent_name: &str) -> FaultyPeer {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let sent = Arc::new(AtomicUsize::new(0));
-        let counter = sent.clone();
+        use http_server::{Delivery, Reply};
         let name = agent_name.to_string();
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(s) = s else { continue };
-                let counter = counter.clone();
-                let name = name.clone();
-                std::thread::spawn(move || misbehave(s, fault, &name, &counter));
-            }
+        let server = http_server::HttpServer::start(move |_| match fault {
+            Fault::Hang => Reply::silent(),
+            Fault::Trickle => Reply::new(
+                200,
+                &format!("{{\"schema_version\":1,\"agent\":{{\"name\":\"{name}\",\"id\":\"x\"}}}}"),
+            )
+            .header("content-type", "application/json")
+            .deliver(Delivery::Trickle(Duration::from_millis(100))),
+            Fault::Malformed => Reply::new(200, "{\"schema_version\": 1, \"agent\": {oops"),
+            Fault::WrongSchema => Reply::new(
+                200,
+                &format!(
+                    "{{\"schema_version\":2,\"agent\":{{\"name\":\"{name}\",\"id\":\"x\"}},\"sensors\":[],\"systems\":[],\"services\":[],\"peers\":[]}}"
+                ),
+            ),
+            // Chunked, so the client cannot refuse it by its length alone.
+            Fault::Huge => Reply::new(200, "")
+                .header("content-type", "application/json")
+                .deliver(Delivery::Endless(1 << 30)),
         });
-        FaultyPeer { port, sent }
+        FaultyPeer {
+            port: server.port,
+            sent: server.sent_counter(),
+            _server: server,
+        }
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-fn misbehave(mut s: TcpStream, fault: Fault, name: &str, sent: &AtomicUsize) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 2048];
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match s.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    let send = |s: &mut TcpStream, b: &[u8]| -> bool {
-        let ok = s.write_all(b).is_ok();
-        if ok {
-            sent.fetch_add(b.len(), Ordering::SeqCst);
-        }
-        ok
-    };
-    match fault {
-        Fault::Hang => {
-            std::thread::sleep(Duration::from_secs(60));
-        }
-        Fault::Trickle => {
-            let body =
-                format!("{{\"schema_version\":1,\"agent\":{{\"name\":\"{name}\",\"id\":\"x\"}}}}");
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                body.len()
-            );
-            if !send(&mut s, head.as_bytes()) {
-                return;
-            }
-            for b in body.as_bytes() {
-                std::thread::sleep(Duration::from_millis(100));
-                if !send(&mut s, &[*b]) {
-                    return;
-                }
-            }
-        }
-        Fault::Malformed => {
-            let body = "{\"schema_version\": 1, \"agent\": {oops";
-            let _ = send(
-                &mut s,
-                format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
-        }
-        Fault::WrongSchema => {
-            let body = format!(
-                "{{\"schema_version\":2,\"agent\":{{\"name\":\"{name}\",\"id\":\"x\"}},\"sensors\":[],\"systems\":[],\"services\":[],\"peers\":[]}}"
-            );
-            let _ = send(
-                &mut s,
-                format!(
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
-        }
-        Fault::Huge => {
-            // Chunked, so the client cannot refuse it by its length alone.
-            if !send(&mut s, b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n") {
-                return;
-            }
-            let piece = vec![b' '; 64 << 10];
-            let mut frame = format!("{:x}\r\n", piece.len()).into_bytes();
-            frame.extend_from_slice(&piece);
-            frame.extend_from_slice(b"\r\n");
-            let mut total = 0usize;
-            while total < (1 << 30) {
-                if !send(&mut s, &frame) {
-                    return;
-                }
-                total += piece.len();
-            }
-            let _ = send(&mut s, b"0\r\n\r\n");
-        }
     }
 }
 

@@ -6,7 +6,7 @@ use super::http_get;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A Prometheus server in a temporary directory; killed on drop.
 pub struct Prometheus {
@@ -53,24 +53,24 @@ impl Prometheus {
             dir,
             child,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(st) = p.child.try_wait().unwrap() {
-                panic!("prometheus exited with {st} at start:\n{}", p.logs());
-            }
-            if p.port == 0 {
-                p.port = listening_port(&p.logs()).unwrap_or(0);
-            }
-            if p.port != 0 && http_get(&p.url("/-/ready"), &[]).0 == 200 {
-                return p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready:\n{}",
-                p.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log_path = p.dir.path().join("prometheus.log");
+        let logs = || std::fs::read_to_string(&log_path).unwrap_or_default();
+        super::wait_some_or(
+            Duration::from_secs(60),
+            || {
+                if let Some(st) = p.child.try_wait().unwrap() {
+                    panic!("prometheus exited with {st} at start:\n{}", logs());
+                }
+                if p.port == 0 {
+                    p.port = listening_port(&logs()).unwrap_or(0);
+                }
+                (p.port != 0
+                    && http_get(&format!("http://127.0.0.1:{}/-/ready", p.port), &[]).0 == 200)
+                    .then_some(())
+            },
+            || format!("prometheus not ready:\n{}", logs()),
+        );
+        p
     }
 
     /// `http://127.0.0.1:<port><path>`.
@@ -85,7 +85,7 @@ impl Prometheus {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
     }
 
-    /// Polls `path` every 100 ms until `f` holds on its JSON; panics with
+    /// Polls `path` until `f` holds on its JSON; panics with
     /// the last answer and the server's log after `timeout`.
     pub fn wait_api(
         &self,
@@ -93,19 +93,25 @@ impl Prometheus {
         timeout: Duration,
         f: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let v = self.api(path);
-            if f(&v) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{path}: condition not reached; last answer: {v}\nprometheus log:\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let last = std::cell::RefCell::new(serde_json::Value::Null);
+        super::wait_some_or(
+            timeout,
+            || {
+                let v = self.api(path);
+                if f(&v) {
+                    return Some(v);
+                }
+                *last.borrow_mut() = v;
+                None
+            },
+            || {
+                format!(
+                    "{path}: condition not reached; last answer: {}\nprometheus log:\n{}",
+                    last.borrow(),
+                    self.logs()
+                )
+            },
+        )
     }
 
     /// The server's log.

@@ -1,11 +1,13 @@
 //! Real receivers for the notifier tests: an HTTP/1.1 server on loopback
-//! that records every request and answers what the test tells it, and the
-//! aiosmtpd SMTP server of `tests/servers/smtp_server.py`.
+//! (a handler on [`super::http_server::HttpServer`]) that records every
+//! request and answers what the test tells it, and the aiosmtpd SMTP
+//! server of `tests/servers/smtp_server.py`.
 #![allow(dead_code)]
 
+use super::http_server::{HttpServer, Reply};
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -76,6 +78,8 @@ pub struct Receiver {
     answer: Arc<Mutex<Answer>>,
     scripts: Arc<Mutex<Scripts>>,
     requests: Arc<Mutex<Vec<Recorded>>>,
+    /// The server answering (none while unstarted).
+    _server: Option<HttpServer>,
 }
 
 impl Receiver {
@@ -97,25 +101,35 @@ impl Receiver {
             answer: Arc::new(Mutex::new(Answer::new(200, "ok"))),
             scripts: Arc::default(),
             requests: Arc::default(),
+            _server: None,
         }
     }
 
     fn serve_on(l: TcpListener) -> Receiver {
-        let r = Receiver {
+        let mut r = Receiver {
             port: l.local_addr().unwrap().port(),
             ..Self::unstarted(0)
         };
         let (answer, scripts, requests) = (r.answer.clone(), r.scripts.clone(), r.requests.clone());
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(s) = s else { continue };
-                let (answer, scripts, requests) =
-                    (answer.clone(), scripts.clone(), requests.clone());
-                std::thread::spawn(move || {
-                    let _ = serve(s, &answer, &scripts, &requests);
-                });
-            }
-        });
+        r._server = Some(HttpServer::on(l, move |req| {
+            let a = scripts
+                .lock()
+                .unwrap()
+                .get_mut(&req.path)
+                .and_then(|q| q.pop_front())
+                .unwrap_or_else(|| answer.lock().unwrap().clone());
+            requests.lock().unwrap().push(Recorded {
+                method: req.method.clone(),
+                path: req.path.clone(),
+                headers: req.headers.clone(),
+                body: req.body.clone(),
+                at: Instant::now(),
+                status: a.status,
+            });
+            a.headers
+                .iter()
+                .fold(Reply::new(a.status, &a.body), |r, (n, v)| r.header(n, v))
+        }));
         r
     }
 
@@ -150,23 +164,24 @@ impl Receiver {
         timeout: Duration,
         agent: &super::Agent,
     ) -> Vec<Recorded> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.requests_to(path);
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{path}: {} of {n} requests after {timeout:?}: {:?}\nlogs:\n{}",
-                got.len(),
-                got.iter()
-                    .map(|r| String::from_utf8_lossy(&r.body).into_owned())
-                    .collect::<Vec<_>>(),
-                agent.logs()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        super::wait_some_or(
+            timeout,
+            || {
+                let got = self.requests_to(path);
+                (got.len() >= n).then_some(got)
+            },
+            || {
+                let got = self.requests_to(path);
+                format!(
+                    "{path}: {} of {n} requests after {timeout:?}: {:?}\nlogs:\n{}",
+                    got.len(),
+                    got.iter()
+                        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                        .collect::<Vec<_>>(),
+                    agent.logs()
+                )
+            },
+        )
     }
 
     /// `http://127.0.0.1:<port><path>`.
@@ -190,79 +205,6 @@ impl Receiver {
         assert_eq!(r.len(), 1, "expected exactly one request, got {r:?}");
         r.into_iter().next().unwrap()
     }
-}
-
-fn serve(
-    s: TcpStream,
-    answer: &Mutex<Answer>,
-    scripts: &Mutex<Scripts>,
-    requests: &Mutex<Vec<Recorded>>,
-) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut w = s.try_clone()?;
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_string();
-    let path = parts.next().unwrap_or_default().to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h)?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = h.split_once(':') {
-            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-    }
-    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let mut body = Vec::new();
-    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
-            let mut chunk = vec![0; n + 2];
-            r.read_exact(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body.resize(n, 0);
-        r.read_exact(&mut body)?;
-    }
-    let a = scripts
-        .lock()
-        .unwrap()
-        .get_mut(&path)
-        .and_then(|q| q.pop_front())
-        .unwrap_or_else(|| answer.lock().unwrap().clone());
-    requests.lock().unwrap().push(Recorded {
-        method,
-        path,
-        headers,
-        body,
-        at: Instant::now(),
-        status: a.status,
-    });
-    let mut head = format!(
-        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
-        a.status,
-        a.body.len()
-    );
-    for (n, v) in &a.headers {
-        head.push_str(&format!("{n}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    w.write_all(head.as_bytes())?;
-    w.write_all(a.body.as_bytes())?;
-    w.flush()
 }
 
 /// The aiosmtpd server of `tests/servers/smtp_server.py`, writing each
@@ -327,13 +269,14 @@ impl SmtpServer {
     /// Waits (bounded) until `n` messages were received.
     pub fn wait_messages(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + timeout;
-        loop {
-            let m = self.messages();
-            if m.len() >= n || Instant::now() > deadline {
-                return m;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_some_or(
+            timeout + super::POLL_INTERVAL,
+            || {
+                let m = self.messages();
+                (m.len() >= n || Instant::now() > deadline).then_some(m)
+            },
+            String::new,
+        )
     }
 }
 
