@@ -442,14 +442,9 @@ match = "example.com/Host"
             .filter(|r| r.header("if-none-match") == Some("\"v0\""))
             .count()
     };
-    let deadline = std::time::Instant::now() + WAIT;
-    while not_modified(&server) < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no conditional request"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    agent.wait_until("three conditional requests answered 304", WAIT, || {
+        not_modified(&server) >= 3
+    });
 
     // The catalog changes: one host leaves, one arrives.
     {

@@ -199,26 +199,10 @@ fn https_get(cfg: &Arc<rustls::ClientConfig>, port: u16, path: &str) -> Reply {
     https(cfg, port, "GET", path, &[], b"").unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
-/// Polls `f` every 50 ms until it returns `Some`; panics with `what` and
+/// Polls `f` until it returns `Some` ([`Agent::wait_some`]); panics with `what` and
 /// the agent's logs after `timeout`.
-fn wait_for<T>(
-    agent: &Agent,
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached\nlogs:\n{}",
-            agent.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for<T>(agent: &Agent, what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    agent.wait_some(what, timeout, f)
 }
 
 /// Writes `leaf` as `<name>.pem`/`<name>.key` and the CA as `ca.pem` in
