@@ -45,3 +45,5 @@ mod http_sensor;
 mod recipes;
 #[path = "e2e/status_page.rs"]
 mod status_page;
+#[path = "e2e/limits.rs"]
+mod limits;

@@ -437,7 +437,7 @@ pub(super) fn check_kinds(
             }
             None => None,
         };
-        let (line, _) = super::locate(&src.text, start);
+        let (line, _) = src.locate(start);
         out.push((
             KindRule {
                 kind,
