@@ -220,7 +220,7 @@ fn a_resource_bomb_is_stopped_at_the_table_cap() {
         canary(&target),
         hostile(
             "bomb",
-            "mode = \"resources\", count = 1000000, bytes = 30000",
+            "mode = \"resources\", count = 1000000, bytes = 1000",
             ""
         ),
     ));
