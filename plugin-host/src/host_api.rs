@@ -60,6 +60,12 @@ impl host_api::Host for Sandbox {
                 "host {host}:{port} is not in this plugin's network allow-list"
             ));
         }
+        if !self.meter.connect() {
+            return Err(format!(
+                "{}",
+                self.meter.exceeded().expect("the meter records the limit it refused")
+            ));
+        }
         let timeout = Duration::from_millis(timeout_ms.clamp(1, 60_000).into());
         match tokio::time::timeout(
             timeout,
