@@ -41,9 +41,9 @@ mod status_api;
 mod contrib;
 #[path = "e2e/http_sensor.rs"]
 mod http_sensor;
+#[path = "e2e/limits.rs"]
+mod limits;
 #[path = "e2e/recipes.rs"]
 mod recipes;
 #[path = "e2e/status_page.rs"]
 mod status_page;
-#[path = "e2e/limits.rs"]
-mod limits;

@@ -74,6 +74,10 @@ fn main() {
     let ratio = times[1].as_secs_f64() / times[0].as_secs_f64();
     println!(
         "50,000 vs 5,000 sensors: {ratio:.1}× the time for 10× the sensors (linear: about 10×); target: 50,000 in < 5 s: {}",
-        if times[1] < Duration::from_secs(5) { "met" } else { "NOT met" }
+        if times[1] < Duration::from_secs(5) {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
 }

@@ -74,7 +74,12 @@ impl SensorRuntime {
             }
             None => Machine::new(policy, now_ms()),
         };
-        let net = NetPolicy::granted(plugin.info(), &cfg.config.value(), cfg.allow.as_deref(), &[]);
+        let net = NetPolicy::granted(
+            plugin.info(),
+            &cfg.config.value(),
+            cfg.allow.as_deref(),
+            &[],
+        );
         let instance = plugin.instance(Arc::new(net), &cfg.name);
         Self {
             cfg,

@@ -63,7 +63,9 @@ impl host_api::Host for Sandbox {
         if !self.meter.connect() {
             return Err(format!(
                 "{}",
-                self.meter.exceeded().expect("the meter records the limit it refused")
+                self.meter
+                    .exceeded()
+                    .expect("the meter records the limit it refused")
             ));
         }
         let timeout = Duration::from_millis(timeout_ms.clamp(1, 60_000).into());

@@ -45,9 +45,9 @@ mod result;
 mod sandbox;
 mod sockets;
 
+pub use meter::HostLimit;
 pub use outpost_types::abi::*;
 pub use policy::{Endpoint, NetPolicy};
-pub use meter::HostLimit;
 pub use sandbox::Limits;
 
 /// Paths of the test fixture components (`tests/test-plugins`), built with

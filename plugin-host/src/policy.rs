@@ -317,7 +317,12 @@ mod tests {
         use outpost_types::abi::{ConfigField, PluginInfo};
         let info = PluginInfo::sensor("t", "1", "t")
             .field(ConfigField::required("url", "url", "target"))
-            .field(ConfigField::optional("peers", "list<host:port>", None, "peers"))
+            .field(ConfigField::optional(
+                "peers",
+                "list<host:port>",
+                None,
+                "peers",
+            ))
             .field(ConfigField::optional(
                 "api",
                 "url",
@@ -346,7 +351,10 @@ mod tests {
         let explicit = [ep("only.example:25")];
         let p = NetPolicy::granted(&info, &cfg, Some(&explicit), &[]);
         assert_eq!(p.endpoints(), explicit);
-        assert_eq!(NetPolicy::deny_all().describe(), "nothing (no network access)");
+        assert_eq!(
+            NetPolicy::deny_all().describe(),
+            "nothing (no network access)"
+        );
     }
 
     #[test]

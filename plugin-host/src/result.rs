@@ -28,7 +28,12 @@ fn cut(text: &mut String, max: usize, what: &str, key: &str) {
 
 /// `r` within `limits`.
 pub fn bound(mut r: CheckResult, limits: &Limits) -> CheckResult {
-    cut(&mut r.message, limits.message_bytes, "message", "message_kb");
+    cut(
+        &mut r.message,
+        limits.message_bytes,
+        "message",
+        "message_kb",
+    );
     if r.metrics.len() > limits.max_metrics {
         let total = r.metrics.len();
         // Metrics are kept in name order; the first ones stay.

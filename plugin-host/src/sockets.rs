@@ -13,11 +13,11 @@ use super::policy::NetPolicy;
 use super::sandbox::Sandbox;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, Resource};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::SocketError;
 use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{
     self, ErrorCode, Host, HostResolveAddressStream, IpAddress, Network, ResolveAddressStream,
 };
-use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::bindings::sockets::network;
 use wasmtime_wasi::sockets::{WasiSocketsCtxView, WasiSocketsView};
 

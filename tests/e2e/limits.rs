@@ -105,10 +105,7 @@ fn assert_canary_kept_schedule(agent: &Agent, target: &Target, from: Instant) {
         .iter()
         .filter(|t| t["to"] != "up")
         .collect();
-    assert!(
-        changes.is_empty(),
-        "the canary changed state: {changes:?}"
-    );
+    assert!(changes.is_empty(), "the canary changed state: {changes:?}");
     assert_eq!(agent.sensor("canary")["state"], "up");
 }
 
@@ -135,7 +132,11 @@ impl Holder {
     fn start() -> Holder {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let (live, peak, total) = (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());
+        let (live, peak, total) = (
+            Arc::<AtomicUsize>::default(),
+            Arc::<AtomicUsize>::default(),
+            Arc::<AtomicUsize>::default(),
+        );
         let (lv, pk, tt) = (live.clone(), peak.clone(), total.clone());
         std::thread::spawn(move || {
             for s in l.incoming() {
@@ -248,14 +249,21 @@ fn oversized_results_are_cut_before_they_are_stored_or_served() {
     for r in &rows {
         let m = r["message"].as_str().unwrap();
         assert!(m.len() < 4096 + 300, "stored message of {} bytes", m.len());
-        assert!(m.contains("message truncated: 3000000 bytes, limit 4096"), "{m}");
+        assert!(
+            m.contains("message truncated: 3000000 bytes, limit 4096"),
+            "{m}"
+        );
         assert!(m.contains("19900 of 20000 metrics dropped"), "{m}");
         assert!(r["metrics"].as_array().unwrap().len() <= 100, "{r}");
     }
     let s = agent.sensor("big");
     assert!(s["last_message"].as_str().unwrap().len() < 4096 + 300);
     let (_, _, page) = util::http_get(&agent.api("/api/v1/status"), &[]);
-    assert!(page.len() < 64 << 10, "status document of {} bytes", page.len());
+    assert!(
+        page.len() < 64 << 10,
+        "status document of {} bytes",
+        page.len()
+    );
     assert_canary_kept_schedule(&agent, &target, from);
 }
 
@@ -314,7 +322,11 @@ fn name_lookups_follow_the_grant() {
     );
     let granted = results(&agent, "granted", 2);
     assert_eq!(granted[0]["status"], "ok", "{}", granted[0]);
-    assert!(agent.logs().contains("denied name lookup outside the plugin's allow-list"));
+    assert!(
+        agent
+            .logs()
+            .contains("denied name lookup outside the plugin's allow-list")
+    );
     assert_canary_kept_schedule(&agent, &target, from);
 }
 
@@ -342,16 +354,25 @@ fn hosts_smuggled_into_config_grant_nothing() {
     let out = agent.cli(&["check-config"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains(&format!("network: 127.0.0.1:{} (from target fields)", target.port)),
+        text.contains(&format!(
+            "network: 127.0.0.1:{} (from target fields)",
+            target.port
+        )),
         "{text}"
     );
-    assert!(text.contains("network: nothing (no network access) (from target fields)"), "{text}");
+    assert!(
+        text.contains("network: nothing (no network access) (from target fields)"),
+        "{text}"
+    );
     assert_canary_kept_schedule(&agent, &target, from);
 }
 
 #[test]
 fn plugin_info_prints_the_grant_and_escapes_what_the_plugin_says() {
-    let out = util::outpost().args(["plugin", "info", "http"]).output().unwrap();
+    let out = util::outpost()
+        .args(["plugin", "info", "http"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("network: the hosts named in `url`"), "{text}");
@@ -408,7 +429,10 @@ fn a_reload_into_a_broken_duration_keeps_the_running_config() {
     let target = Target::start(Mode::Up);
     let mut agent = Agent::new("reload");
     std::fs::create_dir_all(agent.dir.path().join("conf.d")).unwrap();
-    agent.launch(&format!("include = [\"conf.d/*.toml\"]\n{}", canary(&target)));
+    agent.launch(&format!(
+        "include = [\"conf.d/*.toml\"]\n{}",
+        canary(&target)
+    ));
     let from = canary_up(&agent);
     for (n, bad) in [
         "\"99999999999999999999h\"",
@@ -427,10 +451,18 @@ fn a_reload_into_a_broken_duration_keeps_the_running_config() {
                 target.url()
             ),
         );
-        agent.wait_log("configuration reload rejected", n + 1, Duration::from_secs(30));
+        agent.wait_log(
+            "configuration reload rejected",
+            n + 1,
+            Duration::from_secs(30),
+        );
         assert!(agent.running(), "the agent exited:\n{}", agent.logs());
     }
-    assert!(agent.logs().contains("conf.d/bad.toml:4"), "{}", agent.logs());
+    assert!(
+        agent.logs().contains("conf.d/bad.toml:4"),
+        "{}",
+        agent.logs()
+    );
     assert!(agent.logs().contains("NaN"));
     assert!(!agent.logs().contains("panicked"));
     assert_eq!(agent.sensor("bad"), serde_json::Value::Null);
@@ -450,14 +482,18 @@ fn cli_views_escape_control_characters_and_tolerate_a_closed_pipe() {
         hostile("ansi", "mode = \"ansi\"", ""),
     ));
     results(&agent, "ansi", 1);
-    for args in [
-        vec!["status"],
-        vec!["history", "ansi", "--since", "1h"],
-    ] {
+    for args in [vec!["status"], vec!["history", "ansi", "--since", "1h"]] {
         let out = agent.cli(&args);
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(!text.contains('\u{1b}'), "{args:?} printed an escape:\n{text:?}");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains('\u{1b}'),
+            "{args:?} printed an escape:\n{text:?}"
+        );
         assert!(!text.contains('\u{7}'), "{args:?} printed a BEL");
         assert!(text.contains("\\u{1b}]0;pwned"), "{args:?}:\n{text}");
         // The forged second line stays on the sensor's line.
@@ -485,7 +521,11 @@ fn an_empty_config_is_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("outpost.toml");
     std::fs::write(&path, "# nothing here yet\n\n").unwrap();
-    let out = util::outpost().args(["check-config", "-c"]).arg(&path).output().unwrap();
+    let out = util::outpost()
+        .args(["check-config", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("the configuration is empty"), "{err}");
@@ -495,7 +535,11 @@ fn an_empty_config_is_refused_unless_allowed() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -591,7 +635,11 @@ depends_on = ["web"]
             }
         }
         std::fs::write(&path, &b).unwrap();
-        let out = util::outpost().args(["check-config", "-c"]).arg(&path).output().unwrap();
+        let out = util::outpost()
+            .args(["check-config", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         let ok = match out.status.code() {
             Some(0) => true,

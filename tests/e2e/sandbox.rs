@@ -128,7 +128,9 @@ async fn an_http_check_that_cleans_up_keeps_its_instance_warm() {
     let policy = NetPolicy::granted(plugin.info(), &cfg, None, &[]);
     let mut a = plugin.instance(Arc::new(policy), "web");
     for _ in 0..3 {
-        let r = a.check_result(&cfg.to_string(), Duration::from_secs(5)).await;
+        let r = a
+            .check_result(&cfg.to_string(), Duration::from_secs(5))
+            .await;
         assert_eq!(r.status, Status::Ok, "{r:?}");
         assert!(a.is_warm());
     }

@@ -151,7 +151,9 @@ mod tests {
     /// panics and never exceeds [`MAX`].
     #[test]
     fn random_text_never_panics_or_exceeds_the_maximum() {
-        let alphabet: Vec<char> = "0123456789..eE+- _smhdwyunµsecondminutehourNaNinf99".chars().collect();
+        let alphabet: Vec<char> = "0123456789..eE+- _smhdwyunµsecondminutehourNaNinf99"
+            .chars()
+            .collect();
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
             x ^= x << 13;

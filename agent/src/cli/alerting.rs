@@ -3,8 +3,8 @@
 //! [`crate::escalation::actions`]), so they work whether or not the agent
 //! runs; a running agent picks the result up within a fraction of a second.
 
-use super::term::safe;
 use super::agent::{ConfigArg, iso};
+use super::term::safe;
 use crate::config;
 use crate::escalation::actions::{self, AckOutcome};
 use anyhow::{Context, bail};

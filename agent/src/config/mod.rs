@@ -745,9 +745,10 @@ fn check_agent(
             )),
         }
     };
-    let kb = |v: Option<u32>, key: &str, default: usize, max_kb: u64| -> Result<usize, ConfigError> {
-        Ok((ranged(v, key, (default >> 10) as u64, max_kb)? as usize) << 10)
-    };
+    let kb =
+        |v: Option<u32>, key: &str, default: usize, max_kb: u64| -> Result<usize, ConfigError> {
+            Ok((ranged(v, key, (default >> 10) as u64, max_kb)? as usize) << 10)
+        };
     let limits = Limits {
         memory_bytes: (memory_mb as usize) << 20,
         output_bytes: p
@@ -766,11 +767,20 @@ fn check_agent(
             defaults.max_resources.into(),
             1_000_000,
         )? as u32,
-        log_lines: ranged(p.log_lines, "log_lines", defaults.log_lines.into(), 1_000_000)? as u32,
+        log_lines: ranged(
+            p.log_lines,
+            "log_lines",
+            defaults.log_lines.into(),
+            1_000_000,
+        )? as u32,
         log_bytes: kb(p.log_kb, "log_kb", defaults.log_bytes, 1 << 20)?,
         message_bytes: kb(p.message_kb, "message_kb", defaults.message_bytes, 1024)?,
-        max_metrics: ranged(p.max_metrics, "max_metrics", defaults.max_metrics as u64, 100_000)?
-            as usize,
+        max_metrics: ranged(
+            p.max_metrics,
+            "max_metrics",
+            defaults.max_metrics as u64,
+            100_000,
+        )? as usize,
         details_bytes: kb(p.details_kb, "details_kb", defaults.details_bytes, 16 << 10)?,
     };
     let max_plugin_bytes = ranged(

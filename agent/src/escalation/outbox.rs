@@ -152,7 +152,12 @@ pub async fn deliver(store: &Store, cfg: &AlertingConfig, e: OutboxEntry) {
         .and_then(|i| i.ack_nonce.as_deref())
         .and_then(|n| cfg.ack_url(n));
     let alert = alert_of(&e, ack_url);
-    let policy = NetPolicy::granted(plugin.info(), &ncfg.config.value(), ncfg.allow.as_deref(), &[]);
+    let policy = NetPolicy::granted(
+        plugin.info(),
+        &ncfg.config.value(),
+        ncfg.allow.as_deref(),
+        &[],
+    );
     let mut instance = plugin.instance(Arc::new(policy), &ncfg.name);
     let outcome = instance
         .notify(ncfg.config.json(), &alert, ncfg.timeout)

@@ -220,14 +220,21 @@ impl Sensor for Hostile {
             "dns" => {
                 use std::net::ToSocketAddrs;
                 match (config.name.as_str(), 80).to_socket_addrs() {
-                    Ok(a) => CheckResult::ok(format!("resolved {}: {} address(es)", config.name, a.count())),
+                    Ok(a) => CheckResult::ok(format!(
+                        "resolved {}: {} address(es)",
+                        config.name,
+                        a.count()
+                    )),
                     Err(e) => CheckResult::fail(format!("cannot resolve {}: {e}", config.name)),
                 }
             }
             "http-note" => {
                 let url = format!("http://127.0.0.1:{}/", config.port);
                 match outpost_plugin_sdk::http::send(&outpost_plugin_sdk::http::Request::get(url)) {
-                    Ok(r) => CheckResult::ok(format!("reached the smuggled host: HTTP {} ({})", r.status, config.note)),
+                    Ok(r) => CheckResult::ok(format!(
+                        "reached the smuggled host: HTTP {} ({})",
+                        r.status, config.note
+                    )),
                     Err(e) => CheckResult::fail(e.to_string()),
                 }
             }
