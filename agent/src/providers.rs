@@ -53,10 +53,7 @@ pub async fn run(
     tx: mpsc::Sender<Update>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let policy = match &pc.allow {
-        Some(list) => NetPolicy::new(list.clone()),
-        None => NetPolicy::from_config(&pc.config.value(), &[]),
-    };
+    let policy = NetPolicy::granted(plugin.info(), &pc.config.value(), pc.allow.as_deref(), &[]);
     let mut inst = plugin.instance(Arc::new(policy), &format!("provider {}", pc.name));
     let limits = DiscoveryLimits {
         max_objects: pc.max_objects,
