@@ -95,10 +95,15 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("outpost.db")
 }
 
-/// Builds the plugin host for an agent config.
-pub fn plugin_host(agent: &config::AgentConfig) -> anyhow::Result<PluginHost> {
+/// Builds the plugin host for an agent config. Compiled components are
+/// cached in `cache_dir` (the one `plugin run|test` and `check-config` use
+/// too), or in `<data_dir>/plugin-cache` when there is none.
+pub fn plugin_host(
+    agent: &config::AgentConfig,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<PluginHost> {
     PluginHost::new(HostConfig {
-        cache_dir: Some(agent.data_dir.join("plugin-cache")),
+        cache_dir: Some(cache_dir.unwrap_or_else(|| agent.data_dir.join("plugin-cache"))),
         // The agent lives long: a cache miss is compiled by a child copy
         // of this executable, so the compiler's memory is never ours.
         compiler: std::env::current_exe().ok(),
@@ -115,17 +120,20 @@ pub fn plugin_host(agent: &config::AgentConfig) -> anyhow::Result<PluginHost> {
 /// Loads a config for `outpost run` (and `check-config`): the `[agent]`
 /// section first, on its own (it sets the plugin limits and the data
 /// directory holding the compiled-component cache), then everything, once,
-/// with the plugins of that host. `cache` is off for `check-config`, which
-/// must not create the data directory.
+/// with the plugins of that host. `run` is false for `check-config`, which
+/// must not create the data directory: it uses `cache_dir` only, and
+/// compiles a miss in-process (it is short-lived).
 pub async fn load_config(
     path: &Path,
-    cache: bool,
+    cache_dir: Option<PathBuf>,
+    run: bool,
 ) -> anyhow::Result<(Arc<PluginHost>, config::Loaded)> {
     let agent = config::agent_only(path)?;
-    let host = if cache {
-        plugin_host(&agent)?
+    let host = if run {
+        plugin_host(&agent, cache_dir)?
     } else {
         PluginHost::new(HostConfig {
+            cache_dir,
             limits: agent.limits,
             ..HostConfig::default()
         })?
@@ -232,8 +240,10 @@ fn public_url(a: &config::AgentConfig, bound: std::net::SocketAddr) -> String {
     }
 }
 
-pub async fn run(path: &Path) -> anyhow::Result<()> {
-    let (host, loaded) = load_config(path, true).await?;
+/// Runs the agent on the config at `path`; compiled plugins are cached in
+/// `cache_dir` (see [`plugin_host`]).
+pub async fn run(path: &Path, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let (host, loaded) = load_config(path, cache_dir, true).await?;
     crate::memory::release_freed();
     let mut cfg = loaded.config;
     let mut plugins = loaded.plugins;

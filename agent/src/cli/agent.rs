@@ -75,14 +75,14 @@ pub struct SlaArgs {
 }
 
 /// `outpost run`.
-pub async fn run(c: ConfigArg) -> anyhow::Result<ExitCode> {
-    crate::agent::run(&c.path).await?;
+pub async fn run(c: ConfigArg, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    crate::agent::run(&c.path, cache_dir).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `outpost check-config`.
-pub async fn check_config(c: ConfigArg) -> anyhow::Result<ExitCode> {
-    let (_, loaded) = crate::agent::load_config(&c.path, false).await?;
+pub async fn check_config(c: ConfigArg, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (_, loaded) = crate::agent::load_config(&c.path, cache_dir, false).await?;
     let cfg = loaded.config;
     println!("{}: ok", cfg.path.display());
     println!(
