@@ -90,7 +90,7 @@ fn every_plugin_of_the_repository_passes_the_conformance_suite() {
         ),
         (
             "email",
-            r#"{"smtp": "{host}:{port}", "from": "a@example.com", "to": ["b@example.com"]}"#.into(),
+            r#"{"smtp": "smtp://{host}:{port}", "from": "a@example.com", "to": ["b@example.com"]}"#.into(),
             vec![
                 "--skip",
                 "notify.delivers",
@@ -100,6 +100,12 @@ fn every_plugin_of_the_repository_passes_the_conformance_suite() {
                 "notify.permanent-400",
             ],
             5,
+        ),
+        (
+            "kubernetes",
+            r#"{"api_url": "{url}", "token": "t"}"#.into(),
+            vec![],
+            7,
         ),
     ];
     for (plugin, config, skips, rules) in cases {
@@ -121,7 +127,7 @@ fn a_broken_component_fails_the_rule_it_breaks() {
         .collect();
     all.push(("component.world", fixture("wrong-world")));
     for (rule, path) in all {
-        let (code, report, stderr) = plugin_test(&path, &[]);
+        let (code, report, stderr) = plugin_test(&path, &["--config", r#"{"url": "{url}"}"#]);
         assert_eq!(code, 1, "{rule}: {report:#}\n{stderr}");
         let failed = failed_rules(&report);
         assert!(
@@ -302,7 +308,7 @@ fn scaffolds_in_rust_python_and_js_build_pass_the_suite_and_run_in_one_agent() {
     let mut body = String::new();
     for (name, wasm) in &built {
         body.push_str(&format!(
-            "[[sensor]]\nname = \"{name}\"\nplugin = \"{}\"\ninterval = \"1s\"\ntimeout = \"3s\"\nfail_after = 1\nrecover_after = 1\nconfig = {{ url = \"{}\" }}\n\n",
+            "[[sensor]]\nname = \"{name}\"\nplugin = \"{}\"\ninterval = \"1s\"\ntimeout = \"1s\"\nfail_after = 1\nrecover_after = 1\nconfig = {{ url = \"{}\" }}\n\n",
             wasm.display(),
             target.url()
         ));
