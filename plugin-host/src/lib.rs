@@ -474,6 +474,60 @@ impl PluginHost {
         &self.config
     }
 
+    /// Compiles into the cache, several at once, the plugins `specs` name
+    /// (built-in names or paths), so that loading them one by one
+    /// afterwards finds each compiled: a start with several big components
+    /// takes about as long as the biggest, not their sum. What cannot be
+    /// compiled is left for [`PluginHost::load`] to report; without a cache
+    /// this does nothing.
+    pub async fn precompile(&self, specs: &[String]) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        // One compile per core: each is a child process running Cranelift
+        // on all its threads, more at once only adds memory.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let slots = Arc::new(tokio::sync::Semaphore::new(cores));
+        let limit = self.config.limits.memory_bytes as u64;
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut seen = std::collections::HashSet::new();
+        for spec in specs {
+            if !seen.insert(spec.as_str()) {
+                continue;
+            }
+            let Ok(source) = PluginSource::parse(spec) else {
+                continue;
+            };
+            let (engine, cache, slots) = (self.engine.clone(), cache.clone(), slots.clone());
+            tasks.spawn(async move {
+                let Ok(_slot) = slots.acquire_owned().await else {
+                    return;
+                };
+                let _ = tokio::task::spawn_blocking(move || {
+                    let bytes: std::borrow::Cow<'static, [u8]> = match &source {
+                        PluginSource::Builtin(name) => match builtin::find(name) {
+                            Some(b) => b.wasm.into(),
+                            None => return,
+                        },
+                        PluginSource::Path(p) => match std::fs::read(p) {
+                            Ok(b) => b.into(),
+                            Err(_) => return,
+                        },
+                    };
+                    // Only what `load` would go on to compile.
+                    match inspect::inspect(&bytes) {
+                        Ok(i) if !i.uses_async && i.initial_memory_bytes <= limit => {
+                            let _ = cache.load_or_compile(&engine, &bytes);
+                        }
+                        _ => {}
+                    }
+                })
+                .await;
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
     /// Loads a plugin by built-in name or path.
     pub async fn load_spec(&self, spec: &str) -> Result<Arc<Plugin>, LoadError> {
         let source = PluginSource::parse(spec)?;
@@ -654,6 +708,22 @@ mod version_tests {
         assert!(e.to_string().contains("it exports wasi:http/incoming-handler@0.2.0"));
         let e = kind_of(&[]).unwrap_err();
         assert!(e.to_string().contains("it exports nothing"), "{e}");
+    }
+
+    /// `precompile` compiles each distinct plugin into the cache once and
+    /// skips what it cannot read (left for `load` to report).
+    #[tokio::test]
+    async fn precompile_fills_the_cache_once_per_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("c");
+        let host = PluginHost::new(HostConfig {
+            cache_dir: Some(cache.clone()),
+            ..HostConfig::default()
+        })
+        .unwrap();
+        let specs = ["http", "slack", "http", "nosuch", "/nonexistent/x.wasm"];
+        host.precompile(&specs.map(String::from)).await;
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
     }
 }
 

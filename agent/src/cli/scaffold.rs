@@ -173,7 +173,7 @@ pub fn files(name: &str, lang: Lang, kind: Kind) -> Vec<(PathBuf, String, bool)>
             (
                 "Rust",
                 " (cargo; adds the wasm32-wasip2 target through rustup the first time)",
-                "A Rust plugin starts with about 1 MiB of memory; the agent's default\nlimit (`memory_mb = 64`) leaves plenty.",
+                "A Rust plugin starts with 1 to 2 MiB of memory; the agent's default\nlimit (`memory_mb = 64`) leaves plenty.",
                 "`src/lib.rs`: the `Config` struct (what `config = { ... }` may hold)\nand `check`. The SDK is in `sdk/` (`outpost-plugin-sdk`): `http::send`,\n`CheckResult::ok/warn/fail`, `ConfigError::new(field, message)`.",
             )
         }
@@ -190,7 +190,7 @@ pub fn files(name: &str, lang: Lang, kind: Kind) -> Vec<(PathBuf, String, bool)>
             (
                 "Python",
                 " (componentize-py 0.25.1 from PyPI, installed the first time)",
-                "A Python plugin is about 19 MB and needs about 14 MiB of memory at start\n(the agent's default `memory_mb = 64` is enough; below 16 the agent refuses\nit with a message). The first load compiles it for about 30 s; the agent\ncaches the result.",
+                "A Python plugin is about 19 MB and needs about 13 MiB of memory at start\n(the agent's default `memory_mb = 64` is enough; below that the agent refuses\nit with a message naming the need). The first load compiles it for about 30 s; the agent\ncaches the result.",
                 "`app.py`: `CONFIG` (the keys `config = { ... }` may hold) and `run`.\n`outpost_sdk.py` wraps the generated bindings: `http_get`, `ok/warn/fail`,\n`ConfigError(field, message)`. The standard library works, but there is no\n`ssl` or `socket`: HTTP(S) goes through `sdk.http_get`.",
             )
         }
@@ -207,7 +207,7 @@ pub fn files(name: &str, lang: Lang, kind: Kind) -> Vec<(PathBuf, String, bool)>
             (
                 "JavaScript",
                 " (jco 1.35 + componentize-js 0.23 from npm, installed the first time)",
-                "A JavaScript plugin is about 13 MB and needs about 10 MiB of memory at\nstart (the default `memory_mb = 64` is enough). The first load compiles it\nfor about 30 s; the agent caches the result.",
+                "A JavaScript plugin is about 13 MB and needs about 11 MiB of memory at\nstart (the default `memory_mb = 64` is enough). The first load compiles it\nfor about 30 s; the agent caches the result.",
                 "`app.js`: the `config` fields and `run`. `outpost_sdk.js` wraps the\ngenerated bindings: `httpGet` (which, unlike `fetch`, tells refused,\ntimed out and denied apart), `ok/warn/fail`, `ConfigError(field, message)`.",
             )
         }
