@@ -30,9 +30,11 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a check gets against the target that never answers: long enough
 /// for a plugin to leave a margin, short enough to keep the suite quick.
 const SLOW_TIMEOUT: Duration = Duration::from_millis(1500);
-/// How far past its timeout a run may end and still count as "returned
-/// before the deadline" (scheduling noise, not plugin time).
-const DEADLINE_SLACK: Duration = Duration::from_millis(100);
+/// How far past its timeout a run (instantiation included) may end and
+/// still count as "returned before the deadline": scheduling noise on a
+/// loaded machine, not plugin time. A plugin that really overruns is
+/// stopped by the agent and fails on that instead.
+const DEADLINE_SLACK: Duration = Duration::from_millis(500);
 
 /// One rule's outcome.
 #[derive(Debug, Clone, Serialize)]
