@@ -72,6 +72,65 @@ const FIXTURES: &[(&str, &str, &str)] = &[
         "outpost-test-plugins",
         "future-version.wasm",
     ),
+    ("OLD_MINOR", "outpost-test-plugins", "old-minor.wasm"),
+    ("ASYNC", "outpost-test-plugins", "async-sensor.wasm"),
+    // One per rule of `outpost plugin test`, each breaking that rule.
+    ("BROKEN_INFO", "outpost-test-plugins", "broken-info.wasm"),
+    (
+        "BROKEN_VALIDATE_ACCEPTS",
+        "outpost-test-plugins",
+        "broken-validate-accepts.wasm",
+    ),
+    (
+        "BROKEN_VALIDATE_EMPTY",
+        "outpost-test-plugins",
+        "broken-validate-empty.wasm",
+    ),
+    (
+        "BROKEN_VALIDATE_TYPE",
+        "outpost-test-plugins",
+        "broken-validate-type.wasm",
+    ),
+    (
+        "BROKEN_OK_200",
+        "outpost-test-plugins",
+        "broken-ok-200.wasm",
+    ),
+    (
+        "BROKEN_FAIL_500",
+        "outpost-test-plugins",
+        "broken-fail-500.wasm",
+    ),
+    (
+        "BROKEN_REFUSED",
+        "outpost-test-plugins",
+        "broken-refused.wasm",
+    ),
+    (
+        "BROKEN_DENIED",
+        "outpost-test-plugins",
+        "broken-denied.wasm",
+    ),
+    (
+        "BROKEN_DEADLINE",
+        "outpost-test-plugins",
+        "broken-deadline.wasm",
+    ),
+    (
+        "BROKEN_DELIVERS",
+        "outpost-test-plugins",
+        "broken-delivers.wasm",
+    ),
+    (
+        "BROKEN_RETRYABLE_500",
+        "outpost-test-plugins",
+        "broken-retryable-500.wasm",
+    ),
+    (
+        "BROKEN_PERMANENT_400",
+        "outpost-test-plugins",
+        "broken-permanent-400.wasm",
+    ),
 ];
 
 fn main() {

@@ -9,6 +9,9 @@ mod util;
 #[path = "e2e/plugin_cli.rs"]
 mod plugin_cli;
 
+#[path = "e2e/plugin_authors.rs"]
+mod plugin_authors;
+
 #[path = "e2e/sandbox.rs"]
 mod sandbox;
 

@@ -114,10 +114,15 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("outpost.db")
 }
 
-/// Builds the plugin host for an agent config.
-pub fn plugin_host(agent: &config::AgentConfig) -> anyhow::Result<PluginHost> {
+/// Builds the plugin host for an agent config. Compiled components are
+/// cached in `cache_dir` (the one `plugin run|test` and `check-config` use
+/// too), or in `<data_dir>/plugin-cache` when there is none.
+pub fn plugin_host(
+    agent: &config::AgentConfig,
+    cache_dir: Option<PathBuf>,
+) -> anyhow::Result<PluginHost> {
     PluginHost::new(HostConfig {
-        cache_dir: Some(agent.data_dir.join("plugin-cache")),
+        cache_dir: Some(cache_dir.unwrap_or_else(|| agent.data_dir.join("plugin-cache"))),
         // The agent lives long: a cache miss is compiled by a child copy
         // of this executable, so the compiler's memory is never ours.
         compiler: std::env::current_exe().ok(),
@@ -135,18 +140,21 @@ pub fn plugin_host(agent: &config::AgentConfig) -> anyhow::Result<PluginHost> {
 /// Loads a config for `outpost run` (and `check-config`): the `[agent]`
 /// section first, on its own (it sets the plugin limits and the data
 /// directory holding the compiled-component cache), then everything, once,
-/// with the plugins of that host. `cache` is off for `check-config`, which
-/// must not create the data directory.
+/// with the plugins of that host. `run` is false for `check-config`, which
+/// must not create the data directory: it uses `cache_dir` only, and
+/// compiles a miss in-process (it is short-lived).
 pub async fn load_config(
     path: &Path,
-    cache: bool,
+    cache_dir: Option<PathBuf>,
+    run: bool,
     allow_empty: bool,
 ) -> anyhow::Result<(Arc<PluginHost>, config::Loaded)> {
     let agent = config::agent_only(path)?;
-    let host = if cache {
-        plugin_host(&agent)?
+    let host = if run {
+        plugin_host(&agent, cache_dir)?
     } else {
         PluginHost::new(HostConfig {
+            cache_dir,
             limits: agent.limits,
             max_plugin_bytes: agent.max_plugin_bytes,
             ..HostConfig::default()
@@ -312,8 +320,11 @@ fn show_connectivity(
     [tokio::spawn(guard.run()), mirror]
 }
 
-pub async fn run(path: &Path, allow_empty: bool) -> anyhow::Result<()> {
-    let (host, loaded) = load_config(path, true, allow_empty).await?;
+/// Runs the agent on the config at `path`; compiled plugins are cached in
+/// `cache_dir` (see [`plugin_host`]). An empty config is refused unless
+/// `allow_empty`.
+pub async fn run(path: &Path, cache_dir: Option<PathBuf>, allow_empty: bool) -> anyhow::Result<()> {
+    let (host, loaded) = load_config(path, cache_dir, true, allow_empty).await?;
     crate::memory::release_freed();
     let mut cfg = loaded.config;
     let mut plugins = loaded.plugins;

@@ -9,6 +9,10 @@
 //!
 //! A miss is compiled by a child process when one is configured
 //! ([`super::compiler`]), in-process otherwise or when the child fails.
+//!
+//! One directory serves every command (`outpost run`, `check-config`,
+//! `plugin run|test|info`): entries of engines built with other settings
+//! have other names, and nothing here ever deletes an entry.
 
 use super::compiler::ChildCompiler;
 use sha2::{Digest, Sha256};
@@ -115,7 +119,12 @@ fn compile_in(
     Some(c)
 }
 
-/// Maps a cache entry; `None` (and the entry removed) when it is unusable.
+/// Maps a cache entry; `None` when it is unusable here. The entry is left
+/// in place: what makes it unusable may be this engine's settings (a
+/// memory limit below the component's initial memory) rather than the
+/// file, and another engine (the agent, `plugin run` with other limits)
+/// may use it. A miss that compiles writes a fresh entry over it
+/// atomically, so a truly broken file does not stay.
 fn load(engine: &Engine, path: &Path) -> Option<Component> {
     // SAFETY: the file lives in our owner-only cache directory, is named by
     // the content hash of the component and the engine's compatibility
@@ -126,8 +135,7 @@ fn load(engine: &Engine, path: &Path) -> Option<Component> {
     match unsafe { Component::deserialize_file(engine, path) } {
         Ok(c) => Some(c),
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "discarding unusable compiled-component cache entry");
-            let _ = std::fs::remove_file(path);
+            tracing::warn!(path = %path.display(), error = %e, "compiled-component cache entry unusable by this engine; compiling again");
             None
         }
     }
@@ -185,6 +193,24 @@ mod tests {
             let (_, hit) = cache.load_or_compile(&engine, wasm).unwrap();
             assert!(hit, "{exe}");
         }
+    }
+
+    /// An entry an engine cannot use because of its own limits (a memory
+    /// cap below the component's initial memory) is not deleted: the
+    /// engine it was made for still finds it.
+    #[test]
+    fn an_entry_unusable_under_a_small_memory_limit_is_kept() {
+        let wasm = builtin::BUILTINS[0].wasm;
+        let (_dir, engine, cache) = cache_with("/nonexistent/outpost");
+        cache.load_or_compile(&engine, wasm).unwrap();
+        let before = entries(&cache);
+        let mut small = HostConfig::default();
+        small.limits.memory_bytes = 64 << 10;
+        let small_engine = Engine::new(&engine_config(&small)).unwrap();
+        assert!(load(&small_engine, &cache.path_for(wasm)).is_none());
+        assert_eq!(entries(&cache), before);
+        let (_, hit) = cache.load_or_compile(&engine, wasm).unwrap();
+        assert!(hit);
     }
 
     /// The child builds its engine from [`EngineArgs`]: an image from an

@@ -36,6 +36,7 @@ pub mod builtin;
 mod cache;
 pub mod compiler;
 mod host_api;
+pub mod inspect;
 mod meter;
 mod outbound;
 mod output;
@@ -63,6 +64,42 @@ pub mod fixtures {
     pub const WRONG_WORLD: &str = env!("OUTPOST_FIXTURE_WRONG_WORLD");
     /// A sensor built against a future major version of the WIT package.
     pub const FUTURE_VERSION: &str = env!("OUTPOST_FIXTURE_FUTURE_VERSION");
+    /// A sensor built against `outpost:plugin@0.1.0` (before the rename
+    /// of `types`).
+    pub const OLD_MINOR: &str = env!("OUTPOST_FIXTURE_OLD_MINOR");
+    /// A sensor using the component model's async ABI.
+    pub const ASYNC: &str = env!("OUTPOST_FIXTURE_ASYNC");
+    /// Components each breaking one rule of `outpost plugin test`: (rule,
+    /// path).
+    pub const BROKEN: &[(&str, &str)] = &[
+        ("info.well-formed", env!("OUTPOST_FIXTURE_BROKEN_INFO")),
+        (
+            "validate.accepts",
+            env!("OUTPOST_FIXTURE_BROKEN_VALIDATE_ACCEPTS"),
+        ),
+        (
+            "validate.rejects-empty",
+            env!("OUTPOST_FIXTURE_BROKEN_VALIDATE_EMPTY"),
+        ),
+        (
+            "validate.rejects-wrong-type",
+            env!("OUTPOST_FIXTURE_BROKEN_VALIDATE_TYPE"),
+        ),
+        ("check.ok-200", env!("OUTPOST_FIXTURE_BROKEN_OK_200")),
+        ("check.fail-500", env!("OUTPOST_FIXTURE_BROKEN_FAIL_500")),
+        ("check.refused", env!("OUTPOST_FIXTURE_BROKEN_REFUSED")),
+        ("check.denied", env!("OUTPOST_FIXTURE_BROKEN_DENIED")),
+        ("check.deadline", env!("OUTPOST_FIXTURE_BROKEN_DEADLINE")),
+        ("notify.delivers", env!("OUTPOST_FIXTURE_BROKEN_DELIVERS")),
+        (
+            "notify.retryable-500",
+            env!("OUTPOST_FIXTURE_BROKEN_RETRYABLE_500"),
+        ),
+        (
+            "notify.permanent-400",
+            env!("OUTPOST_FIXTURE_BROKEN_PERMANENT_400"),
+        ),
+    ];
 }
 
 use bindings::notifier::{NotifierPlugin, NotifierPluginPre};
@@ -79,14 +116,24 @@ use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
-/// The WIT package version this agent implements.
-pub const WIT_VERSION: &str = "0.1.0";
+/// The WIT package version this agent implements. Plugins built against
+/// any `0.1.x` load (the component model's semver rules for 0.x: same
+/// major and minor).
+pub const WIT_VERSION: &str = "0.1.1";
 
 /// The version of wasmtime that runs the plugins.
 pub const WASMTIME_VERSION: &str = wasmtime_environ::VERSION;
-const SENSOR_EXPORT: &str = "outpost:plugin/sensor@0.1.0";
-const NOTIFIER_EXPORT: &str = "outpost:plugin/notifier@0.1.0";
-const PROVIDER_EXPORT: &str = "outpost:plugin/provider@0.1.0";
+
+/// The interfaces a plugin exports, one per kind.
+const EXPORTS: [(&str, PluginKind); 3] = [
+    ("outpost:plugin/sensor", PluginKind::Sensor),
+    ("outpost:plugin/notifier", PluginKind::Notifier),
+    ("outpost:plugin/provider", PluginKind::Provider),
+];
+
+/// The versions of `outpost:plugin` a plugin may be built against, for
+/// messages.
+const SUPPORTED: &str = "outpost:plugin@0.1.x";
 
 /// How often the epoch advances. Deadlines are checked at this granularity
 /// and a busy guest yields to the async runtime this often, so 5 ms keeps
@@ -307,7 +354,15 @@ pub enum LoadError {
         /// The cap.
         max: u64,
     },
-    /// Not a valid component.
+    /// Not a component (not WebAssembly, a core module, malformed).
+    #[error("{label} is not a valid WebAssembly component: {reason}")]
+    NotAComponent {
+        /// Plugin label.
+        label: String,
+        /// What it is instead.
+        reason: inspect::NotAComponent,
+    },
+    /// A component wasmtime refused to compile.
     #[error("{label} is not a valid WebAssembly component: {reason}")]
     Invalid {
         /// Plugin label.
@@ -317,7 +372,7 @@ pub enum LoadError {
     },
     /// A component, but not an Outpost plugin.
     #[error(
-        "{label} is not an Outpost plugin: it exports {exports}, but a plugin must export {SENSOR_EXPORT}, {NOTIFIER_EXPORT} or {PROVIDER_EXPORT} (build it with the Outpost plugin SDK)"
+        "{label} is not an Outpost plugin: it exports {exports}, but a plugin exports outpost:plugin/sensor, outpost:plugin/notifier or outpost:plugin/provider of {SUPPORTED} (target the world sensor-plugin, notifier-plugin or provider-plugin of the outpost:plugin WIT package)"
     )]
     WrongWorld {
         /// Plugin label.
@@ -325,15 +380,35 @@ pub enum LoadError {
         /// What it exports.
         exports: String,
     },
-    /// An Outpost plugin of another version.
+    /// An Outpost plugin of another, incompatible version.
     #[error(
-        "{label} was built for {found}; this agent supports outpost:plugin@{WIT_VERSION}: rebuild the plugin against a matching SDK"
+        "{label} was built for {found}, which this agent cannot run: it supports {SUPPORTED} ({WIT_VERSION}); rebuild the plugin against outpost:plugin 0.1"
     )]
     Version {
         /// Plugin label.
         label: String,
         /// What it exports.
         found: String,
+    },
+    /// Uses the component model's async ABI.
+    #[error(
+        "{label} is an async component (it uses the component model's async ABI), which this agent does not support: build it with synchronous exports"
+    )]
+    Async {
+        /// Plugin label.
+        label: String,
+    },
+    /// Its initial memory is over the configured memory limit.
+    #[error(
+        "{label} needs {need_mib} MiB of memory to start, more than the memory limit of {limit_mib} MiB: raise `memory_mb` (agent.plugins.memory_mb in the config, --memory-mb on the command line) to at least {need_mib}"
+    )]
+    MemoryFloor {
+        /// Plugin label.
+        label: String,
+        /// Its initial linear memory, rounded up to MiB.
+        need_mib: u64,
+        /// The limit, in MiB.
+        limit_mib: u64,
     },
     /// Imports something the agent does not provide, or wrong signatures.
     #[error("{label} cannot be linked: {reason}")]
@@ -465,6 +540,10 @@ impl PluginHost {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::host_api::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
         wit::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
+        // Before 0.1.1 the types interface was called `types`; plugins
+        // built then import it (an instance of types only, nothing to
+        // provide but its name).
+        linker.instance("outpost:plugin/types@0.1.0")?;
         let cache = match &config.cache_dir {
             Some(dir) => match cache::ComponentCache::new(
                 &engine,
@@ -511,6 +590,60 @@ impl PluginHost {
         &self.config
     }
 
+    /// Compiles into the cache, several at once, the plugins `specs` name
+    /// (built-in names or paths), so that loading them one by one
+    /// afterwards finds each compiled: a start with several big components
+    /// takes about as long as the biggest, not their sum. What cannot be
+    /// compiled is left for [`PluginHost::load`] to report; without a cache
+    /// this does nothing.
+    pub async fn precompile(&self, specs: &[String]) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        // One compile per core: each is a child process running Cranelift
+        // on all its threads, more at once only adds memory.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let slots = Arc::new(tokio::sync::Semaphore::new(cores));
+        let limit = self.config.limits.memory_bytes as u64;
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut seen = std::collections::HashSet::new();
+        for spec in specs {
+            if !seen.insert(spec.as_str()) {
+                continue;
+            }
+            let Ok(source) = PluginSource::parse(spec) else {
+                continue;
+            };
+            let (engine, cache, slots) = (self.engine.clone(), cache.clone(), slots.clone());
+            tasks.spawn(async move {
+                let Ok(_slot) = slots.acquire_owned().await else {
+                    return;
+                };
+                let _ = tokio::task::spawn_blocking(move || {
+                    let bytes: std::borrow::Cow<'static, [u8]> = match &source {
+                        PluginSource::Builtin(name) => match builtin::find(name) {
+                            Some(b) => b.wasm.into(),
+                            None => return,
+                        },
+                        PluginSource::Path(p) => match std::fs::read(p) {
+                            Ok(b) => b.into(),
+                            Err(_) => return,
+                        },
+                    };
+                    // Only what `load` would go on to compile.
+                    match inspect::inspect(&bytes) {
+                        Ok(i) if !i.uses_async && i.initial_memory_bytes <= limit => {
+                            let _ = cache.load_or_compile(&engine, &bytes);
+                        }
+                        _ => {}
+                    }
+                })
+                .await;
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
     /// Loads a plugin by built-in name or path.
     pub async fn load_spec(&self, spec: &str) -> Result<Arc<Plugin>, LoadError> {
         let source = PluginSource::parse(spec)?;
@@ -526,17 +659,22 @@ impl PluginHost {
             }
             PluginSource::Path(p) => read_plugin_file(p, self.config.max_plugin_bytes)?.into(),
         };
-        if bytes.len() < 8 || bytes[..4] != *b"\0asm" {
-            return Err(LoadError::Invalid {
-                label,
-                reason: "the file does not start with the WebAssembly magic number".into(),
-            });
+        let shape = inspect::inspect(&bytes).map_err(|reason| LoadError::NotAComponent {
+            label: label.clone(),
+            reason,
+        })?;
+        // Everything that can be told from the bytes is told before the
+        // compile, which takes seconds for a big component.
+        let kind = check_exports(&shape.exports, &label)?;
+        if shape.uses_async {
+            return Err(LoadError::Async { label });
         }
-        if bytes[4..8] == [1, 0, 0, 0] {
-            return Err(LoadError::Invalid {
+        let limit = self.config.limits.memory_bytes as u64;
+        if shape.initial_memory_bytes > limit {
+            return Err(LoadError::MemoryFloor {
                 label,
-                reason: "it is a core WebAssembly module; plugins must be components (build for the wasm32-wasip2 target)"
-                    .into(),
+                need_mib: shape.initial_memory_bytes.div_ceil(1 << 20),
+                limit_mib: limit >> 20,
             });
         }
         let compiled = {
@@ -554,7 +692,6 @@ impl PluginHost {
             label: label.clone(),
             reason: root_cause(&e),
         })?;
-        let kind = self.check_exports(&component, &label)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -610,41 +747,103 @@ impl PluginHost {
             .info = info;
         Ok(plugin)
     }
+}
 
-    fn check_exports(&self, component: &Component, label: &str) -> Result<PluginKind, LoadError> {
-        let ty = component.component_type();
-        let names: Vec<String> = ty
-            .exports(&self.engine)
-            .map(|(n, _)| n.to_string())
-            .collect();
-        if names.iter().any(|n| n == SENSOR_EXPORT) {
-            return Ok(PluginKind::Sensor);
-        }
-        if names.iter().any(|n| n == NOTIFIER_EXPORT) {
-            return Ok(PluginKind::Notifier);
-        }
-        if names.iter().any(|n| n == PROVIDER_EXPORT) {
-            return Ok(PluginKind::Provider);
-        }
-        if let Some(other) = names.iter().find(|n| {
-            n.starts_with("outpost:plugin/sensor@")
-                || n.starts_with("outpost:plugin/notifier@")
-                || n.starts_with("outpost:plugin/provider@")
-        }) {
-            return Err(LoadError::Version {
-                label: label.to_string(),
-                found: other.clone(),
-            });
-        }
-        let exports = if names.is_empty() {
-            "nothing".to_string()
-        } else {
-            names.join(", ")
+/// The kind of plugin a component's exports make it, or why it is none.
+fn check_exports(names: &[String], label: &str) -> Result<PluginKind, LoadError> {
+    let mut other_version = None;
+    for name in names {
+        let Some((iface, version)) = name.split_once('@') else {
+            continue;
         };
-        Err(LoadError::WrongWorld {
+        let Some(&(_, kind)) = EXPORTS.iter().find(|(i, _)| *i == iface) else {
+            continue;
+        };
+        if compatible(version) {
+            return Ok(kind);
+        }
+        other_version.get_or_insert_with(|| name.clone());
+    }
+    if let Some(found) = other_version {
+        return Err(LoadError::Version {
             label: label.to_string(),
-            exports,
+            found,
+        });
+    }
+    let exports = if names.is_empty() {
+        "nothing".to_string()
+    } else {
+        names.join(", ")
+    };
+    Err(LoadError::WrongWorld {
+        label: label.to_string(),
+        exports,
+    })
+}
+
+/// Whether a plugin built against `version` of the package runs here:
+/// semver for 0.x, the same major and minor.
+fn compatible(version: &str) -> bool {
+    let ours = semver::Version::parse(WIT_VERSION).expect("WIT_VERSION is semver");
+    semver::Version::parse(version)
+        .is_ok_and(|v| v.major == ours.major && v.minor == ours.minor && v.pre.is_empty())
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    fn kind_of(exports: &[&str]) -> Result<PluginKind, LoadError> {
+        let names: Vec<String> = exports.iter().map(|s| s.to_string()).collect();
+        check_exports(&names, "plugin p.wasm")
+    }
+
+    #[test]
+    fn any_0_1_x_is_accepted_and_other_versions_are_named() {
+        for v in ["0.1.0", "0.1.1", "0.1.9"] {
+            let name = format!("outpost:plugin/sensor@{v}");
+            assert_eq!(
+                kind_of(&["wasi:cli/run@0.2.0", &name]).unwrap(),
+                PluginKind::Sensor
+            );
+        }
+        assert_eq!(
+            kind_of(&["outpost:plugin/notifier@0.1.4"]).unwrap(),
+            PluginKind::Notifier
+        );
+        for v in ["0.2.0", "1.0.0", "9.0.0", "0.1.2-rc.1"] {
+            let e = kind_of(&[&format!("outpost:plugin/sensor@{v}")]).unwrap_err();
+            let text = e.to_string();
+            assert!(matches!(e, LoadError::Version { .. }), "{v}: {text}");
+            assert!(
+                text.contains(&format!("sensor@{v}")) && text.contains("0.1.x"),
+                "{text}"
+            );
+        }
+        let e = kind_of(&["wasi:http/incoming-handler@0.2.0"]).unwrap_err();
+        assert!(matches!(e, LoadError::WrongWorld { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("it exports wasi:http/incoming-handler@0.2.0")
+        );
+        let e = kind_of(&[]).unwrap_err();
+        assert!(e.to_string().contains("it exports nothing"), "{e}");
+    }
+
+    /// `precompile` compiles each distinct plugin into the cache once and
+    /// skips what it cannot read (left for `load` to report).
+    #[tokio::test]
+    async fn precompile_fills_the_cache_once_per_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("c");
+        let host = PluginHost::new(HostConfig {
+            cache_dir: Some(cache.clone()),
+            ..HostConfig::default()
         })
+        .unwrap();
+        let specs = ["http", "slack", "http", "nosuch", "/nonexistent/x.wasm"];
+        host.precompile(&specs.map(String::from)).await;
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
     }
 }
 

@@ -14,7 +14,7 @@ macro_rules! convert_common {
     ($m:ident) => {
         pub(crate) mod $m {
             use super::*;
-            use crate::bindings::$m::outpost::plugin::types as w;
+            use crate::bindings::$m::outpost::plugin::plugin_types as w;
 
             pub fn info(i: PluginInfo) -> w::PluginInfo {
                 w::PluginInfo {
@@ -54,7 +54,7 @@ convert_common!(sensor);
 convert_common!(notifier);
 convert_common!(provider);
 
-pub fn sensor_info<T: Sensor>() -> s::outpost::plugin::types::PluginInfo {
+pub fn sensor_info<T: Sensor>() -> s::outpost::plugin::plugin_types::PluginInfo {
     sensor::info(T::info())
 }
 
@@ -66,7 +66,7 @@ fn parse_and_validate_sensor<T: Sensor>(config: &str) -> Result<T::Config, Confi
 
 pub fn sensor_validate<T: Sensor>(
     config: &str,
-) -> Result<(), s::outpost::plugin::types::ConfigError> {
+) -> Result<(), s::outpost::plugin::plugin_types::ConfigError> {
     parse_and_validate_sensor::<T>(config)
         .map(|_| ())
         .map_err(sensor::config_error)
@@ -83,8 +83,8 @@ thread_local! {
 pub fn sensor_check<T: Sensor>(
     config: &str,
     timeout_ms: u32,
-) -> s::outpost::plugin::types::CheckResult {
-    use s::outpost::plugin::types as w;
+) -> s::outpost::plugin::plugin_types::CheckResult {
+    use s::outpost::plugin::plugin_types as w;
     let ctx = CheckContext::new(Duration::from_millis(timeout_ms.into()));
     let r = LAST_CONFIG.with_borrow_mut(|last| {
         let cached = matches!(last, Some((text, cfg)) if text == config && cfg.is::<T::Config>());
@@ -121,7 +121,7 @@ pub fn sensor_check<T: Sensor>(
     }
 }
 
-pub fn notifier_info<T: Notifier>() -> n::outpost::plugin::types::PluginInfo {
+pub fn notifier_info<T: Notifier>() -> n::outpost::plugin::plugin_types::PluginInfo {
     notifier::info(T::info())
 }
 
@@ -133,7 +133,7 @@ fn parse_and_validate_notifier<T: Notifier>(config: &str) -> Result<T::Config, C
 
 pub fn notifier_validate<T: Notifier>(
     config: &str,
-) -> Result<(), n::outpost::plugin::types::ConfigError> {
+) -> Result<(), n::outpost::plugin::plugin_types::ConfigError> {
     parse_and_validate_notifier::<T>(config)
         .map(|_| ())
         .map_err(notifier::config_error)
@@ -141,10 +141,10 @@ pub fn notifier_validate<T: Notifier>(
 
 pub fn notifier_notify<T: Notifier>(
     config: &str,
-    alert: n::outpost::plugin::types::Alert,
+    alert: n::outpost::plugin::plugin_types::Alert,
     timeout_ms: u32,
-) -> Result<(), n::outpost::plugin::types::DeliveryError> {
-    use n::outpost::plugin::types as w;
+) -> Result<(), n::outpost::plugin::plugin_types::DeliveryError> {
+    use n::outpost::plugin::plugin_types as w;
     let ctx = CheckContext::new(Duration::from_millis(timeout_ms.into()));
     let to_wit = |e: DeliveryError| w::DeliveryError {
         message: e.message,
@@ -199,7 +199,7 @@ fn parse_and_validate_provider<T: Provider>(config: &str) -> Result<T::Config, C
 
 pub fn provider_validate<T: Provider>(
     config: &str,
-) -> Result<(), p::outpost::plugin::types::ConfigError> {
+) -> Result<(), p::outpost::plugin::plugin_types::ConfigError> {
     parse_and_validate_provider::<T>(config)
         .map(|_| ())
         .map_err(provider::config_error)

@@ -14,13 +14,24 @@ pub fn parse_config<T: DeserializeOwned>(json: &str) -> Result<T, ConfigError> {
     let de = &mut serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
+        let mut field = if path == "." { String::new() } else { path };
         let inner = e.into_inner();
         // serde_json appends " at line L column C", which refers to the
         // generated JSON rather than anything the operator wrote.
         let mut message = inner.to_string();
         if let Some(i) = message.rfind(" at line ") {
             message.truncate(i);
+        }
+        // A missing key is reported at its parent: name the key itself.
+        if let Some(missing) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            field = if field.is_empty() {
+                missing.to_string()
+            } else {
+                format!("{field}.{missing}")
+            };
         }
         ConfigError::new(field, message)
     })
@@ -92,6 +103,7 @@ mod tests {
     fn names_missing_and_unknown_fields() {
         let e = parse_config::<Cfg>(r#"{}"#).unwrap_err();
         assert!(e.message.contains("missing field `url`"), "{}", e.message);
+        assert_eq!(e.field, "url");
         let e = parse_config::<Cfg>(r#"{"url":"x","urll":1}"#).unwrap_err();
         assert_eq!(e.field, "urll");
         assert!(e.message.contains("unknown field"), "{}", e.message);

@@ -59,7 +59,7 @@ pub use config::{parse_config, parse_duration};
 pub use types::*;
 
 /// The version of the `outpost:plugin` WIT package this SDK implements.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 
 /// Everything a plugin usually needs.
 pub mod prelude {
@@ -150,7 +150,7 @@ macro_rules! export_provider {
                 }
                 fn validate(
                     config: ::std::string::String,
-                ) -> ::std::result::Result<(), $crate::bindings::provider::outpost::plugin::types::ConfigError> {
+                ) -> ::std::result::Result<(), $crate::bindings::provider::outpost::plugin::plugin_types::ConfigError> {
                     $crate::__export::provider_validate::<$ty>(&config)
                 }
                 fn discover(
@@ -178,18 +178,18 @@ macro_rules! export_sensor {
         const _: () = {
             struct __OutpostSensor;
             impl $crate::bindings::sensor::exports::outpost::plugin::sensor::Guest for __OutpostSensor {
-                fn info() -> $crate::bindings::sensor::outpost::plugin::types::PluginInfo {
+                fn info() -> $crate::bindings::sensor::outpost::plugin::plugin_types::PluginInfo {
                     $crate::__export::sensor_info::<$ty>()
                 }
                 fn validate(
                     config: ::std::string::String,
-                ) -> ::std::result::Result<(), $crate::bindings::sensor::outpost::plugin::types::ConfigError> {
+                ) -> ::std::result::Result<(), $crate::bindings::sensor::outpost::plugin::plugin_types::ConfigError> {
                     $crate::__export::sensor_validate::<$ty>(&config)
                 }
                 fn check(
                     config: ::std::string::String,
                     timeout_ms: u32,
-                ) -> $crate::bindings::sensor::outpost::plugin::types::CheckResult {
+                ) -> $crate::bindings::sensor::outpost::plugin::plugin_types::CheckResult {
                     $crate::__export::sensor_check::<$ty>(&config, timeout_ms)
                 }
             }
@@ -207,19 +207,19 @@ macro_rules! export_notifier {
         const _: () = {
             struct __OutpostNotifier;
             impl $crate::bindings::notifier::exports::outpost::plugin::notifier::Guest for __OutpostNotifier {
-                fn info() -> $crate::bindings::notifier::outpost::plugin::types::PluginInfo {
+                fn info() -> $crate::bindings::notifier::outpost::plugin::plugin_types::PluginInfo {
                     $crate::__export::notifier_info::<$ty>()
                 }
                 fn validate(
                     config: ::std::string::String,
-                ) -> ::std::result::Result<(), $crate::bindings::notifier::outpost::plugin::types::ConfigError> {
+                ) -> ::std::result::Result<(), $crate::bindings::notifier::outpost::plugin::plugin_types::ConfigError> {
                     $crate::__export::notifier_validate::<$ty>(&config)
                 }
                 fn notify(
                     config: ::std::string::String,
-                    alert: $crate::bindings::notifier::outpost::plugin::types::Alert,
+                    alert: $crate::bindings::notifier::outpost::plugin::plugin_types::Alert,
                     timeout_ms: u32,
-                ) -> ::std::result::Result<(), $crate::bindings::notifier::outpost::plugin::types::DeliveryError> {
+                ) -> ::std::result::Result<(), $crate::bindings::notifier::outpost::plugin::plugin_types::DeliveryError> {
                     $crate::__export::notifier_notify::<$ty>(&config, alert, timeout_ms)
                 }
             }

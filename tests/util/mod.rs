@@ -364,6 +364,9 @@ pub struct Agent {
     pub name: String,
     /// Extra environment of the agent process (secrets by reference).
     pub env: Vec<(String, String)>,
+    /// Its compiled-plugin cache (`OUTPOST_CACHE_DIR`): `data/plugin-cache`
+    /// unless a test sets another (say [`shared_cache_dir`]) before spawning.
+    pub cache_dir: std::path::PathBuf,
     child: Option<std::process::Child>,
 }
 
@@ -382,12 +385,14 @@ impl Agent {
     pub fn new(name: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("outpost.toml");
+        let cache_dir = dir.path().join("data").join("plugin-cache");
         Agent {
             dir,
             config,
             port: 0,
             name: name.to_string(),
             env: vec![],
+            cache_dir,
             child: None,
         }
     }
@@ -539,6 +544,7 @@ impl Agent {
         let child = std::process::Command::new(outpost_bin())
             .args(["run", "-c"])
             .arg(&self.config)
+            .env("OUTPOST_CACHE_DIR", &self.cache_dir)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .envs(self.env.iter().map(|(k, v)| (k, v)))

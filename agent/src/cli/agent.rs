@@ -87,14 +87,15 @@ pub struct SlaArgs {
 }
 
 /// `outpost run`.
-pub async fn run(c: LoadArgs) -> anyhow::Result<ExitCode> {
-    crate::agent::run(&c.config.path, c.allow_empty).await?;
+pub async fn run(c: LoadArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    crate::agent::run(&c.config.path, cache_dir, c.allow_empty).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `outpost check-config`.
-pub async fn check_config(c: LoadArgs) -> anyhow::Result<ExitCode> {
-    let (_, loaded) = crate::agent::load_config(&c.config.path, false, c.allow_empty).await?;
+pub async fn check_config(c: LoadArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (_, loaded) =
+        crate::agent::load_config(&c.config.path, cache_dir, false, c.allow_empty).await?;
     let cfg = &loaded.config;
     println!("{}: ok", cfg.path.display());
     println!(

@@ -4,7 +4,9 @@
 
 mod agent;
 mod alerting;
+mod conformance;
 mod plugin;
+mod scaffold;
 pub mod term;
 
 use clap::{Parser, Subcommand};
@@ -32,8 +34,9 @@ pub struct Cli {
     #[arg(long, global = true, env = "OUTPOST_LOG")]
     pub log: Option<String>,
 
-    /// Directory for compiled plugins (default: $XDG_CACHE_HOME/outpost or
-    /// ~/.cache/outpost).
+    /// Directory for compiled plugins, shared by `run`, `check-config` and
+    /// `plugin run|test|info` (default: $XDG_CACHE_HOME/outpost or
+    /// ~/.cache/outpost; for `run` without a home, <data_dir>/plugin-cache).
     #[arg(long, global = true, env = "OUTPOST_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
@@ -112,8 +115,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         Command::Plugin(cmd) => plugin::run(cmd, cache_dir).await,
-        Command::Run(c) => agent::run(c).await,
-        Command::CheckConfig(c) => agent::check_config(c).await,
+        Command::Run(c) => agent::run(c, cache_dir).await,
+        Command::CheckConfig(c) => agent::check_config(c, cache_dir).await,
         Command::Status(a) => agent::status(a).await,
         Command::History(a) => agent::history(a).await,
         Command::Sla(a) => agent::sla(a).await,

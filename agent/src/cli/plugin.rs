@@ -1,5 +1,7 @@
-//! `outpost plugin run|info`: run one plugin once by hand, as a plugin
-//! author or an operator trying a config would.
+//! `outpost plugin run|info|test|new`: run one plugin once by hand, as a
+//! plugin author or an operator trying a config would; run the conformance
+//! suite over it ([`super::conformance`]); start a new plugin project
+//! ([`super::scaffold`]).
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -20,6 +22,34 @@ pub enum PluginCmd {
     Run(RunArgs),
     /// Print what a plugin says about itself (name, version, config keys).
     Info(InfoArgs),
+    /// Run the conformance suite over a plugin against loopback servers
+    /// of its own: one line per rule, exit code 0 only when all pass.
+    Test(TestArgs),
+    /// Start a new plugin project (sources with an HTTP check, the WIT,
+    /// a README and ./build).
+    New(super::scaffold::NewArgs),
+}
+
+/// `plugin test` arguments.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// A built-in plugin name or the path of a .wasm component.
+    pub plugin: String,
+    /// The configuration as JSON; `{url}`, `{host}` and `{port}` in its
+    /// strings are replaced by each rule's target. Default
+    /// '{"url": "{url}"}' when the plugin has a `url` key.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Memory limit in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub memory_mb: usize,
+    /// Leave out a rule that does not apply (say `check.ok-200` for a
+    /// sensor that does not speak HTTP); repeatable.
+    #[arg(long = "skip", value_name = "RULE")]
+    pub skip: Vec<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `plugin run` arguments.
@@ -77,7 +107,48 @@ pub async fn run(cmd: PluginCmd, cache_dir: Option<PathBuf>) -> anyhow::Result<E
     match cmd {
         PluginCmd::Run(a) => run_once(a, cache_dir).await,
         PluginCmd::Info(a) => info(a, cache_dir).await,
+        PluginCmd::Test(a) => test(a, cache_dir).await,
+        PluginCmd::New(a) => super::scaffold::new(a),
     }
+}
+
+async fn test(a: TestArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let template = match &a.config {
+        Some(t) => {
+            let v: serde_json::Value = serde_json::from_str(t)
+                .map_err(|e| anyhow::anyhow!("--config is not valid JSON: {e}"))?;
+            if !v.is_object() {
+                bail!("--config must be a JSON object, like '{{\"url\": \"{{url}}\"}}'");
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let host = host(cache_dir, a.memory_mb)?;
+    let report = super::conformance::run(&host, &a.plugin, template, &a.skip).await?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        for r in &report.rules {
+            println!(
+                "{} {:<28} {}",
+                if r.pass { "PASS" } else { "FAIL" },
+                r.rule,
+                super::conformance::printable(&r.detail)
+            );
+        }
+        let failed = report.rules.iter().filter(|r| !r.pass).count();
+        println!(
+            "{}: {} rule(s), {failed} failed",
+            a.plugin,
+            report.rules.len()
+        );
+    }
+    Ok(if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn host(cache_dir: Option<PathBuf>, memory_mb: usize) -> anyhow::Result<PluginHost> {

@@ -459,6 +459,17 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
         }
     }
 
+    // Every plugin the files name is compiled now, several at once, before
+    // they are loaded one by one below (big components take tens of
+    // seconds each to compile the first time).
+    let specs: Vec<String> = raw_sensors
+        .iter()
+        .map(|(_, s)| s.get_ref().plugin.get_ref())
+        .chain(file.notifier.iter().map(|n| n.get_ref().plugin.get_ref()))
+        .map(|p| resolve_plugin(&base, p))
+        .collect();
+    host.precompile(&specs).await;
+
     let defaults = &file.defaults;
     let mut sensors = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();

@@ -311,7 +311,10 @@ fn discover(c: &Config, ctx: &CheckContext) -> Result<Discovery, DiscoveryError>
                 ));
             }
             let mut req = Request::get(page_url(c, ns, cont.as_deref()));
-            req.timeout = ctx.remaining();
+            // A margin before the agent's deadline, so a slow API server
+            // is a discovery error saying so, not a run stopped by the agent
+            // (found by `outpost plugin test`'s `discover.deadline`).
+            req.timeout = outpost_plugin_sdk::delivery::budget(ctx.remaining());
             req.max_body_bytes = 16 << 20;
             req = req.header("accept", "application/json");
             if let Some(t) = &c.token {
