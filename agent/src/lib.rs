@@ -31,6 +31,7 @@ pub mod escalation;
 pub mod evaluation;
 pub mod federation;
 pub mod file_provider;
+pub mod kubeconfig;
 pub mod memory;
 pub mod metrics;
 pub mod page;

@@ -53,7 +53,19 @@ pub async fn run(
     tx: mpsc::Sender<Update>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let policy = NetPolicy::granted(plugin.info(), &pc.config.value(), pc.allow.as_deref(), &[]);
+    let mut policy =
+        NetPolicy::granted(plugin.info(), &pc.config.value(), pc.allow.as_deref(), &[]);
+    if let Some(pem) = &pc.ca_pem {
+        policy = match policy.trusting(pem) {
+            Ok(p) => p,
+            Err(e) => {
+                // Checked at load; a CA that stopped parsing is reported
+                // as the provider's error on every discovery.
+                let _ = report(&pc.name, &tx, Err(format!("the kubeconfig's CA: {e}"))).await;
+                return;
+            }
+        };
+    }
     let mut inst = plugin.instance(Arc::new(policy), &format!("provider {}", pc.name));
     let limits = DiscoveryLimits {
         max_objects: pc.max_objects,

@@ -605,6 +605,7 @@ impl PluginHost {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let slots = Arc::new(tokio::sync::Semaphore::new(cores));
         let limit = self.config.limits.memory_bytes as u64;
+        let max_file = self.config.max_plugin_bytes;
         let mut tasks = tokio::task::JoinSet::new();
         let mut seen = std::collections::HashSet::new();
         for spec in specs {
@@ -625,7 +626,10 @@ impl PluginHost {
                             Some(b) => b.wasm.into(),
                             None => return,
                         },
-                        PluginSource::Path(p) => match std::fs::read(p) {
+                        // Only what `load` would read: a FIFO or a device
+                        // is skipped here and refused by `load` with its
+                        // reason.
+                        PluginSource::Path(p) => match read_plugin_file(p, max_file) {
                             Ok(b) => b.into(),
                             Err(_) => return,
                         },
@@ -841,8 +845,25 @@ mod version_tests {
             ..HostConfig::default()
         })
         .unwrap();
-        let specs = ["http", "slack", "http", "nosuch", "/nonexistent/x.wasm"];
-        host.precompile(&specs.map(String::from)).await;
+        // A FIFO is skipped, not opened and waited on.
+        let fifo = dir.path().join("pipe.wasm");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let fifo = fifo.to_string_lossy().into_owned();
+        let specs = [
+            "http",
+            "slack",
+            "http",
+            "nosuch",
+            "/nonexistent/x.wasm",
+            &fifo,
+        ];
+        let specs = specs.map(String::from);
+        let all = host.precompile(&specs);
+        tokio::time::timeout(std::time::Duration::from_secs(60), all)
+            .await
+            .expect("precompile returned");
         assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
     }
 }

@@ -57,6 +57,45 @@ pub fn client_tls() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
+/// The client configuration of a plugin that also trusts `extra` (its
+/// own CA, see `NetPolicy::trusting`): [`client_tls`] when there is none;
+/// otherwise built once per distinct set and kept (a handful per agent).
+pub fn client_tls_for(extra: &[CertificateDer<'static>]) -> Arc<rustls::ClientConfig> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    if extra.is_empty() {
+        return client_tls();
+    }
+    static BY_ROOTS: OnceLock<
+        Mutex<HashMap<Vec<CertificateDer<'static>>, Arc<rustls::ClientConfig>>>,
+    > = OnceLock::new();
+    let map = BY_ROOTS.get_or_init(Default::default);
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(c) = map.get(extra) {
+        return c.clone();
+    }
+    let base = client_tls();
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    if let Some(path) = std::env::var_os(CA_FILE_ENV) {
+        let _ = add_roots(&mut roots, std::path::Path::new(&path));
+    }
+    for c in extra {
+        let _ = roots.add(c.clone());
+    }
+    let provider = base.crypto_provider().clone();
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    map.insert(extra.to_vec(), config.clone());
+    config
+}
+
 /// Adds the certificates of a PEM file to `roots`, all or none.
 fn add_roots(roots: &mut rustls::RootCertStore, path: &std::path::Path) -> Result<(), String> {
     let mut extra = rustls::RootCertStore::empty();

@@ -191,6 +191,9 @@ pub fn target_endpoints(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetPolicy {
     endpoints: Vec<Endpoint>,
+    /// Trust roots for this plugin's HTTPS requests besides the Mozilla
+    /// roots and `OUTPOST_CA_FILE` (a kubeconfig's cluster CA).
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl NetPolicy {
@@ -198,7 +201,33 @@ impl NetPolicy {
     pub fn new(mut endpoints: Vec<Endpoint>) -> Self {
         endpoints.sort();
         endpoints.dedup();
-        Self { endpoints }
+        Self {
+            endpoints,
+            extra_roots: Vec::new(),
+        }
+    }
+
+    /// The same grant, also trusting the CA certificates of `pem` for
+    /// HTTPS; an error when `pem` holds no usable certificate.
+    pub fn trusting(mut self, pem: &str) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
+            roots
+                .add(cert.clone())
+                .map_err(|e| format!("unusable CA certificate: {e}"))?;
+            self.extra_roots.push(cert);
+        }
+        if self.extra_roots.is_empty() {
+            return Err("no certificate in the PEM text".into());
+        }
+        Ok(self)
+    }
+
+    /// The extra trust roots (see [`NetPolicy::trusting`]).
+    pub fn extra_roots(&self) -> &[rustls::pki_types::CertificateDer<'static>] {
+        &self.extra_roots
     }
 
     /// Denies everything.

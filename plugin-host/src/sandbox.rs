@@ -166,7 +166,7 @@ impl WasiHttpHooks for PolicyHooks {
             return Box::new(super::outbound::send(
                 request,
                 options,
-                super::outbound::client_tls(),
+                super::outbound::client_tls_for(self.policy.extra_roots()),
             ));
         }
         wasmtime_wasi_http::default_hooks().send_request(request, options, fut)

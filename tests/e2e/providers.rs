@@ -28,7 +28,14 @@ fn ingress(ns: &str, name: &str, host: &str, path: &str, team: &str) -> Value {
 
 /// A fake API server: pages of 7 items, `continue` is the next offset.
 fn api_server(cluster: Arc<Mutex<Cluster>>) -> HttpServer {
-    HttpServer::start(move |req| {
+    HttpServer::start(api_handler(cluster))
+}
+
+/// The fake API server's answers.
+fn api_handler(
+    cluster: Arc<Mutex<Cluster>>,
+) -> impl Fn(&crate::util::http_server::Recorded) -> Reply + Send + Sync + 'static {
+    move |req| {
         let c = cluster.lock().unwrap();
         if c.fail {
             return Reply::new(500, "etcdserver: request timed out");
@@ -57,7 +64,7 @@ fn api_server(cluster: Arc<Mutex<Cluster>>) -> HttpServer {
             "metadata": meta,
             "items": c.ingresses[start..end],
         }))
-    })
+    }
 }
 
 fn config(api: &str) -> String {
@@ -657,5 +664,73 @@ notify = ["pager"]
     assert!(
         kinds.contains(&"removed") && !kinds.contains(&"recovered"),
         "{kinds:?}"
+    );
+}
+
+#[test]
+fn providers_kubernetes_reads_a_kubeconfig_server_token_and_cluster_ca() {
+    use base64::Engine;
+    let target = Target::start(Mode::Up);
+    let host = target
+        .url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let cluster = Arc::new(Mutex::new(Cluster::default()));
+    cluster
+        .lock()
+        .unwrap()
+        .ingresses
+        .push(ingress("prod", "shop", &host, "/", "web"));
+    // The API over HTTPS with a CA only the kubeconfig knows (the agent's
+    // environment trusts no extra CA).
+    let ca = crate::util::http_server::TestCa::new();
+    let api = HttpServer::start_tls(
+        &ca.server_cert(Duration::from_secs(3600)),
+        api_handler(cluster.clone()),
+    );
+    let server = api.url("").trim_end_matches('/').to_string();
+    let ca_data = base64::engine::general_purpose::STANDARD.encode(ca.pem());
+    let mut agent = Agent::new("kubeconfig");
+    agent.write_file(
+        "kubeconfig",
+        &format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: prod\ncontexts:\n- name: prod\n  context:\n    cluster: k\n    user: monitor\nclusters:\n- name: k\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_data}\nusers:\n- name: monitor\n  user:\n    token: s3cret\n"
+        ),
+    );
+    agent.launch(
+        r#"
+[[provider]]
+name = "k8s"
+plugin = "kubernetes"
+interval = "300ms"
+config = { kubeconfig = "kubeconfig" }
+
+[[kind]]
+match = "kubernetes.io/Ingress"
+  [[kind.sensor]]
+  name = "http"
+  plugin = "http"
+  interval = "500ms"
+  config = { url = "{url}" }
+"#,
+    );
+    let s = agent.wait_status("the ingress discovered over HTTPS", WAIT, |s| {
+        s["providers"][0]["state"] == "ok" && provider_sensors(s, ".http").len() == 1
+    });
+    assert_eq!(s["providers"][0]["objects"], 1, "{s}");
+
+    // A context the file does not have is a located config error.
+    let bad = Agent::new("bad");
+    bad.write_file("kubeconfig", "current-context: x\ncontexts: []\n");
+    bad.write_config(
+        "[[provider]]\nname = \"k8s\"\nplugin = \"kubernetes\"\nconfig = { kubeconfig = \"kubeconfig\", context = \"staging\" }\n",
+    );
+    let out = bad.cli(&["check-config"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("config.kubeconfig") && err.contains("no context `staging`"),
+        "{err}"
     );
 }

@@ -86,6 +86,7 @@ const SDK_SRC: &[(&str, &str)] = embed!(
 const TYPES_SRC: &[(&str, &str)] = embed!(
     "types/src/abi.rs",
     "types/src/duration.rs",
+    "types/src/inventory.rs",
     "types/src/lib.rs",
     "types/src/status.rs",
     "types/src/time.rs",
@@ -274,6 +275,25 @@ fn write(path: &Path, text: &str, exec: bool) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// The Rust scaffold carries the SDK and the types crate as sources:
+    /// every source file of both must be in the lists above.
+    #[test]
+    fn every_sdk_and_types_source_is_embedded() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for (dir, list) in [("plugin-sdk/src", SDK_SRC), ("types/src", TYPES_SRC)] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                if name.ends_with(".rs") {
+                    let path = format!("{dir}/{name}");
+                    assert!(
+                        list.iter().any(|(p, _)| *p == path),
+                        "{path} is not embedded in the Rust scaffold"
+                    );
+                }
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

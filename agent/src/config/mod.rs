@@ -536,6 +536,9 @@ pub async fn load(path: &Path, host: &PluginHost) -> Result<Loaded, ConfigError>
             provider_cfgs.push(p);
             continue;
         }
+        if p.plugin == "kubernetes" {
+            expand_kubeconfig(main, config_at, &mut p, &base)?;
+        }
         p.plugin = resolve_plugin(&base, &p.plugin);
         let plugin = load_plugin(
             host,
@@ -1169,6 +1172,70 @@ fn parse_allow(
 
 /// A plugin spec with a relative path made relative to the config's
 /// directory.
+/// The `kubernetes` provider's `kubeconfig` (and `context`): the agent
+/// reads the file (plugins have no filesystem) and hands the plugin
+/// `api_url` and `token` (unless written explicitly); the cluster CA
+/// becomes a trust root of this provider's requests.
+fn expand_kubeconfig(
+    src: &Source,
+    at: usize,
+    p: &mut providers::ProviderConfig,
+    base: &Path,
+) -> Result<(), ConfigError> {
+    let mut v = p.config.value();
+    let Some(obj) = v.as_object_mut() else {
+        return Ok(());
+    };
+    let Some(path) = obj.remove("kubeconfig") else {
+        if obj.contains_key("context") {
+            return Err(src.err(at, "config.context", "goes with `kubeconfig`"));
+        }
+        return Ok(());
+    };
+    let context = obj.remove("context");
+    let Some(path) = path.as_str() else {
+        return Err(src.err(
+            at,
+            "config.kubeconfig",
+            "must be the path of a kubeconfig file",
+        ));
+    };
+    let context = match &context {
+        None => None,
+        Some(c) => Some(
+            c.as_str()
+                .ok_or_else(|| src.err(at, "config.context", "must be the name of a context"))?,
+        ),
+    };
+    let r = crate::kubeconfig::resolve(path, base, context).map_err(|m| {
+        src.err(
+            at,
+            "config.kubeconfig",
+            format!("provider `{}`: {m}", p.name),
+        )
+    })?;
+    obj.entry("api_url")
+        .or_insert(serde_json::Value::String(r.server));
+    if let Some(t) = r.token {
+        obj.entry("token").or_insert(serde_json::Value::String(t));
+    }
+    if let Some(pem) = &r.ca_pem
+        && let Err(e) = outpost_plugin_host::NetPolicy::deny_all().trusting(pem)
+    {
+        return Err(src.err(
+            at,
+            "config.kubeconfig",
+            format!(
+                "provider `{}`: the cluster's certificate-authority: {e}",
+                p.name
+            ),
+        ));
+    }
+    p.ca_pem = r.ca_pem;
+    p.config = PluginConfig::from_json(v.to_string());
+    Ok(())
+}
+
 fn resolve_plugin(base: &Path, spec: &str) -> String {
     if builtin_or_path(spec) == Some(true) {
         base.join(spec).to_string_lossy().into_owned()

@@ -118,6 +118,9 @@ pub struct ProviderConfig {
     pub max_objects: usize,
     /// The plugin configuration.
     pub config: PluginConfig,
+    /// Extra trust roots (PEM) for this provider's HTTPS requests: the
+    /// cluster CA of a kubeconfig.
+    pub ca_pem: Option<String>,
 }
 
 /// A sensor template, checked.
@@ -306,6 +309,7 @@ pub(super) fn check_providers(
                 allow,
                 max_objects,
                 config,
+                ca_pem: None,
             },
             plugin_at,
             config_at,
