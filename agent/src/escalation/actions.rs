@@ -4,7 +4,8 @@
 //! Each action is one transaction on the escalation tables and nothing
 //! else, so the API of a running agent and the CLI (with or without a
 //! running agent) share it, and the engine and outbox simply see its
-//! result: an acknowledged incident's timers are gone, its
+//! result: an acknowledged incident's escalation timers are gone (its
+//! [`super::keepalive`] chains stay: the incident is still unresolved), its
 //! "acknowledged" notifications are in the outbox.
 
 use super::{alert_payload, idempotency_key, token};
@@ -96,7 +97,7 @@ pub fn acknowledge_incident(
     if !tx.ack(inc.id, &by, now_ms)? {
         return Ok(AckOutcome::AlreadyAcknowledged { incident: inc });
     }
-    let stopped = tx.cancel_timers(inc.id)?;
+    let stopped = tx.cancel_timers_except(inc.id, super::keepalive::PREFIX)?;
     let took = now_ms - inc.opened_at_ms;
     tx.add_event(
         inc.id,
