@@ -33,6 +33,8 @@ mod notifiers;
 mod notifiers_alertmanager;
 #[path = "e2e/notifiers_more.rs"]
 mod notifiers_more;
+#[path = "e2e/keepalive.rs"]
+mod keepalive;
 
 #[path = "e2e/status_api.rs"]
 mod status_api;
