@@ -25,6 +25,8 @@ mod config_errors;
 mod escalation;
 #[path = "e2e/federation.rs"]
 mod federation;
+#[path = "e2e/keepalive.rs"]
+mod keepalive;
 #[path = "e2e/mongo.rs"]
 mod mongo;
 #[path = "e2e/notifiers.rs"]
@@ -33,8 +35,6 @@ mod notifiers;
 mod notifiers_alertmanager;
 #[path = "e2e/notifiers_more.rs"]
 mod notifiers_more;
-#[path = "e2e/keepalive.rs"]
-mod keepalive;
 
 #[path = "e2e/status_api.rs"]
 mod status_api;

@@ -848,7 +848,10 @@ mod tests {
         assert!(t.has_pending(i.id, "a").unwrap());
         assert!(!t.has_pending(i.id, "c").unwrap());
         assert!(t.delivered(a, 1).unwrap());
-        assert!(t.has_pending(i.id, "b").unwrap(), "entry 3 is still pending");
+        assert!(
+            t.has_pending(i.id, "b").unwrap(),
+            "entry 3 is still pending"
+        );
         let b3 = t.outbox_of(i.id).unwrap()[2].id;
         assert!(t.gave_up(b3, "no", 2).unwrap());
         assert!(!t.has_pending(i.id, "b").unwrap());

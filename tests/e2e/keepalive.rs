@@ -203,7 +203,11 @@ fn keepalive_reposts_after_the_ack_across_kill_9_and_stops_at_resolution() {
     wait_reposts(&rx, &agent, "/canary", resolved_at, 3);
     agent.wait_outbox_drained(Duration::from_secs(10));
     let am = rx.requests_to("/am");
-    assert_eq!(event(am.last().unwrap()), "resolved", "re-posted after the resolution");
+    assert_eq!(
+        event(am.last().unwrap()),
+        "resolved",
+        "re-posted after the resolution"
+    );
     assert_eq!(
         am.iter().filter(|r| event(r) == "resolved").count(),
         1,

@@ -281,10 +281,7 @@ pub(super) fn check_notifier(
             return Err(src.err(
                 k.span().start,
                 format!("notifier[{index}].keepalive"),
-                format!(
-                    "must be at least 1s, got {}ms",
-                    k.get_ref().0.as_millis()
-                ),
+                format!("must be at least 1s, got {}ms", k.get_ref().0.as_millis()),
             ));
         }
         k => k.map(|k| k.into_inner().0),

@@ -138,7 +138,12 @@ impl Engine {
     /// for the unresolved incidents and that are not running (after a
     /// restart or a reload gave a notifier a keepalive).
     fn ensure_keepalives(&self, now: i64) -> outpost_store::Result<()> {
-        if self.cfg.notifiers.values().all(|(n, _)| n.keepalive.is_none()) {
+        if self
+            .cfg
+            .notifiers
+            .values()
+            .all(|(n, _)| n.keepalive.is_none())
+        {
             return Ok(());
         }
         let cfg = &self.cfg;

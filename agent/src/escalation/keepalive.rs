@@ -76,7 +76,11 @@ pub fn ensure(
         let Some(every) = keepalive_of(&n) else {
             continue;
         };
-        tx.add_timer(inc.id, &kind(&n), now.saturating_add(every.as_millis() as i64))?;
+        tx.add_timer(
+            inc.id,
+            &kind(&n),
+            now.saturating_add(every.as_millis() as i64),
+        )?;
         tx.add_event(
             inc.id,
             now,
@@ -238,7 +242,10 @@ mod tests {
             assert_eq!(ensure(tx, &inc, &ka, 0)?, 1, "only `am` has a keepalive");
             assert_eq!(ensure(tx, &inc, &ka, 0)?, 0, "one chain per notifier");
             let t = keepalive_timers(tx, &inc);
-            assert_eq!((t.len(), t[0].kind.as_str(), t[0].due_ms), (1, "keepalive:am", 1000));
+            assert_eq!(
+                (t.len(), t[0].kind.as_str(), t[0].due_ms),
+                (1, "keepalive:am", 1000)
+            );
 
             // Not due yet; then due but the opened post is still pending.
             assert!(tick(tx, 999).is_empty());
