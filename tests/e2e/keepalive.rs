@@ -20,6 +20,12 @@ use std::time::{Duration, Instant};
 /// `canary` on `canary` notifies `cn` (keepalive 1 s). Hard down after 2
 /// failures 150 ms apart, up after one success, alerting after 500 ms.
 fn config(target: &Target, canary: &Target, rx: &Receiver) -> String {
+    config_with(target, canary, rx, r#"keepalive = "1s""#)
+}
+
+/// [`config`] with `am_keepalive` (a `keepalive = ...` line or nothing) on
+/// `am`.
+fn config_with(target: &Target, canary: &Target, rx: &Receiver, am_keepalive: &str) -> String {
     format!(
         r#"
 [[sensor]]
@@ -45,7 +51,7 @@ config = {{ url = "{canary}" }}
 name = "am"
 plugin = "webhook"
 timeout = "2s"
-keepalive = "1s"
+{am_keepalive}
 config = {{ url = "{rx}/am" }}
 
 [[notifier]]
@@ -217,6 +223,54 @@ fn keepalive_reposts_after_the_ack_across_kill_9_and_stops_at_resolution() {
         rx.requests_to("/l1").iter().map(event).collect::<Vec<_>>(),
         ["opened", "acknowledged", "resolved"]
     );
+}
+
+#[test]
+fn a_silence_does_not_stop_a_keepalive_and_reloads_start_and_end_it() {
+    let target = Target::start(Mode::Up);
+    let canary = Target::start(Mode::Error);
+    let rx = Receiver::start();
+    let agent = Agent::start(&config_with(&target, &canary, &rx, ""));
+    agent.wait_sensor("web", Duration::from_secs(20), |s| s["state"] == "up");
+    target.set(Mode::Error);
+    rx.wait_for("/am", 1, Duration::from_secs(20), &agent);
+
+    // Silenced after it was told: the silence holds new notifications,
+    // not the keepalive of an alert the receiver already has.
+    let out = agent.cli(&["silence", "web", "--for", "1h", "--reason", "deploy"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Three canary re-posts: `am` has no keepalive yet, so nothing came.
+    wait_reposts(&rx, &agent, "/canary", Instant::now(), 3);
+    assert_eq!(
+        rx.requests_to("/am").iter().map(event).collect::<Vec<_>>(),
+        ["opened"]
+    );
+
+    // A reload gives `am` a keepalive: the open incident's chain starts.
+    agent.reconfigure(&config(&target, &canary, &rx));
+    let reloaded = Instant::now();
+    let got = wait_reposts(&rx, &agent, "/am", reloaded, 3);
+    assert_one_chain(&got);
+
+    // A reload takes it away: the chain ends at its next due time.
+    agent.reconfigure(&config_with(&target, &canary, &rx, ""));
+    wait_reposts(&rx, &agent, "/canary", Instant::now(), 3);
+    agent.wait_outbox_drained(Duration::from_secs(10));
+    let ended = rx.requests_to("/am").len();
+    wait_reposts(&rx, &agent, "/canary", Instant::now(), 3);
+    agent.wait_outbox_drained(Duration::from_secs(10));
+    assert_eq!(
+        rx.requests_to("/am").len(),
+        ended,
+        "re-posted after the keepalive was removed"
+    );
+    let out = agent.cli(&["incidents", "-v"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("keepalive_stopped"), "{text}");
 }
 
 /// `endsAt` of the `web` alert in Alertmanager, if it holds one that is
