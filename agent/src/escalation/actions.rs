@@ -130,12 +130,9 @@ pub fn announce_to_told(
     message: &str,
     now_ms: i64,
 ) -> outpost_store::Result<usize> {
-    let mut told: Vec<String> = Vec::new();
-    for e in tx.outbox_of(inc.id)? {
-        if !told.contains(&e.notifier) {
-            told.push(e.notifier);
-        }
-    }
+    // Not the whole outbox of the incident: with keepalive re-posts it
+    // grows by one row per interval.
+    let told = tx.told_notifiers(inc.id)?;
     let payload = alert_payload(agent, inc, event, inc.level, message, now_ms);
     for n in &told {
         tx.enqueue(&NewOutbox {

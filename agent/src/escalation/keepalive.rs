@@ -12,7 +12,7 @@
 //! `keepalive:<notifier>`. Claiming the due timer, enqueuing the re-post and
 //! writing the next timer are one transaction, so a crash or `kill -9`
 //! neither loses the chain nor forks it, and the re-post's idempotency key
-//! (derived from the timer's id) is unique. Rules:
+//! (derived from the timer's id and due time) is unique. Rules:
 //!
 //! * a chain starts when a notifier with a keepalive is first told (in the
 //!   transaction that enqueues that notification), or, for incidents that
@@ -153,7 +153,9 @@ pub fn fire(
             inc.id,
             AlertEvent::Reminder,
             inc.level,
-            &format!("keepalive-{}", timer.id),
+            // Fired timer rows are kept, so their ids are never reused
+            // within an incident; the due time guards the key anyway.
+            &format!("keepalive-{}-{}", timer.id, timer.due_ms),
             n,
         ),
         payload,
