@@ -45,6 +45,8 @@ mod connectivity;
 mod contrib;
 #[path = "e2e/http_sensor.rs"]
 mod http_sensor;
+#[path = "e2e/limits.rs"]
+mod limits;
 #[path = "e2e/recipes.rs"]
 mod recipes;
 #[path = "e2e/status_page.rs"]

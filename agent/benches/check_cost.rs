@@ -16,6 +16,8 @@
 //! Environment: `OUTPOST_BENCH_WINDOW_S` (default 20), `OUTPOST_BENCH_RATES`
 //! (default `100,1000`).
 
+mod common;
+use common::{cpu_of, memory_of, scrape};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -483,50 +485,6 @@ fn start_on_free_port(mut spawn: impl FnMut(u16) -> Child) -> (Child, u16) {
         let _ = child.wait();
     }
     panic!("no free port found for a bench server in 20 tries");
-}
-
-/// User + system CPU of a live process.
-fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    Duration::from_secs_f64(ticks as f64 / hz)
-}
-
-/// (RssAnon, VmRSS) in KiB.
-fn memory_of(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("RssAnon:"), field("VmRSS:"))
-}
-
-/// `GET /metrics` of the agent (empty while it does not answer).
-fn scrape(addr: std::net::SocketAddr) -> String {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
-    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nhost: bench\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
 }
 
 fn stop(child: &mut Child) {

@@ -27,8 +27,7 @@
 //! within 2 ms. `OUTPOST_BENCH_ROUNDS` (default 3) sets the rounds.
 
 mod common;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use common::{cpu_of, scrape};
 use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -179,7 +178,7 @@ fn start(dir: &Path, port: u16, objects: &Path) -> (Child, u16) {
         if let Some(a) = std::fs::read_to_string(data.join("listen-addr"))
             .ok()
             .and_then(|a| a.trim().parse::<std::net::SocketAddr>().ok())
-            && !scrape(a.port()).is_empty()
+            && !scrape(a).is_empty()
         {
             return (child, a.port());
         }
@@ -209,33 +208,9 @@ fn count(log: &Path, needle: &str) -> usize {
         .count()
 }
 
-/// User + system CPU of a live process.
-fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
-    Duration::from_secs_f64(ticks as f64 / hz)
-}
-
-fn scrape(port: u16) -> String {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
 /// The lateness histogram: (upper bound, cumulative count).
 fn lateness(port: u16) -> Vec<(f64, u64)> {
-    scrape(port)
+    scrape(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
         .lines()
         .filter_map(|l| l.strip_prefix("outpost_scheduler_lateness_seconds_bucket{le=\""))
         .filter_map(|l| {

@@ -34,12 +34,10 @@
 //!   server CPU 0.384 ms/poll = 0.77 % for 100 pollers; pooled plain HTTP
 //!   0.08 % / 0.06 %.
 
+mod common;
 use outpost::config::topology::PeerConfig;
-use outpost::config::{PluginConfig, SensorConfig};
 use outpost::federation::{self, Identity, Transport};
 use outpost::metrics::Metrics;
-use outpost::status::{Board, SensorView};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,42 +47,6 @@ fn thread_cpu() -> f64 {
     unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     t(u.ru_utime) + t(u.ru_stime)
-}
-
-fn board() -> Arc<Board> {
-    let board = Arc::new(Board::default());
-    for i in 0..1000 {
-        board.put(SensorView {
-            sensor: Arc::new(SensorConfig {
-                name: format!("sensor-{i:04}"),
-                plugin: "http".into(),
-                interval: Duration::from_secs(30),
-                timeout: Duration::from_secs(10),
-                jitter: Duration::ZERO,
-                retry_interval: Duration::from_secs(10),
-                fail_after: 3,
-                recover_after: 2,
-                category: Some("Bench".into()),
-                description: None,
-                labels: BTreeMap::from([("team".into(), "core".into())]),
-                allow: None,
-                config: PluginConfig::default(),
-                thresholds: vec![],
-                origin: "bench".into(),
-                maintenance: vec![],
-            }),
-            state: outpost::state::State::Up,
-            since_ms: 1_700_000_000_000,
-            reason: "2 consecutive successes".into(),
-            flapping: false,
-            last_check_ms: Some(1_700_000_000_000 + i),
-            last_status: Some(outpost_plugin_host::Status::Ok),
-            last_message: "HTTP 200 in 12 ms".into(),
-            last_latency_ms: Some(12.5),
-            offline: false,
-        });
-    }
-    board
 }
 
 /// A CA and a certificate for 127.0.0.1, written to `dir`.
@@ -186,7 +148,7 @@ fn main() {
                     name: "bench".into(),
                     id: "0123456789abcdef".into(),
                 },
-                board(),
+                common::status_board(1000),
                 Arc::new(Metrics::default()),
                 "/nonexistent".into(),
             );

@@ -90,6 +90,25 @@ fn push_peers(cfg: &Config) -> Vec<String> {
         .collect()
 }
 
+/// Fails with the cause (read-only file system, permission denied, disk
+/// full) when the data directory cannot be written: SQLite would only say
+/// "unable to open database file".
+fn check_writable(dir: &Path) -> anyhow::Result<()> {
+    let probe = dir.join(".outpost-write-test");
+    let r = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe);
+    let _ = std::fs::remove_file(&probe);
+    r.map(drop).with_context(|| {
+        format!(
+            "the data directory {} is not writable (the agent keeps its database there; set [agent] data_dir to a writable directory)",
+            dir.display()
+        )
+    })
+}
+
 /// The database file inside the data directory.
 pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("outpost.db")
@@ -108,6 +127,7 @@ pub fn plugin_host(agent: &config::AgentConfig) -> anyhow::Result<PluginHost> {
         // Checks (bounded by the scheduler), plus notifier deliveries and
         // the validation of a reloaded config running beside them.
         concurrent_runs: agent.concurrency + 32,
+        max_plugin_bytes: agent.max_plugin_bytes,
         ..HostConfig::default()
     })
 }
@@ -120,6 +140,7 @@ pub fn plugin_host(agent: &config::AgentConfig) -> anyhow::Result<PluginHost> {
 pub async fn load_config(
     path: &Path,
     cache: bool,
+    allow_empty: bool,
 ) -> anyhow::Result<(Arc<PluginHost>, config::Loaded)> {
     let agent = config::agent_only(path)?;
     let host = if cache {
@@ -127,12 +148,42 @@ pub async fn load_config(
     } else {
         PluginHost::new(HostConfig {
             limits: agent.limits,
+            max_plugin_bytes: agent.max_plugin_bytes,
             ..HostConfig::default()
         })?
     };
     let host = Arc::new(host);
-    let loaded = config::load(path, &host).await?;
+    let loaded = load_guarded(path, &host, allow_empty).await?;
     Ok((host, loaded))
+}
+
+/// [`config::load`] in a task of its own, so that even a panic in config
+/// code (a bug; no input should cause one) is an error of this load and
+/// not the end of the agent: a reload that fails for any reason leaves the
+/// running configuration in place. An empty main file is refused unless
+/// `allow_empty`.
+pub async fn load_guarded(
+    path: &Path,
+    host: &Arc<PluginHost>,
+    allow_empty: bool,
+) -> anyhow::Result<config::Loaded> {
+    if !allow_empty {
+        config::refuse_empty(path)?;
+    }
+    let (path, host) = (path.to_path_buf(), host.clone());
+    match tokio::spawn(async move { config::load(&path, &host).await }).await {
+        Ok(r) => Ok(r?),
+        Err(e) if e.is_panic() => {
+            let p = e.into_panic();
+            let why = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown cause".into());
+            anyhow::bail!("loading the configuration failed (internal error: {why})")
+        }
+        Err(e) => anyhow::bail!("loading the configuration was cancelled: {e}"),
+    }
 }
 
 fn include_fingerprint(cfg: &Config) -> Vec<(PathBuf, u128, u64)> {
@@ -261,8 +312,8 @@ fn show_connectivity(
     [tokio::spawn(guard.run()), mirror]
 }
 
-pub async fn run(path: &Path) -> anyhow::Result<()> {
-    let (host, loaded) = load_config(path, true).await?;
+pub async fn run(path: &Path, allow_empty: bool) -> anyhow::Result<()> {
+    let (host, loaded) = load_config(path, true, allow_empty).await?;
     crate::memory::release_freed();
     let mut cfg = loaded.config;
     let mut plugins = loaded.plugins;
@@ -276,6 +327,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
             cfg.agent.data_dir.display()
         )
     })?;
+    check_writable(&cfg.agent.data_dir)?;
     let db = db_path(&cfg.agent.data_dir);
     let store = Store::open(
         &db,
@@ -437,7 +489,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         let loaded = match discovery {
             Err(reason) => {
                 tracing::info!("reloading {} ({reason})", path.display());
-                config::load(path, &host).await.map(|new| {
+                load_guarded(path, &host, allow_empty).await.map(|new| {
                     for gone in runners.apply(&new.config, &new.plugins, &prov_tx) {
                         states.remove(&gone);
                     }

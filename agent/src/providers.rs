@@ -53,10 +53,7 @@ pub async fn run(
     tx: mpsc::Sender<Update>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let policy = match &pc.allow {
-        Some(list) => NetPolicy::new(list.clone()),
-        None => NetPolicy::from_config(&pc.config.value(), &[]),
-    };
+    let policy = NetPolicy::granted(plugin.info(), &pc.config.value(), pc.allow.as_deref(), &[]);
     let mut inst = plugin.instance(Arc::new(policy), &format!("provider {}", pc.name));
     let limits = DiscoveryLimits {
         max_objects: pc.max_objects,
@@ -94,18 +91,28 @@ pub async fn run(
                 }
             },
         };
-        if let Err(e) = &outcome {
-            tracing::warn!(provider = %pc.name, "discovery failed, the last good set stays: {e}");
-        }
-        let u = Update {
-            provider: pc.name.clone(),
-            at_ms: now_ms(),
-            outcome,
-        };
-        if tx.send(u).await.is_err() {
+        if !report(&pc.name, &tx, outcome).await {
             return;
         }
     }
+}
+
+/// Logs a failed discovery and sends the update; false when the agent no
+/// longer listens.
+async fn report(
+    provider: &str,
+    tx: &mpsc::Sender<Update>,
+    outcome: Result<Option<Bounded>, String>,
+) -> bool {
+    if let Err(e) = &outcome {
+        tracing::warn!(provider = %provider, "discovery failed, the last good set stays: {e}");
+    }
+    let u = Update {
+        provider: provider.to_string(),
+        at_ms: now_ms(),
+        outcome,
+    };
+    tx.send(u).await.is_ok()
 }
 
 /// Runs the built-in `file` provider (see [`crate::file_provider`]) until
@@ -154,17 +161,9 @@ pub async fn run_file(
                 stamp = Some(s);
                 Ok(Some(b))
             }
-            Err(e) => {
-                tracing::warn!(provider = %pc.name, "discovery failed, the last good set stays: {e}");
-                Err(e)
-            }
+            Err(e) => Err(e),
         };
-        let u = Update {
-            provider: pc.name.clone(),
-            at_ms: now_ms(),
-            outcome,
-        };
-        if tx.send(u).await.is_err() {
+        if !report(&pc.name, &tx, outcome).await {
             return;
         }
     }

@@ -79,10 +79,12 @@ impl SensorRuntime {
             }
             None => Machine::new(policy, now_ms()),
         };
-        let net = match &cfg.allow {
-            Some(list) => NetPolicy::new(list.clone()),
-            None => NetPolicy::from_config(&cfg.config.value(), &[]),
-        };
+        let net = NetPolicy::granted(
+            plugin.info(),
+            &cfg.config.value(),
+            cfg.allow.as_deref(),
+            &[],
+        );
         let instance = plugin.instance(Arc::new(net), &cfg.name);
         Self {
             cfg,
@@ -104,6 +106,7 @@ fn fault_kind(e: &RunError) -> &'static str {
         RunError::Memory(_) => "memory",
         RunError::Output(_) => "output",
         RunError::StackOverflow => "stack_overflow",
+        RunError::HostLimit(_) => "host_limit",
         RunError::Trap(_) => "trap",
         RunError::WrongKind { .. } => "wrong_kind",
     }

@@ -2,6 +2,10 @@
 //! from the agent beyond WASI — logging into the agent's tracing, and the
 //! TLS certificate of a server (for expiry checks), under the same network
 //! policy as everything else.
+//!
+//! Log calls are charged to the run's meter (lines and bytes, like
+//! stdout): past the limit lines are dropped and the run ends as an
+//! `error` naming the limit.
 
 use super::bindings::{host_api, wit};
 use super::sandbox::Sandbox;
@@ -15,6 +19,9 @@ impl wit::Host for Sandbox {}
 
 impl host_api::Host for Sandbox {
     fn log(&mut self, level: host_api::LogLevel, message: String) {
+        if !self.meter.log(message.len()) {
+            return;
+        }
         // Keep one plugin line one log line, and bounded.
         let mut message = message.replace(['\n', '\r'], " ");
         if message.len() > 4096 {
@@ -51,6 +58,14 @@ impl host_api::Host for Sandbox {
         if !self.policy.allows_name(&host, port) {
             return Err(format!(
                 "host {host}:{port} is not in this plugin's network allow-list"
+            ));
+        }
+        if !self.meter.connect() {
+            return Err(format!(
+                "{}",
+                self.meter
+                    .exceeded()
+                    .expect("the meter records the limit it refused")
             ));
         }
         let timeout = Duration::from_millis(timeout_ms.clamp(1, 60_000).into());

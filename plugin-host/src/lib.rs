@@ -36,12 +36,16 @@ pub mod builtin;
 mod cache;
 pub mod compiler;
 mod host_api;
+mod meter;
 mod outbound;
 mod output;
 pub mod policy;
 pub mod provider;
+mod result;
 mod sandbox;
+mod sockets;
 
+pub use meter::HostLimit;
 pub use outpost_types::abi::*;
 pub use policy::{Endpoint, NetPolicy};
 pub use sandbox::Limits;
@@ -126,6 +130,80 @@ pub struct HostConfig {
     /// Recycle a warm instance after this many runs. 1,000 runs bound what
     /// a leaking plugin can accumulate while making recycling cost noise.
     pub max_runs_per_instance: u32,
+    /// Largest plugin file loaded, in bytes.
+    pub max_plugin_bytes: u64,
+}
+
+/// Default of [`HostConfig::max_plugin_bytes`]: 256 MiB, far above any
+/// real plugin (the built-ins are 150–900 KiB) and small enough that a
+/// wrong path (a disk image, a log) fails at once instead of filling
+/// memory.
+pub const DEFAULT_MAX_PLUGIN_BYTES: u64 = 256 << 20;
+
+/// Reads a plugin file: only a regular file (not a FIFO, device, socket
+/// or directory, which could block or never end) of at most `max` bytes,
+/// and never more than `max` bytes even if it grows meanwhile.
+fn read_plugin_file(path: &std::path::Path, max: u64) -> Result<Vec<u8>, LoadError> {
+    use std::io::Read;
+    let err = |source: std::io::Error| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(err)?;
+    if !meta.is_file() {
+        let what = {
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.file_type();
+            if t.is_dir() {
+                "a directory"
+            } else if t.is_fifo() {
+                "a FIFO (named pipe)"
+            } else if t.is_char_device() || t.is_block_device() {
+                "a device"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "not a regular file"
+            }
+        };
+        return Err(LoadError::NotAFile {
+            path: path.to_path_buf(),
+            what,
+        });
+    }
+    if meta.len() > max {
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            max,
+        });
+    }
+    // O_NONBLOCK: if the path was swapped for a FIFO since the check, the
+    // open does not wait for a writer.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(err)?
+    };
+    if !file.metadata().map_err(err)?.is_file() {
+        return Err(LoadError::NotAFile {
+            path: path.to_path_buf(),
+            what: "not a regular file",
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut bytes).map_err(err)?;
+    if bytes.len() as u64 > max {
+        return Err(LoadError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            max,
+        });
+    }
+    Ok(bytes)
 }
 
 impl Default for HostConfig {
@@ -138,6 +216,7 @@ impl Default for HostConfig {
             warm_instances: DEFAULT_WARM_INSTANCES,
             concurrent_runs: 96,
             max_runs_per_instance: 1000,
+            max_plugin_bytes: DEFAULT_MAX_PLUGIN_BYTES,
         }
     }
 }
@@ -210,6 +289,24 @@ pub enum LoadError {
         /// Cause.
         source: std::io::Error,
     },
+    /// Not a regular file.
+    #[error("cannot load plugin {}: it is {what}; give the path of a .wasm component file", path.display())]
+    NotAFile {
+        /// Path.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
+    /// Over the size cap.
+    #[error("cannot load plugin {}: it is {size} bytes, more than the limit of {max} bytes for a plugin file", path.display())]
+    TooLarge {
+        /// Path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The cap.
+        max: u64,
+    },
     /// Not a valid component.
     #[error("{label} is not a valid WebAssembly component: {reason}")]
     Invalid {
@@ -271,6 +368,9 @@ pub enum RunError {
     /// Stack exhausted.
     #[error("plugin overflowed its stack (recursion too deep)")]
     StackOverflow,
+    /// A host-side limit (connections, resources, host log) was hit.
+    #[error("{0}")]
+    HostLimit(HostLimit),
     /// Any other trap (panic, out-of-bounds access, ...).
     #[error("plugin trapped: {0}")]
     Trap(String),
@@ -361,6 +461,7 @@ impl PluginHost {
         let engine = Engine::new(&engine_config(&config))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        sockets::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::host_api::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
         wit::add_to_linker::<_, HasSelf<Sandbox>>(&mut linker, |s| s)?;
@@ -423,12 +524,7 @@ impl PluginHost {
             PluginSource::Builtin(name) => {
                 builtin::find(name).expect("parsed built-in").wasm.into()
             }
-            PluginSource::Path(p) => std::fs::read(p)
-                .map_err(|e| LoadError::Read {
-                    path: p.clone(),
-                    source: e,
-                })?
-                .into(),
+            PluginSource::Path(p) => read_plugin_file(p, self.config.max_plugin_bytes)?.into(),
         };
         if bytes.len() < 8 || bytes[..4] != *b"\0asm" {
             return Err(LoadError::Invalid {
@@ -678,6 +774,9 @@ struct Warm {
     runs: u32,
     /// Set once the instance is kept warm between runs.
     ticket: Option<WarmTicket>,
+    /// Entries of the resource table after the first run: a warm instance
+    /// holding more after a later run is discarded.
+    baseline: Option<usize>,
 }
 
 /// One configured use of a plugin: its store (kept warm between runs when
@@ -759,9 +858,11 @@ impl Instance {
                 bound,
                 runs: 0,
                 ticket: None,
+                baseline: None,
             }));
         }
         let w = self.warm.as_mut().expect("just created");
+        w.store.data().meter.reset();
         w.store.data_mut().deadline = deadline;
         w.store.set_epoch_deadline(1);
         Ok(w)
@@ -786,11 +887,30 @@ impl Instance {
             }),
             Err(_) => Err(RunError::Timeout(timeout)),
         };
+        // Host-side limits: the first one hit names the fault, whatever
+        // the plugin made of the refusal.
+        let (io, entries) = w.store.data_mut().run_resources();
+        let max_resources = w.store.data().max_resources;
+        let host_limit = w.store.data().meter.exceeded().or_else(|| {
+            (entries + 1 >= max_resources as usize).then_some(HostLimit::Resources(max_resources))
+        });
+        let result = match host_limit {
+            Some(l) if !matches!(result, Err(RunError::Memory(_) | RunError::Output(_))) => {
+                Err(RunError::HostLimit(l))
+            }
+            _ => result,
+        };
+        // Nothing of this run may reach the next: an instance still
+        // holding a socket or an HTTP exchange, or more resources than
+        // after its first run, is not kept.
+        let leftover = io || w.baseline.is_some_and(|b| entries > b);
+        w.baseline.get_or_insert(entries);
         let (out, _) = w.store.data().stdout.take();
         let (err, _) = w.store.data().stderr.take();
         forward_output(&self.label, &out, &err);
         w.runs += 1;
         let keep = result.is_ok()
+            && !leftover
             && w.runs < self.plugin.config.max_runs_per_instance
             && (w.ticket.is_some() || {
                 w.ticket = self.plugin.warm.try_take();
@@ -915,7 +1035,9 @@ impl Instance {
                 });
             }
         };
-        self.settle(out, timeout).map(convert_result)
+        let limits = self.plugin.config.limits;
+        self.settle(out, timeout)
+            .map(|r| result::bound(convert_result(r), &limits))
     }
 
     /// Runs one check and turns any fault into an `error` result.

@@ -1,13 +1,18 @@
 //! Network allow-list of one configured plugin.
 //!
-//! By default a plugin may reach exactly the endpoints its configuration
-//! names: every string value of the config that is a URL (`scheme://host`)
-//! contributes its host(s) and port (the scheme's default port when none is
-//! written; a `mongodb://a,b:27018` list contributes each host). The
-//! operator can replace that with an explicit `allow` list. Everything else
-//! is denied: for `wasi:http` the request fails with `HTTP-request-denied`,
-//! for `wasi:sockets` the connect fails with `access-denied`, and the
-//! `tls-peer-certificate` host call returns an error.
+//! The grant ([`NetPolicy::granted`]) is either the operator's explicit
+//! `allow = ["host:port", ...]` list, or else the endpoints named in the
+//! config fields the plugin's `info` declares as *targets*: fields whose
+//! `type` is `url`, `list<url>`, `host:port` or `list<host:port>`
+//! ([`is_target_type`]). A URL contributes its host(s) and port (the
+//! scheme's default port when none is written; a `mongodb://a,b:27018`
+//! list contributes each host); a target field left out of the config
+//! contributes its declared default. A URL-shaped string anywhere else in
+//! the config (an unknown key, a header value, a message template) grants
+//! nothing. Everything else is denied: for `wasi:http` the request fails
+//! with `HTTP-request-denied`, for `wasi:sockets` the connect fails with
+//! `access-denied`, a name lookup fails with `access-denied` (`sockets`),
+//! and the `tls-peer-certificate` host call returns an error.
 //!
 //! This module only decides; it performs no I/O except name resolution of
 //! allowed host names when a socket connect must be matched by address.
@@ -136,6 +141,52 @@ pub fn endpoints_in_url(text: &str) -> Vec<Endpoint> {
     out
 }
 
+/// Whether a `config-field` type names a network target whose hosts the
+/// plugin may reach.
+pub fn is_target_type(ty: &str) -> bool {
+    matches!(
+        ty.trim(),
+        "url" | "list<url>" | "host:port" | "list<host:port>"
+    )
+}
+
+/// The endpoints one value of a target field names.
+fn endpoints_in_target(ty: &str, v: &serde_json::Value, out: &mut Vec<Endpoint>) {
+    let host_port = ty.contains("host:port");
+    match v {
+        serde_json::Value::String(s) if host_port => out.extend(Endpoint::parse(s).ok()),
+        serde_json::Value::String(s) => out.extend(endpoints_in_url(s)),
+        serde_json::Value::Array(a) => a.iter().for_each(|v| endpoints_in_target(ty, v, out)),
+        _ => {}
+    }
+}
+
+/// The endpoints named in the target fields of `fields` (their declared
+/// default when `config` leaves one out).
+pub fn target_endpoints(
+    config: &serde_json::Value,
+    fields: &[outpost_types::abi::ConfigField],
+) -> Vec<Endpoint> {
+    let mut out = Vec::new();
+    for f in fields.iter().filter(|f| is_target_type(&f.ty)) {
+        match config.get(&f.name) {
+            Some(v) => endpoints_in_target(&f.ty, v, &mut out),
+            None => {
+                if let Some(d) = f
+                    .default
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+                {
+                    endpoints_in_target(&f.ty, &d, &mut out);
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// What a plugin instance may reach.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetPolicy {
@@ -155,7 +206,39 @@ impl NetPolicy {
         Self::default()
     }
 
-    /// The endpoints named in `config`, plus `extra`.
+    /// The grant of one configured plugin: `allow` when the operator wrote
+    /// one, else the endpoints its config names in the fields `info`
+    /// declares as targets; plus `extra` (the CLI's `--allow`).
+    pub fn granted(
+        info: &outpost_types::abi::PluginInfo,
+        config: &serde_json::Value,
+        allow: Option<&[Endpoint]>,
+        extra: &[Endpoint],
+    ) -> Self {
+        let mut eps = match allow {
+            Some(list) => list.to_vec(),
+            None => target_endpoints(config, &info.config),
+        };
+        eps.extend(extra.iter().cloned());
+        Self::new(eps)
+    }
+
+    /// How the grant reads for people: `a:1, b:2`, or `nothing`.
+    pub fn describe(&self) -> String {
+        if self.endpoints.is_empty() {
+            "nothing (no network access)".into()
+        } else {
+            self.endpoints
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+
+    /// Every URL-shaped string in `config`, plus `extra`. Not a grant for
+    /// configured plugins (see [`NetPolicy::granted`]); kept for tools
+    /// that try a plugin against the hosts a config mentions.
     pub fn from_config(config: &serde_json::Value, extra: &[Endpoint]) -> Self {
         let mut eps = endpoints_in_config(config);
         eps.extend(extra.iter().cloned());
@@ -226,6 +309,51 @@ mod tests {
                 ep("example.com:443"),
                 ep("mail.local:25")
             ]
+        );
+    }
+
+    #[test]
+    fn only_declared_target_fields_grant() {
+        use outpost_types::abi::{ConfigField, PluginInfo};
+        let info = PluginInfo::sensor("t", "1", "t")
+            .field(ConfigField::required("url", "url", "target"))
+            .field(ConfigField::optional(
+                "peers",
+                "list<host:port>",
+                None,
+                "peers",
+            ))
+            .field(ConfigField::optional(
+                "api",
+                "url",
+                Some("\"https://api.example.com\""),
+                "api",
+            ))
+            .field(ConfigField::optional("note", "string", None, "free text"));
+        let cfg = json!({
+            "url": "http://127.0.0.1:8080/x",
+            "peers": ["a:1", "b:2"],
+            "note": "http://smuggled.example:9999/",
+            "unknown": {"deep": "http://evil.example:1/"}
+        });
+        let p = NetPolicy::granted(&info, &cfg, None, &[]);
+        assert_eq!(
+            p.endpoints(),
+            [
+                ep("127.0.0.1:8080"),
+                ep("a:1"),
+                ep("api.example.com:443"),
+                ep("b:2")
+            ]
+        );
+        assert!(!p.allows_name("smuggled.example", 9999));
+        assert!(!p.allows_name("evil.example", 1));
+        let explicit = [ep("only.example:25")];
+        let p = NetPolicy::granted(&info, &cfg, Some(&explicit), &[]);
+        assert_eq!(p.endpoints(), explicit);
+        assert_eq!(
+            NetPolicy::deny_all().describe(),
+            "nothing (no network access)"
         );
     }
 

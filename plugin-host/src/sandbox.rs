@@ -6,7 +6,14 @@
 //!
 //! Nothing here is shared between instances: one sensor's state or fault
 //! cannot reach another's.
+//!
+//! What a plugin makes the host hold is bounded here too: connections per
+//! run and host log calls ([`Meter`]), entries of the resource table
+//! (sockets, streams, HTTP fields and requests, each HTTP fields resource
+//! itself capped in bytes), so the host memory behind a plugin's resources
+//! is at most `max_resources × FIELD_BYTES` plus the connections' buffers.
 
+use super::meter::Meter;
 use super::output::CappedPipe;
 use super::policy::NetPolicy;
 use std::sync::Arc;
@@ -23,7 +30,28 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Captured stdout + stderr cap per run, in bytes.
     pub output_bytes: usize,
+    /// TCP connects plus HTTP requests per run.
+    pub max_connections: u32,
+    /// Live entries of the instance's resource table (sockets, streams,
+    /// HTTP fields, pollables, ...).
+    pub max_resources: u32,
+    /// Host log calls per run.
+    pub log_lines: u32,
+    /// Bytes logged through the host per run.
+    pub log_bytes: usize,
+    /// Bytes of a result's message kept (more is cut, with a marker).
+    pub message_bytes: usize,
+    /// Metrics of a result kept (more are dropped, and the message says so).
+    pub max_metrics: usize,
+    /// Bytes of a result's details kept (more is cut, with a marker).
+    pub details_bytes: usize,
 }
+
+/// Bytes one `wasi:http` fields resource (a header map) may take in host
+/// memory. 64 KiB holds any real request's headers (proxies refuse more
+/// than 8 KiB on the wire); with `max_resources` it bounds the host memory
+/// a plugin can pin through header maps.
+pub const FIELD_BYTES: usize = 64 << 10;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -35,6 +63,26 @@ impl Default for Limits {
             // 64 KiB of output per run is a lot of log lines; more is a
             // flood, and plugins should log through the host interface.
             output_bytes: 64 << 10,
+            // A check makes one to a few connections (redirects, a replica
+            // set's members, an Alertmanager cluster); 64 is ample, and
+            // sixteen sensors at the cap stay far below a process's
+            // descriptor limit.
+            max_connections: 64,
+            // A Rust guest doing HTTP holds a few dozen resources at once
+            // (streams, pollables, fields, the request and response); 1,000
+            // leaves room while bounding the host memory behind them to
+            // about 64 MiB of header maps at worst.
+            max_resources: 1000,
+            // Same spirit as stdout: a few hundred lines is a chatty
+            // check; more is a flood of the agent's log.
+            log_lines: 200,
+            log_bytes: 64 << 10,
+            // A message is one line for humans; 4 KiB is a long one.
+            message_bytes: 4 << 10,
+            // The built-in sensors return at most a few dozen metrics.
+            max_metrics: 100,
+            // Details are stored with each result and served by the API.
+            details_bytes: 64 << 10,
         }
     }
 }
@@ -78,6 +126,7 @@ impl wasmtime::ResourceLimiter for Limiter {
 /// `wasi:http` hooks enforcing the network policy.
 pub struct PolicyHooks {
     policy: Arc<NetPolicy>,
+    meter: Arc<Meter>,
 }
 
 impl WasiHttpHooks for PolicyHooks {
@@ -110,6 +159,9 @@ impl WasiHttpHooks for PolicyHooks {
             tracing::warn!(target: "plugin", uri = %uri, "denied HTTP request to a host outside the plugin's allow-list");
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        if !self.meter.connect() {
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
         if https {
             return Box::new(super::outbound::send(
                 request,
@@ -139,6 +191,10 @@ pub struct Sandbox {
     pub stderr: CappedPipe,
     /// Who runs here, for log lines: "plugin/sensor".
     pub label: Arc<str>,
+    /// Per-run counters of connections and host log calls.
+    pub meter: Arc<Meter>,
+    /// The resource-table cap (for naming it when the table is full).
+    pub max_resources: u32,
 }
 
 impl Sandbox {
@@ -151,9 +207,16 @@ impl Sandbox {
         b.allow_tcp(true)
             .allow_udp(false)
             .allow_ip_name_lookup(true);
+        let meter = Arc::new(Meter::new(
+            limits.max_connections,
+            limits.log_lines,
+            limits.log_bytes,
+        ));
         let check_policy = policy.clone();
+        let check_meter = meter.clone();
         b.socket_addr_check(move |addr, use_| {
             let policy = check_policy.clone();
+            let meter = check_meter.clone();
             Box::pin(async move {
                 match use_ {
                     // A connect first binds implicitly to the unspecified
@@ -164,19 +227,24 @@ impl Sandbox {
                         if !ok {
                             tracing::warn!(target: "plugin", %addr, "denied TCP connect outside the plugin's allow-list");
                         }
-                        ok
+                        ok && meter.connect()
                     }
                     _ => false,
                 }
             })
         });
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(FIELD_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_resources as usize);
         Self {
             wasi: b.build(),
-            http: WasiHttpCtx::new(),
+            http,
             hooks: PolicyHooks {
                 policy: policy.clone(),
+                meter: meter.clone(),
             },
-            table: ResourceTable::new(),
+            table,
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes,
                 memory_exceeded: false,
@@ -186,7 +254,29 @@ impl Sandbox {
             stdout,
             stderr,
             label,
+            meter,
+            max_resources: limits.max_resources,
         }
+    }
+
+    /// Whether the resource table still holds a connection or an HTTP
+    /// exchange, and how many entries it holds (the caller compares them
+    /// with what the instance held after its first run).
+    pub fn run_resources(&mut self) -> (bool, usize) {
+        let mut n = 0;
+        let mut io = false;
+        for e in self.table.iter_mut() {
+            n += 1;
+            let any: &dyn std::any::Any = e;
+            io |= any.is::<wasmtime_wasi::p2::TcpSocket>()
+                || any.is::<wasmtime_wasi::p2::UdpSocket>()
+                || any.is::<wasmtime_wasi_http::p2::types::HostOutgoingRequest>()
+                || any.is::<wasmtime_wasi_http::p2::types::HostIncomingResponse>()
+                || any.is::<wasmtime_wasi_http::p2::types::HostFutureIncomingResponse>()
+                || any.is::<wasmtime_wasi_http::p2::body::HostIncomingBody>()
+                || any.is::<wasmtime_wasi_http::p2::body::HostOutgoingBody>();
+        }
+        (io, n)
     }
 }
 

@@ -5,7 +5,7 @@
 //! escalation policy. While offline nothing may page; once a canary
 //! answers again, the still-failing target must alert as usual.
 
-use crate::util::{Agent, Mode, Receiver, ReservedPort, Target, http_get, parse_metrics};
+use crate::util::{Agent, Mode, Receiver, Target, http_get, parse_metrics};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,7 +56,10 @@ fn online(metrics: &serde_json::Value) -> f64 {
 
 #[test]
 fn an_offline_agent_pages_nobody_and_resumes_when_a_canary_answers() {
-    let canary = Canary::on(ReservedPort::new().listen());
+    // Bound by std, which sets SO_REUSEADDR: the probes' connections left
+    // in TIME_WAIT on this port do not keep it from being listened on
+    // again below.
+    let canary = Canary::on(TcpListener::bind("127.0.0.1:0").unwrap());
     let canary_addr = canary.addr.clone();
     let target = Target::start(Mode::Up);
     let rx = Receiver::start();

@@ -224,11 +224,21 @@ fn providers_kubernetes_ingresses_become_sensors_systems_and_a_service() {
         c.ingresses
             .insert(0, ingress("ns-a", "ing0", &host, "/p0", "web"));
     }
-    // Its next checks add to the same history (the writer batches: poll).
+    // The same sensor is back (results of its last run before the removal
+    // may still be committing, so wait for the sensor, not for history).
+    agent.wait_status("ing0 rediscovered", WAIT, |s| {
+        provider_sensors(s, "").len() == 42 && provider_sensors(s, ".http").contains(&ing0)
+    });
+    // Its old history is kept and its next checks add to it.
+    let kept = stored(&ing0);
+    assert!(
+        kept >= before,
+        "history of {ing0} shrank: {before} -> {kept}"
+    );
     agent.wait_until(
-        &format!("history of {ing0} grows past {before} results"),
+        &format!("history of {ing0} grows past {kept} results"),
         WAIT,
-        || stored(&ing0) > before,
+        || stored(&ing0) > kept,
     );
 
     // The API answering 500: the last set stays, marked stale.

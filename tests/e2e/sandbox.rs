@@ -94,3 +94,44 @@ async fn fresh_store_per_run_when_reuse_is_off() {
         assert_eq!(r.metrics["calls"], 1.0);
     }
 }
+
+#[tokio::test]
+async fn no_socket_of_a_run_reaches_the_next_run_of_a_warm_instance() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for s in l.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let host = host();
+    let plugin = host.load_spec(&fixture("hostile")).await.unwrap();
+    let allow = vec![outpost_plugin_host::Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap()];
+    let mut a = plugin.instance(Arc::new(NetPolicy::new(allow)), "keeper");
+    let cfg = format!(r#"{{"mode":"sockets","port":{port},"count":3}}"#);
+    for _ in 0..3 {
+        let r = a.check_result(&cfg, Duration::from_secs(5)).await;
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        assert_eq!(r.metrics["held_before"], 0.0, "{r:?}");
+        assert_eq!(r.metrics["held"], 3.0, "{r:?}");
+        assert!(!a.is_warm(), "an instance holding sockets was kept warm");
+    }
+}
+
+#[tokio::test]
+async fn an_http_check_that_cleans_up_keeps_its_instance_warm() {
+    let target = crate::util::Target::start(crate::util::Mode::Up);
+    let host = host();
+    let plugin = host.load_spec("http").await.unwrap();
+    let cfg = serde_json::json!({ "url": target.url() });
+    let policy = NetPolicy::granted(plugin.info(), &cfg, None, &[]);
+    let mut a = plugin.instance(Arc::new(policy), "web");
+    for _ in 0..3 {
+        let r = a
+            .check_result(&cfg.to_string(), Duration::from_secs(5))
+            .await;
+        assert_eq!(r.status, Status::Ok, "{r:?}");
+        assert!(a.is_warm());
+    }
+}

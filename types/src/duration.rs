@@ -145,6 +145,37 @@ mod tests {
         );
     }
 
+    /// A bounded property run in the normal test command (the fuzz target
+    /// `fuzz/fuzz_targets/duration.rs` runs the same property for longer):
+    /// random text over the alphabet durations are written in never
+    /// panics and never exceeds [`MAX`].
+    #[test]
+    fn random_text_never_panics_or_exceeds_the_maximum() {
+        let alphabet: Vec<char> = "0123456789..eE+- _smhdwyunµsecondminutehourNaNinf99"
+            .chars()
+            .collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..50_000 {
+            let len = (next() % 24) as usize;
+            let text: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            if let Ok(d) = parse(&text) {
+                assert!(d <= MAX, "{text:?} → {d:?}");
+            }
+            let secs = f64::from_bits(next());
+            if let Ok(d) = from_secs_f64(secs) {
+                assert!(d <= MAX, "{secs} → {d:?}");
+            }
+        }
+    }
+
     #[test]
     fn the_maximum_is_accepted() {
         assert_eq!(parse("36500d").unwrap(), MAX);

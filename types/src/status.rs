@@ -544,4 +544,40 @@ mod tests {
         assert_eq!(d.sensors[0].state, State::Down);
         assert_eq!(d.services[0].state, NodeState::Up);
     }
+
+    /// A bounded property run in the normal test command (the fuzz
+    /// targets `status_doc` and `push_body` run it for longer): mutations
+    /// of a valid document never panic the parser, and whatever it
+    /// accepts it writes back as a document it reads unchanged.
+    #[test]
+    fn mutated_documents_never_panic_and_round_trip() {
+        let base = doc().to_json();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let junk = b"{}[]\",:0123456789.-eE truefalsnul\\u\xff\x00";
+        for _ in 0..20_000 {
+            let mut b = base.clone();
+            for _ in 0..(1 + next() % 4) {
+                let at = (next() % (b.len() as u64 + 1)) as usize;
+                let c = junk[(next() % junk.len() as u64) as usize];
+                match next() % 4 {
+                    0 if at < b.len() => b[at] = c,
+                    1 => b.insert(at, c),
+                    2 if at < b.len() => {
+                        b.remove(at);
+                    }
+                    _ => b.truncate(at),
+                }
+            }
+            if let Ok(d) = parse(&b) {
+                let again = parse(&d.to_json()).expect("what the agent writes it reads");
+                assert_eq!(d, again);
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! agent's API for the service tree with reasons and falls back to the
 //! database when the agent is not reachable.
 
+use super::term::safe;
 use crate::config;
 use anyhow::{Context, bail};
 use clap::Args;
@@ -22,6 +23,17 @@ pub struct ConfigArg {
         default_value = "outpost.toml"
     )]
     pub path: PathBuf,
+}
+
+/// `run` and `check-config` arguments.
+#[derive(Debug, Args, Clone)]
+pub struct LoadArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Accept a configuration file that sets nothing (only comments or
+    /// whitespace) and run on the defaults.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 /// `status` arguments.
@@ -75,15 +87,15 @@ pub struct SlaArgs {
 }
 
 /// `outpost run`.
-pub async fn run(c: ConfigArg) -> anyhow::Result<ExitCode> {
-    crate::agent::run(&c.path).await?;
+pub async fn run(c: LoadArgs) -> anyhow::Result<ExitCode> {
+    crate::agent::run(&c.config.path, c.allow_empty).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `outpost check-config`.
-pub async fn check_config(c: ConfigArg) -> anyhow::Result<ExitCode> {
-    let (_, loaded) = crate::agent::load_config(&c.path, false).await?;
-    let cfg = loaded.config;
+pub async fn check_config(c: LoadArgs) -> anyhow::Result<ExitCode> {
+    let (_, loaded) = crate::agent::load_config(&c.config.path, false, c.allow_empty).await?;
+    let cfg = &loaded.config;
     println!("{}: ok", cfg.path.display());
     println!(
         "agent `{}`, listening on {}, data in {}",
@@ -103,8 +115,35 @@ pub async fn check_config(c: ConfigArg) -> anyhow::Result<ExitCode> {
             s.fail_after,
             s.recover_after
         );
+        if let Some(p) = loaded.plugins.get(&s.plugin) {
+            println!("    network: {}", grant(p, &s.config, s.allow.as_deref()));
+        }
+    }
+    for n in &cfg.notifiers {
+        if let Some(p) = loaded.plugins.get(&n.plugin) {
+            println!(
+                "  notifier {:<15} network: {}",
+                n.name,
+                grant(p, &n.config, n.allow.as_deref())
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The effective network grant of one configured plugin, for people.
+fn grant(
+    plugin: &outpost_plugin_host::Plugin,
+    config: &crate::config::PluginConfig,
+    allow: Option<&[outpost_plugin_host::Endpoint]>,
+) -> String {
+    let p = outpost_plugin_host::NetPolicy::granted(plugin.info(), &config.value(), allow, &[]);
+    let from = if allow.is_some() {
+        "allow"
+    } else {
+        "target fields"
+    };
+    format!("{} (from {from})", p.describe())
 }
 
 fn short_plugin(p: &str) -> &str {
@@ -195,10 +234,10 @@ fn print_node(doc: &serde_json::Value, name: &str, depth: usize, seen: &mut Vec<
     if let Some(n) = node {
         println!(
             "{indent}{:<width$} {:<9} {:<10} {}",
-            name,
-            n["state"].as_str().unwrap_or("?").to_uppercase(),
+            safe(name),
+            safe(&n["state"].as_str().unwrap_or("?").to_uppercase()),
             n["since_ms"].as_i64().map(ago).unwrap_or_default(),
-            n["reason"].as_str().unwrap_or(""),
+            safe(n["reason"].as_str().unwrap_or("")),
             width = 28usize.saturating_sub(indent.len())
         );
         if seen.iter().any(|s| s == name) {
@@ -212,10 +251,10 @@ fn print_node(doc: &serde_json::Value, name: &str, depth: usize, seen: &mut Vec<
     } else if let Some(s) = find("sensors") {
         println!(
             "{indent}{:<width$} {:<9} {:<10} sensor: {}",
-            name,
-            s["state"].as_str().unwrap_or("?").to_uppercase(),
+            safe(name),
+            safe(&s["state"].as_str().unwrap_or("?").to_uppercase()),
             s["since_ms"].as_i64().map(ago).unwrap_or_default(),
-            s["reason"].as_str().unwrap_or(""),
+            safe(s["reason"].as_str().unwrap_or("")),
             width = 28usize.saturating_sub(indent.len())
         );
     } else if let Some(rest) = name.strip_prefix("peer:") {
@@ -243,10 +282,11 @@ fn print_node(doc: &serde_json::Value, name: &str, depth: usize, seen: &mut Vec<
             _ => ("UNKNOWN".to_string(), format!("not reported by {agent}")),
         };
         println!(
-            "{indent}{:<width$} {:<9} {:<10} remote: {reason}",
-            name,
-            state,
+            "{indent}{:<width$} {:<9} {:<10} remote: {}",
+            safe(name),
+            safe(&state),
             "",
+            safe(&reason),
             width = 28usize.saturating_sub(indent.len())
         );
     }
@@ -256,14 +296,14 @@ fn print_tree(doc: &serde_json::Value) {
     let agent = &doc["agent"];
     println!(
         "agent `{}` (live, version {})",
-        agent["name"].as_str().unwrap_or("?"),
-        agent["version"].as_str().unwrap_or("?")
+        safe(agent["name"].as_str().unwrap_or("?")),
+        safe(agent["version"].as_str().unwrap_or("?"))
     );
     let c = &agent["connectivity"];
     if c["online"] == false {
         println!(
             "AGENT OFFLINE: no connectivity canary answers ({}); failing checks show as unknown and open no incident",
-            c["reason"].as_str().unwrap_or("?")
+            safe(c["reason"].as_str().unwrap_or("?"))
         );
     }
     let services = doc["services"].as_array().cloned().unwrap_or_default();
@@ -285,14 +325,14 @@ fn print_tree(doc: &serde_json::Value) {
         };
         println!(
             "{:<24} {:<11} {:<10} {:<10} {}{flap}",
-            s["name"].as_str().unwrap_or(""),
-            s["state"].as_str().unwrap_or("").to_uppercase(),
+            safe(s["name"].as_str().unwrap_or("")),
+            safe(&s["state"].as_str().unwrap_or("").to_uppercase()),
             s["since_ms"].as_i64().map(ago).unwrap_or_default(),
             s["last_check_ms"]
                 .as_i64()
                 .map(ago)
                 .unwrap_or_else(|| "never".into()),
-            s["last_message"].as_str().unwrap_or("")
+            safe(s["last_message"].as_str().unwrap_or(""))
         );
     }
     let providers = doc["providers"].as_array().cloned().unwrap_or_default();
@@ -312,19 +352,19 @@ fn print_tree(doc: &serde_json::Value) {
             );
             println!(
                 "{:<24} {:<9} {:>7} {:>7} {:<10} {}",
-                p["name"].as_str().unwrap_or(""),
-                p["state"].as_str().unwrap_or("").to_uppercase(),
+                safe(p["name"].as_str().unwrap_or("")),
+                safe(&p["state"].as_str().unwrap_or("").to_uppercase()),
                 p["objects"].as_u64().unwrap_or(0),
                 p["sensors"].as_u64().unwrap_or(0),
                 p["last_success_ms"]
                     .as_i64()
                     .map(ago)
                     .unwrap_or_else(|| "never".into()),
-                if problems.is_empty() {
+                safe(&if problems.is_empty() {
                     "-".to_string()
                 } else {
                     problems.join("; ")
-                }
+                })
             );
         }
     }
@@ -340,14 +380,14 @@ fn print_tree(doc: &serde_json::Value) {
                 .collect();
             println!(
                 "{:<24} {:<9} {:<10} {}",
-                p["name"].as_str().unwrap_or(""),
-                p["state"].as_str().unwrap_or("").to_uppercase(),
-                if via.is_empty() {
+                safe(p["name"].as_str().unwrap_or("")),
+                safe(&p["state"].as_str().unwrap_or("").to_uppercase()),
+                safe(&if via.is_empty() {
                     "-".to_string()
                 } else {
                     via.join(">")
-                },
-                p["reason"].as_str().unwrap_or("")
+                }),
+                safe(p["reason"].as_str().unwrap_or(""))
             );
         }
     }
@@ -380,11 +420,11 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         let flap = if s.flapping { " (flapping)" } else { "" };
         println!(
             "{:<24} {:<11} {:<10} {:<10} {}{flap}",
-            s.sensor,
-            s.state.to_uppercase(),
+            safe(&s.sensor),
+            safe(&s.state.to_uppercase()),
             ago(s.since_ms),
             s.last_check_ms.map(ago).unwrap_or_else(|| "never".into()),
-            s.last_message
+            safe(&s.last_message)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -406,11 +446,17 @@ pub async fn history(a: HistoryArgs) -> anyhow::Result<ExitCode> {
     if results.is_empty() && transitions.is_empty() {
         println!(
             "no results for `{}` in that time (is the name right? see `outpost status`)",
-            a.sensor
+            safe(&a.sensor)
         );
     }
     for t in &transitions {
-        println!("{}  {} → {}: {}", iso(t.at_ms), t.from, t.to, t.reason);
+        println!(
+            "{}  {} → {}: {}",
+            iso(t.at_ms),
+            safe(&t.from),
+            safe(&t.to),
+            safe(&t.reason)
+        );
     }
     if !transitions.is_empty() {
         println!();
@@ -421,7 +467,7 @@ pub async fn history(a: HistoryArgs) -> anyhow::Result<ExitCode> {
             iso(row.at_ms),
             row.status.as_str(),
             row.latency_us as f64 / 1000.0,
-            row.message
+            safe(&row.message)
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 //! runs; a running agent picks the result up within a fraction of a second.
 
 use super::agent::{ConfigArg, iso};
+use super::term::safe;
 use crate::config;
 use crate::escalation::actions::{self, AckOutcome};
 use anyhow::{Context, bail};
@@ -144,11 +145,11 @@ pub async fn silence(a: SilenceArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "#{:<4} {:<24} {} → {}  by {}  {}",
                 s.id,
-                s.target,
+                safe(&s.target),
                 iso(s.from_ms),
                 iso(s.until_ms),
-                s.created_by,
-                s.reason
+                safe(&s.created_by),
+                safe(&s.reason)
             );
         }
         return Ok(ExitCode::SUCCESS);
@@ -248,15 +249,20 @@ pub async fn incidents(a: IncidentsArgs) -> anyhow::Result<ExitCode> {
         println!(
             "#{:<4} {:<24} {:<10} level {}  opened {}  {}",
             i.id,
-            i.target,
+            safe(&i.target),
             state,
             i.level,
             iso(i.opened_at_ms),
-            i.message
+            safe(&i.message)
         );
         if a.verbose {
             for e in events {
-                println!("        {}  {:<16} {}", iso(e.at_ms), e.kind, e.detail);
+                println!(
+                    "        {}  {:<16} {}",
+                    iso(e.at_ms),
+                    safe(&e.kind),
+                    safe(&e.detail)
+                );
             }
             for o in outbox {
                 let st = if o.delivered_at_ms.is_some() {
@@ -268,7 +274,7 @@ pub async fn incidents(a: IncidentsArgs) -> anyhow::Result<ExitCode> {
                 };
                 println!(
                     "        → {:<16} {:<13} {:<10} attempts {}{}",
-                    o.notifier,
+                    safe(&o.notifier),
                     o.payload
                         .get("event")
                         .and_then(|v| v.as_str())
@@ -277,7 +283,7 @@ pub async fn incidents(a: IncidentsArgs) -> anyhow::Result<ExitCode> {
                     o.attempts,
                     o.last_error
                         .as_ref()
-                        .map(|e| format!("  last error: {e}"))
+                        .map(|e| format!("  last error: {}", safe(e)))
                         .unwrap_or_default()
                 );
             }

@@ -5,6 +5,7 @@
 mod agent;
 mod alerting;
 mod plugin;
+pub mod term;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -44,10 +45,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent until SIGINT/SIGTERM (SIGHUP reloads the config).
-    Run(agent::ConfigArg),
+    Run(agent::LoadArgs),
     /// Check a configuration (including each plugin's own validation) and
     /// print a summary. Exit code 2 with file:line:column on errors.
-    CheckConfig(agent::ConfigArg),
+    CheckConfig(agent::LoadArgs),
     /// Every sensor's current state, from the database.
     Status(agent::StatusArgs),
     /// Recent results and state changes of one sensor.
@@ -106,6 +107,9 @@ pub fn init_logging(cli: &Cli) {
 /// Runs the parsed command.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let cache_dir = cli.cache_dir.clone().or_else(default_cache_dir);
+    if !matches!(cli.command, Command::Run(_)) {
+        term::die_on_closed_pipe();
+    }
     match cli.command {
         Command::Plugin(cmd) => plugin::run(cmd, cache_dir).await,
         Command::Run(c) => agent::run(c).await,

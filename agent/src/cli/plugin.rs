@@ -99,24 +99,55 @@ async fn info(a: InfoArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCod
     if a.json {
         println!("{}", serde_json::to_string_pretty(i)?);
     } else {
-        println!("{} {} ({})", i.name, i.version, i.kind);
-        println!("{}", i.description);
+        use crate::cli::term::safe;
+        let mut out = String::new();
+        out.push_str(&format!(
+            "{} {} ({})\n{}\n",
+            safe(&i.name),
+            safe(&i.version),
+            i.kind,
+            safe(&i.description)
+        ));
         if !i.config.is_empty() {
-            println!("\nconfig:");
+            out.push_str("\nconfig:\n");
             for f in &i.config {
                 let req = if f.required {
                     "required".to_string()
                 } else {
                     format!("default {}", f.default.as_deref().unwrap_or("none"))
                 };
-                println!(
-                    "  {:<24} {:<14} {:<18} {}",
-                    f.name, f.ty, req, f.description
-                );
+                out.push_str(&format!(
+                    "  {:<24} {:<14} {:<18} {}\n",
+                    safe(&f.name),
+                    safe(&f.ty),
+                    safe(&req),
+                    safe(&f.description)
+                ));
             }
         }
+        out.push_str(&format!("\nnetwork: {}\n", grant_text(i)));
+        crate::cli::term::print(&out);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The grant a plugin gets without an `allow` list, for people.
+pub fn grant_text(i: &outpost_plugin_host::PluginInfo) -> String {
+    use crate::cli::term::safe;
+    let targets: Vec<String> = i
+        .config
+        .iter()
+        .filter(|f| outpost_plugin_host::policy::is_target_type(&f.ty))
+        .map(|f| format!("`{}`", safe(&f.name)))
+        .collect();
+    if targets.is_empty() {
+        "nothing unless the sensor or notifier sets `allow = [\"host:port\", ...]`".into()
+    } else {
+        format!(
+            "the hosts named in {} (or exactly an `allow = [\"host:port\", ...]` list)",
+            targets.join(", ")
+        )
+    }
 }
 
 async fn run_once(a: RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -140,11 +171,12 @@ async fn run_once(a: RunArgs, cache_dir: Option<PathBuf>) -> anyhow::Result<Exit
     let only = parse_endpoints(&a.allow_only, "--allow-only")?;
     let host = host(cache_dir, a.memory_mb)?;
     let plugin = host.load_spec(&a.plugin).await?;
-    let policy = Arc::new(if only.is_empty() {
-        NetPolicy::from_config(&config, &extra)
-    } else {
-        NetPolicy::new(only)
-    });
+    let policy = Arc::new(NetPolicy::granted(
+        plugin.info(),
+        &config,
+        (!only.is_empty()).then_some(&only[..]),
+        &extra,
+    ));
     let mut inst = plugin.instance(policy, "cli");
     let json = config.to_string();
     if let Err(e) = inst

@@ -85,6 +85,8 @@ pub struct AgentConfig {
     pub rollup_retention: Duration,
     /// Per-plugin-instance limits.
     pub limits: Limits,
+    /// Largest plugin file loaded, in bytes.
+    pub max_plugin_bytes: u64,
     /// Checks running at once, across all sensors.
     pub concurrency: u32,
     /// Keep plugin instances warm between runs of the same sensor.
@@ -264,29 +266,70 @@ pub struct Loaded {
     pub plugins: HashMap<String, Arc<Plugin>>,
 }
 
-/// Line and column (1-based) of a byte offset.
+/// Line and column (1-based) of a byte offset (builds a line table; use
+/// [`Source::locate`] for repeated lookups in one file).
+#[cfg(test)]
 fn locate(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
-    (line, column)
+    Lines::new(text).locate(text.len(), offset)
+}
+
+/// Where each line of a file starts, built once per file so that
+/// locating an offset is a binary search: a config of 50,000 sensors
+/// locates each sensor's line without counting newlines from the start.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Lines {
+        let mut starts = vec![0];
+        starts.extend(memchr_newlines(text).map(|i| i + 1));
+        Lines(starts)
+    }
+
+    /// Line and column (1-based) of `offset` in a text of `len` bytes.
+    fn locate(&self, len: usize, offset: usize) -> (usize, usize) {
+        let offset = offset.min(len);
+        // The last line start at or before `offset`.
+        let line = self.0.partition_point(|&s| s <= offset);
+        let start = self.0[line - 1];
+        (line, offset - start + 1)
+    }
+}
+
+fn memchr_newlines(text: &str) -> impl Iterator<Item = usize> + '_ {
+    text.bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'\n')
+        .map(|(i, _)| i)
 }
 
 /// One parsed file with its text, for locating errors.
 struct Source {
     path: PathBuf,
     text: String,
+    lines: Lines,
 }
 
 impl Source {
+    fn new(path: PathBuf, text: String) -> Source {
+        Source {
+            path,
+            lines: Lines::new(&text),
+            text,
+        }
+    }
+
+    /// Line and column (1-based) of a byte offset.
+    fn locate(&self, offset: usize) -> (usize, usize) {
+        self.lines.locate(self.text.len(), offset)
+    }
+
     fn err(
         &self,
         offset: usize,
         key: impl Into<String>,
         message: impl Into<String>,
     ) -> ConfigError {
-        let (line, column) = locate(&self.text, offset);
+        let (line, column) = self.locate(offset);
         ConfigError {
             file: self.path.clone(),
             line,
@@ -305,10 +348,7 @@ impl Source {
             key: String::new(),
             message: format!("cannot read the file: {e}"),
         })?;
-        Ok(Source {
-            path: path.to_path_buf(),
-            text,
-        })
+        Ok(Source::new(path.to_path_buf(), text))
     }
 
     /// Parses the file, with secrets by reference resolved
@@ -347,6 +387,22 @@ fn key_at(text: &str, offset: usize) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// Refuses a main file that sets nothing (empty, or only comments and
+/// whitespace): an agent started on such a file would run on defaults and
+/// monitor nothing without a word. `--allow-empty` skips this check.
+pub fn refuse_empty(path: &Path) -> Result<(), ConfigError> {
+    let src = Source::read(path)?;
+    let table: toml::Table = src.parse()?;
+    if table.is_empty() {
+        return Err(src.err(
+            0,
+            "",
+            "the configuration is empty (nothing but comments or whitespace); write at least a [[sensor]], or pass --allow-empty to run on the defaults",
+        ));
+    }
+    Ok(())
 }
 
 /// Reads only `[agent]` (for commands that need the data directory but not
@@ -729,6 +785,63 @@ fn check_agent(
             format!("must be between 1 and 4096, got {memory_mb}"),
         ));
     }
+    // Host-side limits: each at least 1 (0 would make every run fail) and
+    // at most a bound past which it no longer protects the agent.
+    let ranged = |v: Option<u32>, key: &str, default: u64, max: u64| -> Result<u64, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(v) if v >= 1 && u64::from(v) <= max => Ok(u64::from(v)),
+            Some(v) => Err(src.err(
+                at,
+                format!("agent.plugins.{key}"),
+                format!("must be between 1 and {max}, got {v}"),
+            )),
+        }
+    };
+    let kb =
+        |v: Option<u32>, key: &str, default: usize, max_kb: u64| -> Result<usize, ConfigError> {
+            Ok((ranged(v, key, (default >> 10) as u64, max_kb)? as usize) << 10)
+        };
+    let limits = Limits {
+        memory_bytes: (memory_mb as usize) << 20,
+        output_bytes: p
+            .output_kb
+            .map(|k| (k as usize) << 10)
+            .unwrap_or(defaults.output_bytes),
+        max_connections: ranged(
+            p.max_connections,
+            "max_connections",
+            defaults.max_connections.into(),
+            10_000,
+        )? as u32,
+        max_resources: ranged(
+            p.max_resources,
+            "max_resources",
+            defaults.max_resources.into(),
+            1_000_000,
+        )? as u32,
+        log_lines: ranged(
+            p.log_lines,
+            "log_lines",
+            defaults.log_lines.into(),
+            1_000_000,
+        )? as u32,
+        log_bytes: kb(p.log_kb, "log_kb", defaults.log_bytes, 1 << 20)?,
+        message_bytes: kb(p.message_kb, "message_kb", defaults.message_bytes, 1024)?,
+        max_metrics: ranged(
+            p.max_metrics,
+            "max_metrics",
+            defaults.max_metrics as u64,
+            100_000,
+        )? as usize,
+        details_bytes: kb(p.details_kb, "details_kb", defaults.details_bytes, 16 << 10)?,
+    };
+    let max_plugin_bytes = ranged(
+        p.max_plugin_mb,
+        "max_plugin_mb",
+        outpost_plugin_host::DEFAULT_MAX_PLUGIN_BYTES >> 20,
+        4096,
+    )? << 20;
     let concurrency = p.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
     if concurrency == 0 {
         return Err(src.err(at, "agent.plugins.concurrency", "must be at least 1"));
@@ -744,13 +857,8 @@ fn check_agent(
             .rollup_retention
             .map(|d| d.0)
             .unwrap_or(Duration::from_secs(400 * 86400)),
-        limits: Limits {
-            memory_bytes: (memory_mb as usize) << 20,
-            output_bytes: p
-                .output_kb
-                .map(|k| (k as usize) << 10)
-                .unwrap_or(defaults.output_bytes),
-        },
+        limits,
+        max_plugin_bytes,
         concurrency,
         reuse_instances: p.reuse_instances.unwrap_or(true),
         warm_instances: p
@@ -1006,7 +1114,7 @@ fn check_sensor(
             for_: t.for_.map(|d| d.0).unwrap_or_default(),
         });
     }
-    let (line, _) = locate(&src.text, start);
+    let (line, _) = src.locate(start);
     let jitter = s
         .jitter
         .map(|d| d.0)

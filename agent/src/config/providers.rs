@@ -451,7 +451,7 @@ pub(super) fn check_kinds(
             }
             None => None,
         };
-        let (line, _) = super::locate(&src.text, start);
+        let (line, _) = src.locate(start);
         out.push((
             KindRule {
                 kind,

@@ -121,6 +121,14 @@ pub struct RawPluginLimits {
     pub output_kb: Option<u32>,
     pub reuse_instances: Option<bool>,
     pub warm_instances: Option<u32>,
+    pub max_connections: Option<u32>,
+    pub max_resources: Option<u32>,
+    pub log_lines: Option<u32>,
+    pub log_kb: Option<u32>,
+    pub message_kb: Option<u32>,
+    pub max_metrics: Option<u32>,
+    pub details_kb: Option<u32>,
+    pub max_plugin_mb: Option<u32>,
 }
 
 /// `[defaults]`: values every sensor inherits.

@@ -222,10 +222,7 @@ mod tests {
     }
 
     fn source(dir: &Path, text: &str) -> Source {
-        Source {
-            path: dir.join("outpost.toml"),
-            text: text.to_string(),
-        }
+        Source::new(dir.join("outpost.toml"), text.to_string())
     }
 
     #[test]

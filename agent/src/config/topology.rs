@@ -22,7 +22,7 @@
 //! ```
 
 use super::raw::{RawApi, RawNode, RawPeer, RawPush};
-use super::{ConfigError, Source, check_name, locate};
+use super::{ConfigError, Source, check_name};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -278,7 +278,7 @@ pub(super) fn check(
             ));
         }
         if let Some(prev) = peer_names.insert(name.clone(), at) {
-            let (line, _) = locate(&src.text, prev);
+            let (line, _) = src.locate(prev);
             return Err(src.err(
                 p.name.span().start,
                 format!("{key}.name"),
@@ -415,7 +415,7 @@ pub(super) fn check(
             ));
         }
         if let Some(&j) = index.get(n.as_str()) {
-            let (line, _) = locate(&src.text, pending[j].at);
+            let (line, _) = src.locate(pending[j].at);
             return Err(src.err(
                 p.name.span().start,
                 format!("{}.name", p.key),
@@ -735,10 +735,7 @@ mod tests {
             #[serde(default)]
             peer: Vec<Spanned<RawPeer>>,
         }
-        let src = Source {
-            path: PathBuf::from("t.toml"),
-            text: text.to_string(),
-        };
+        let src = Source::new(PathBuf::from("t.toml"), text.to_string());
         let f: F = src.parse()?;
         let raw = RawTopology {
             system: f.system,

@@ -12,7 +12,8 @@
 //!   receiver never sees "resolved" before "opened".
 //! * **Retries**: exponential backoff from [`RETRY_BASE`] doubling up to
 //!   [`RETRY_CAP`] with ±25 % jitter; a `retry-after` from the plugin (HTTP
-//!   429 `Retry-After`) is honoured instead; a permanent error, or
+//!   429 `Retry-After`) is honoured instead, up to [`RETRY_AFTER_CAP`]
+//!   (longer requests wait the cap, with a warning); a permanent error, or
 //!   [`MAX_ATTEMPTS`] failures, gives up. A plugin that traps or times out
 //!   is a failed attempt like any other. Every attempt is recorded, and
 //!   failures are logged and written on the incident.
@@ -151,10 +152,12 @@ pub async fn deliver(store: &Store, cfg: &AlertingConfig, e: OutboxEntry) {
         .and_then(|i| i.ack_nonce.as_deref())
         .and_then(|n| cfg.ack_url(n));
     let alert = alert_of(&e, ack_url);
-    let policy = match &ncfg.allow {
-        Some(list) => NetPolicy::new(list.clone()),
-        None => NetPolicy::from_config(&ncfg.config.value(), &[]),
-    };
+    let policy = NetPolicy::granted(
+        plugin.info(),
+        &ncfg.config.value(),
+        ncfg.allow.as_deref(),
+        &[],
+    );
     let mut instance = plugin.instance(Arc::new(policy), &ncfg.name);
     let outcome = instance
         .notify(ncfg.config.json(), &alert, ncfg.timeout)
@@ -196,7 +199,13 @@ fn record(store: &Store, e: &OutboxEntry, result: Result<(), Failure>, now: i64)
                         }
                     } else {
                         let wait = match retry_after {
-                            Some(ms) => Duration::from_millis(*ms).min(RETRY_AFTER_CAP),
+                            Some(ms) => {
+                                let asked = Duration::from_millis(*ms);
+                                if asked > RETRY_AFTER_CAP {
+                                    tracing::warn!(notifier = %e.notifier, "the receiver asked to retry in {} s; retrying in {} s, the longest Retry-After honoured", asked.as_secs(), RETRY_AFTER_CAP.as_secs());
+                                }
+                                asked.min(RETRY_AFTER_CAP)
+                            }
                             None => backoff(attempt, jitter()),
                         };
                         tx.failed(e.id, msg, now, now + wait.as_millis() as i64)?;

@@ -77,7 +77,7 @@ pub fn info() -> PluginInfo {
     )
     .field(ConfigField::required(
         "urls",
-        "list<string>",
+        "list<url>",
         "base URL of every Alertmanager of the cluster, e.g. [\"http://am-1:9093\", \"http://am-2:9093\"]",
     ))
     .field(ConfigField::optional(

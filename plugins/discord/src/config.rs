@@ -34,7 +34,7 @@ pub fn info() -> PluginInfo {
     )
     .field(ConfigField::required(
         "webhook_url",
-        "string",
+        "url",
         "webhook URL, https://discord.com/api/webhooks/<id>/<token>",
     ))
     .field(ConfigField::optional(

@@ -68,7 +68,7 @@ pub fn info() -> PluginInfo {
     )
     .field(ConfigField::required(
         "smtp",
-        "string",
+        "url",
         "server URL: smtp://host[:port] (25) or submission://host[:port] (587)",
     ))
     .field(ConfigField::required(

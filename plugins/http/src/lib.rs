@@ -45,7 +45,7 @@ impl Sensor for Http {
             env!("CARGO_PKG_VERSION"),
             "HTTP(S) check: status code, latency, body text, regex and JSON conditions, redirects, certificate expiry",
         )
-        .field(ConfigField::required("url", "string", "http:// or https:// URL to request"))
+        .field(ConfigField::required("url", "url", "http:// or https:// URL to request"))
         .field(ConfigField::optional("method", "string", Some("\"GET\""), "HTTP method"))
         .field(ConfigField::optional("headers", "table", Some("{}"), "request headers, name = value"))
         .field(ConfigField::optional("body", "string", None, "request body"))

@@ -376,7 +376,7 @@ impl Provider for Kubernetes {
         .produces(INGRESS)
         .field(ConfigField::required(
             "api_url",
-            "string",
+            "url",
             "base URL of the API server",
         ))
         .field(ConfigField::optional(

@@ -44,7 +44,7 @@ impl Sensor for Mongo {
         )
         .field(ConfigField::required(
             "uri",
-            "string",
+            "url",
             "mongodb:// connection string: hosts, replicaSet, authSource, authMechanism, \
              directConnection, user:password (percent-encoded); mongodb+srv:// and TLS are not supported",
         ))

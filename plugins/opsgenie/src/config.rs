@@ -70,7 +70,7 @@ pub fn info() -> PluginInfo {
     ))
     .field(ConfigField::optional(
         "api_url",
-        "string",
+        "url",
         Some("\"https://api.opsgenie.com\""),
         "Alerts API base URL (EU: https://api.eu.opsgenie.com); write it so the allow-list lets the plugin reach it",
     ))

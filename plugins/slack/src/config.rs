@@ -33,7 +33,7 @@ pub fn info() -> PluginInfo {
     )
     .field(ConfigField::required(
         "webhook_url",
-        "string",
+        "url",
         "incoming-webhook URL (https://hooks.slack.com/services/...)",
     ))
     .field(ConfigField::optional(

@@ -27,7 +27,7 @@ pub fn info() -> PluginInfo {
     )
     .field(ConfigField::required(
         "webhook_url",
-        "string",
+        "url",
         "URL of the Workflows trigger \"When a Teams webhook request is received\"",
     ))
     .field(ConfigField::optional(

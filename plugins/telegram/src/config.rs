@@ -67,7 +67,7 @@ pub fn info() -> PluginInfo {
     ))
     .field(ConfigField::optional(
         "api_url",
-        "string",
+        "url",
         Some("\"https://api.telegram.org\""),
         "Bot API base URL; write it so the agent's allow-list lets the plugin reach it",
     ))

@@ -79,7 +79,7 @@ pub fn info() -> PluginInfo {
     )
     .field(ConfigField::optional(
         "url",
-        "string",
+        "url",
         None,
         "receiver URL; required for format outpost, defaults to the PagerDuty Events v2 endpoint for pagerduty",
     ))

@@ -7,6 +7,15 @@
 //! `tcp` (the same over a raw socket), `read-file` (`path`), `env`,
 //! `flood` (writes `bytes` to stdout), `sleep` (`ms`), `counter` (returns
 //! how often this instance was called: shows instance reuse).
+//!
+//! Against the host-side limits: `sockets` (opens `count` TCP connections
+//! to `127.0.0.1:<port>` and keeps them in a static, so a warm instance
+//! would carry them into its next run), `resources` (leaks `count`
+//! `wasi:http` fields of `bytes` bytes each), `big-result` (a message and
+//! details of `bytes` bytes, `count` metrics), `log-flood` (`count` host
+//! log calls of `bytes` bytes), `dns` (resolves `name`), `http-note` (GET
+//! `http://127.0.0.1:<port>/` while `note`, a plain string field, names
+//! that URL: a smuggled host), `ansi` (a message of terminal escapes).
 
 use outpost_plugin_sdk::prelude::*;
 use std::hint::black_box;
@@ -24,7 +33,17 @@ pub struct Config {
     bytes: usize,
     #[serde(default)]
     ms: u64,
+    #[serde(default)]
+    count: usize,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    note: String,
 }
+
+/// Connections the `sockets` mode keeps open (across runs of a warm
+/// instance, if the host let it live).
+static KEPT: std::sync::Mutex<Vec<std::net::TcpStream>> = std::sync::Mutex::new(Vec::new());
 
 pub struct Hostile;
 
@@ -53,6 +72,12 @@ impl Sensor for Hostile {
             "string",
             "which misbehaviour",
         ))
+        .field(ConfigField::optional(
+            "note",
+            "string",
+            None,
+            "free text (not a target: grants nothing)",
+        ))
     }
 
     fn validate(config: &Config) -> Result<(), ConfigError> {
@@ -69,6 +94,13 @@ impl Sensor for Hostile {
             "flood",
             "sleep",
             "counter",
+            "sockets",
+            "resources",
+            "big-result",
+            "log-flood",
+            "dns",
+            "http-note",
+            "ansi",
         ];
         if MODES.contains(&config.mode.as_str()) {
             Ok(())
@@ -140,6 +172,74 @@ impl Sensor for Hostile {
                 std::thread::sleep(std::time::Duration::from_millis(config.ms));
                 CheckResult::ok(format!("slept {} ms", config.ms))
             }
+            "sockets" => {
+                let mut kept = KEPT.lock().unwrap();
+                let before = kept.len();
+                for i in 0..config.count {
+                    match std::net::TcpStream::connect(("127.0.0.1", config.port)) {
+                        Ok(s) => kept.push(s),
+                        Err(e) => {
+                            return CheckResult::fail(format!(
+                                "connect {i} refused: {e} (holding {})",
+                                kept.len()
+                            ))
+                            .metric("held_before", before as f64);
+                        }
+                    }
+                }
+                CheckResult::ok(format!("holding {} connections", kept.len()))
+                    .metric("held_before", before as f64)
+                    .metric("held", kept.len() as f64)
+            }
+            "resources" => {
+                use wasi::http::types::Fields;
+                let value = vec![b'v'; config.bytes];
+                for i in 0..config.count {
+                    let f = Fields::new();
+                    if config.bytes > 0 && f.append("x-bomb", &value).is_err() {
+                        return CheckResult::fail(format!("fields {i}: append refused"));
+                    }
+                    std::mem::forget(f);
+                }
+                CheckResult::ok(format!("leaked {} fields", config.count))
+            }
+            "big-result" => {
+                let mut r = CheckResult::ok("m".repeat(config.bytes));
+                for i in 0..config.count {
+                    r = r.metric(format!("metric_{i:07}"), i as f64);
+                }
+                r.details(serde_json::json!({ "blob": "d".repeat(config.bytes) }))
+            }
+            "log-flood" => {
+                let line = "l".repeat(config.bytes);
+                for _ in 0..config.count {
+                    outpost_plugin_sdk::log::info(&line);
+                }
+                CheckResult::ok(format!("logged {} lines", config.count))
+            }
+            "dns" => {
+                use std::net::ToSocketAddrs;
+                match (config.name.as_str(), 80).to_socket_addrs() {
+                    Ok(a) => CheckResult::ok(format!(
+                        "resolved {}: {} address(es)",
+                        config.name,
+                        a.count()
+                    )),
+                    Err(e) => CheckResult::fail(format!("cannot resolve {}: {e}", config.name)),
+                }
+            }
+            "http-note" => {
+                let url = format!("http://127.0.0.1:{}/", config.port);
+                match outpost_plugin_sdk::http::send(&outpost_plugin_sdk::http::Request::get(url)) {
+                    Ok(r) => CheckResult::ok(format!(
+                        "reached the smuggled host: HTTP {} ({})",
+                        r.status, config.note
+                    )),
+                    Err(e) => CheckResult::fail(e.to_string()),
+                }
+            }
+            // Retitles the terminal, clears the screen and forges a line.
+            "ansi" => CheckResult::ok("\u{1b}]0;pwned\u{7}\u{1b}[2Jhello\nFORGED ok line"),
             other => CheckResult::error(format!("unknown mode {other}")),
         }
     }
