@@ -28,6 +28,8 @@ mod config_errors;
 mod escalation;
 #[path = "e2e/federation.rs"]
 mod federation;
+#[path = "e2e/keepalive.rs"]
+mod keepalive;
 #[path = "e2e/mongo.rs"]
 mod mongo;
 #[path = "e2e/notifiers.rs"]

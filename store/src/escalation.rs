@@ -535,6 +535,16 @@ impl Tx<'_> {
     pub fn cancel_timers(&self, incident_id: i64) -> Result<u64> {
         cancel_timers(self.0, incident_id)
     }
+    /// Deletes an incident's unfired timers except those whose kind starts
+    /// with `keep_prefix` (an acknowledgement stops escalation, not the
+    /// engine's keepalive re-posts); returns how many were deleted.
+    pub fn cancel_timers_except(&self, incident_id: i64, keep_prefix: &str) -> Result<u64> {
+        Ok(self.0.execute(
+            "DELETE FROM timers WHERE incident_id = ?1 AND fired = 0 \
+             AND substr(kind, 1, length(?2)) <> ?2",
+            params![incident_id, keep_prefix],
+        )? as u64)
+    }
     /// Unfired timers of an incident.
     pub fn timers(&self, incident_id: i64) -> Result<Vec<Timer>> {
         let mut q = self.0.prepare_cached(
@@ -554,6 +564,25 @@ impl Tx<'_> {
     /// Enqueues a notification; `None` if the key exists.
     pub fn enqueue(&self, n: &NewOutbox) -> Result<Option<i64>> {
         enqueue(self.0, n)
+    }
+    /// The notifiers an incident was ever enqueued for, in the order they
+    /// were first told.
+    pub fn told_notifiers(&self, incident_id: i64) -> Result<Vec<String>> {
+        let mut q = self.0.prepare_cached(
+            "SELECT notifier FROM outbox WHERE incident_id = ?1 GROUP BY notifier ORDER BY min(id)",
+        )?;
+        Ok(q.query_map([incident_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
+    }
+    /// Whether a notification of an incident to a notifier is still waiting
+    /// for delivery (neither delivered nor given up).
+    pub fn has_pending(&self, incident_id: i64, notifier: &str) -> Result<bool> {
+        Ok(self.0.query_row(
+            "SELECT EXISTS(SELECT 1 FROM outbox WHERE incident_id = ?1 AND notifier = ?2 \
+             AND delivered_at_ms IS NULL AND gave_up_at_ms IS NULL)",
+            params![incident_id, notifier],
+            |r| r.get(0),
+        )?)
     }
     /// Outbox entry by id.
     pub fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>> {
@@ -780,6 +809,52 @@ mod tests {
         assert_eq!(due_timers(&c, 5000, 10).unwrap().len(), 1);
         assert_eq!(cancel_timers(&c, i.id).unwrap(), 2);
         assert!(due_timers(&c, i64::MAX, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn cancelling_keeps_timers_of_a_prefix() {
+        let c = crate::schema::memory();
+        let i = open_incident(&c, &new("web", None)).unwrap();
+        add_timer(&c, i.id, "escalate", 5000).unwrap();
+        add_timer(&c, i.id, "remind", 5000).unwrap();
+        let ka = add_timer(&c, i.id, "keepalive:am", 5000).unwrap();
+        add_timer(&c, i.id, "keepalivex", 5000).unwrap();
+        let t = Tx(&c);
+        assert_eq!(t.cancel_timers_except(i.id, "keepalive:").unwrap(), 3);
+        let left: Vec<i64> = t.timers(i.id).unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(left, vec![ka]);
+    }
+
+    #[test]
+    fn told_notifiers_and_pending() {
+        let c = crate::schema::memory();
+        let i = open_incident(&c, &new("web", None)).unwrap();
+        let t = Tx(&c);
+        let add = |n: &str, key: &str| {
+            t.enqueue(&NewOutbox {
+                incident_id: Some(i.id),
+                notifier: n.into(),
+                idempotency_key: key.into(),
+                payload: json!({}),
+                next_attempt_ms: 0,
+            })
+            .unwrap()
+            .unwrap()
+        };
+        let a = add("b", "1");
+        add("a", "2");
+        add("b", "3");
+        assert_eq!(t.told_notifiers(i.id).unwrap(), vec!["b", "a"]);
+        assert!(t.has_pending(i.id, "a").unwrap());
+        assert!(!t.has_pending(i.id, "c").unwrap());
+        assert!(t.delivered(a, 1).unwrap());
+        assert!(
+            t.has_pending(i.id, "b").unwrap(),
+            "entry 3 is still pending"
+        );
+        let b3 = t.outbox_of(i.id).unwrap()[2].id;
+        assert!(t.gave_up(b3, "no", 2).unwrap());
+        assert!(!t.has_pending(i.id, "b").unwrap());
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub const DEFAULT_ACK_WITHIN: Duration = Duration::from_secs(15 * 60);
 /// Default time allowed for one delivery attempt of a notifier.
 pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Shortest `keepalive`: the engine looks at timers every 250 ms, and a
+/// receiver re-posted more often than once a second gains nothing.
+pub const MIN_KEEPALIVE: Duration = Duration::from_secs(1);
+
 /// Which targets a rule covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
@@ -91,6 +95,10 @@ pub struct NotifierConfig {
     pub plugin: String,
     /// Time allowed per delivery attempt.
     pub timeout: Duration,
+    /// Re-post (`reminder`) every incident this notifier was told about
+    /// this often while it is unresolved, acknowledged or not (for
+    /// receivers that expire an alert nobody re-posts, like Alertmanager).
+    pub keepalive: Option<Duration>,
     /// Explicit allow-list; `None` means what the config names.
     pub allow: Option<Vec<Endpoint>>,
     /// Plugin configuration.
@@ -268,6 +276,16 @@ pub(super) fn check_notifier(
     if timeout.is_zero() {
         return Err(src.err(n.name.span().start, "timeout", "must be more than 0"));
     }
+    let keepalive = match n.keepalive {
+        Some(k) if k.get_ref().0 < MIN_KEEPALIVE => {
+            return Err(src.err(
+                k.span().start,
+                format!("notifier[{index}].keepalive"),
+                format!("must be at least 1s, got {}ms", k.get_ref().0.as_millis()),
+            ));
+        }
+        k => k.map(|k| k.into_inner().0),
+    };
     let allow = super::parse_allow(src, n.allow.as_deref())?;
     let plugin_at = n.plugin.span().start;
     let (config, config_at) = super::PluginConfig::from_table(src, n.config, plugin_at)?;
@@ -276,6 +294,7 @@ pub(super) fn check_notifier(
             name,
             plugin: n.plugin.into_inner(),
             timeout,
+            keepalive,
             allow,
             config,
         },

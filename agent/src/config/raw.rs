@@ -185,6 +185,7 @@ pub struct RawNotifier {
     pub name: Spanned<String>,
     pub plugin: Spanned<String>,
     pub timeout: Option<Dur>,
+    pub keepalive: Option<Spanned<Dur>>,
     pub allow: Option<Vec<Spanned<String>>>,
     pub config: Option<Spanned<toml::Table>>,
 }

@@ -4,7 +4,8 @@
 //! Each action is one transaction on the escalation tables and nothing
 //! else, so the API of a running agent and the CLI (with or without a
 //! running agent) share it, and the engine and outbox simply see its
-//! result: an acknowledged incident's timers are gone, its
+//! result: an acknowledged incident's escalation timers are gone (its
+//! [`super::keepalive`] chains stay: the incident is still unresolved), its
 //! "acknowledged" notifications are in the outbox.
 
 use super::{alert_payload, idempotency_key, token};
@@ -96,7 +97,7 @@ pub fn acknowledge_incident(
     if !tx.ack(inc.id, &by, now_ms)? {
         return Ok(AckOutcome::AlreadyAcknowledged { incident: inc });
     }
-    let stopped = tx.cancel_timers(inc.id)?;
+    let stopped = tx.cancel_timers_except(inc.id, super::keepalive::PREFIX)?;
     let took = now_ms - inc.opened_at_ms;
     tx.add_event(
         inc.id,
@@ -129,12 +130,9 @@ pub fn announce_to_told(
     message: &str,
     now_ms: i64,
 ) -> outpost_store::Result<usize> {
-    let mut told: Vec<String> = Vec::new();
-    for e in tx.outbox_of(inc.id)? {
-        if !told.contains(&e.notifier) {
-            told.push(e.notifier);
-        }
-    }
+    // Not the whole outbox of the incident: with keepalive re-posts it
+    // grows by one row per interval.
+    let told = tx.told_notifiers(inc.id)?;
     let payload = alert_payload(agent, inc, event, inc.level, message, now_ms);
     for n in &told {
         tx.enqueue(&NewOutbox {

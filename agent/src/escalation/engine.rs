@@ -17,7 +17,10 @@
 //!   opens and due escalations wait for the end of the window; the same
 //!   holds while the connectivity guard says the agent itself is offline;
 //! * a target that is up again (and not flapping) resolves the incident;
-//!   everybody told is told (`notify_on_resolve`).
+//!   everybody told is told (`notify_on_resolve`);
+//! * a notifier with a `keepalive` is re-posted every incident it was told
+//!   about while the incident is unresolved, acknowledged or not, quiet
+//!   time or not ([`super::keepalive`]).
 //!
 //! Timers and notifications are rows written in the same transaction as
 //! the decision that implies them, so after a crash or restart a pending
@@ -111,7 +114,7 @@ impl Engine {
             .into_iter()
             .map(|i| (i.target.clone(), i))
             .collect();
-        Ok(Engine {
+        let engine = Engine {
             store,
             cfg,
             seen: HashMap::new(),
@@ -124,6 +127,31 @@ impl Engine {
             shown: Default::default(),
             orphaned: HashMap::new(),
             synced_ms: i64::MIN,
+        };
+        // A notifier may have been given a keepalive while the agent was
+        // stopped.
+        engine.ensure_keepalives(now_ms())?;
+        Ok(engine)
+    }
+
+    /// Starts the keepalive chains that the current configuration implies
+    /// for the unresolved incidents and that are not running (after a
+    /// restart or a reload gave a notifier a keepalive).
+    fn ensure_keepalives(&self, now: i64) -> outpost_store::Result<()> {
+        if self
+            .cfg
+            .notifiers
+            .values()
+            .all(|(n, _)| n.keepalive.is_none())
+        {
+            return Ok(());
+        }
+        let cfg = &self.cfg;
+        self.store.tx(|tx| {
+            for inc in tx.unresolved_incidents()? {
+                super::keepalive::ensure(tx, &inc, &|n| cfg.keepalive_of(n), now)?;
+            }
+            Ok(())
         })
     }
 
@@ -211,6 +239,11 @@ impl Engine {
                             .cloned()
                             .collect();
                         self.cfg = new;
+                        tokio::task::block_in_place(|| {
+                            if let Err(e) = self.ensure_keepalives(now_ms()) {
+                                tracing::error!("keepalive bookkeeping failed: {e}");
+                            }
+                        });
                         if !gone.is_empty() {
                             let now = now_ms();
                             tokio::task::block_in_place(|| {
@@ -571,7 +604,26 @@ impl Engine {
             return Ok(());
         }
         let cfg = self.cfg.clone();
+        let mut reposted = 0;
         for timer in due {
+            if super::keepalive::notifier_of(&timer.kind).is_some() {
+                // Quiet time does not hold a keepalive (see `keepalive`).
+                let fired = self.store.tx(|tx| {
+                    if !tx.fire_timer(timer.id)? {
+                        return Ok(None);
+                    }
+                    let Some(inc) = tx.incident(timer.incident_id)? else {
+                        return Ok(None);
+                    };
+                    let keepalive_of = |n: &str| cfg.keepalive_of(n);
+                    super::keepalive::fire(tx, &cfg.agent, &inc, &timer, &keepalive_of, now)
+                        .map(Some)
+                })?;
+                if fired == Some(super::keepalive::Fired::Posted) {
+                    reposted += 1;
+                }
+                continue;
+            }
             let quiet = self
                 .open
                 .values()
@@ -695,6 +747,10 @@ impl Engine {
                 self.wake.notify_one();
             }
         }
+        if reposted > 0 {
+            tracing::debug!("{reposted} keepalive re-post(s) queued");
+            self.wake.notify_one();
+        }
         Ok(())
     }
 }
@@ -741,5 +797,6 @@ fn start_level(
             tx.add_timer(inc.id, REMIND, now + every.as_millis() as i64)?;
         }
     }
+    super::keepalive::ensure(tx, inc, &|n| cfg.keepalive_of(n), now)?;
     Ok(())
 }

@@ -17,6 +17,9 @@
 //! * [`actions`] are what people do: acknowledge (by token), silence.
 //!   They only touch the database, so the CLI works with or without a
 //!   running agent, and the engine and outbox pick the result up.
+//! * [`keepalive`] re-posts incidents to notifiers with a `keepalive`
+//!   while they are unresolved (acknowledged or not), for receivers that
+//!   expire alerts nobody re-posts.
 //! * [`token`] makes and checks secrets; [`http`] serves `/ack/<token>`
 //!   and the silence API.
 //!
@@ -25,6 +28,7 @@
 pub mod actions;
 pub mod engine;
 pub mod http;
+pub mod keepalive;
 pub mod outbox;
 pub mod token;
 
@@ -87,6 +91,11 @@ impl AlertingConfig {
         self.policies
             .iter()
             .find(|p| p.covers(&ev.target, ev.category.as_deref(), &ev.labels))
+    }
+
+    /// The keepalive of a configured notifier, if it has one.
+    pub fn keepalive_of(&self, notifier: &str) -> Option<std::time::Duration> {
+        self.notifiers.get(notifier).and_then(|(c, _)| c.keepalive)
     }
 
     /// A policy by name.
