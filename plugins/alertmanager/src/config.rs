@@ -108,7 +108,7 @@ pub fn info() -> PluginInfo {
         "ends_after",
         "duration",
         Some("\"1h\""),
-        "endsAt of a firing alert = event time + this; re-posts (repeat_every) must come sooner",
+        "endsAt of a firing alert = event time + this; give the notifier a keepalive well under it so open (and acknowledged) incidents stay firing",
     ))
     .field(ConfigField::optional(
         "generator_url",
