@@ -4,7 +4,7 @@
 // so a plugin is its check and little else:
 //
 //   import * as sdk from "./outpost_sdk.js";
-//   const CONFIG = sdk.fields(sdk.field("url", "string", "the URL", { required: true }));
+//   const CONFIG = sdk.fields(sdk.field("url", "url", "the URL", { required: true }));
 //   export const sensor = sdk.sensor({
 //     name: "ping", version: "0.1.0", description: "Says hello", config: CONFIG,
 //     run(config, ctx) {
@@ -45,6 +45,11 @@ export class ConfigError extends Error {
 
 const TYPES = {
   string: (v) => typeof v === "string",
+  // Target fields: the agent grants the plugin the hosts they name.
+  url: (v) => typeof v === "string",
+  "host:port": (v) => typeof v === "string",
+  "list<url>": (v) => Array.isArray(v) && v.every((x) => typeof x === "string"),
+  "list<host:port>": (v) => Array.isArray(v) && v.every((x) => typeof x === "string"),
   integer: (v) => Number.isInteger(v),
   number: (v) => typeof v === "number",
   bool: (v) => typeof v === "boolean",

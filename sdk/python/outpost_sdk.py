@@ -7,7 +7,7 @@ little else:
     import outpost_sdk as sdk
 
     CONFIG = sdk.Fields(
-        sdk.field("url", "string", "the URL to check", required=True),
+        sdk.field("url", "url", "the URL to check", required=True),
         sdk.field("timeout_ms", "integer", "time allowed", default=2000),
     )
 
@@ -59,6 +59,11 @@ class ConfigError(Exception):
 
 _TYPES = {
     "string": (str,),
+    # Target fields: the agent grants the plugin the hosts they name.
+    "url": (str,),
+    "host:port": (str,),
+    "list<url>": (list,),
+    "list<host:port>": (list,),
     "integer": (int,),
     "number": (int, float),
     "bool": (bool,),

@@ -26,7 +26,7 @@ class Notifier(sdk.NotifierBase, exports.Notifier):
     VERSION = "0.1.0"
     DESCRIPTION = "Posts alerts to a chat webhook as {\"text\": ...} (example in Python)"
     CONFIG = sdk.Fields(
-        sdk.field("url", "string", "the webhook URL", required=True),
+        sdk.field("url", "url", "the webhook URL", required=True),
         sdk.field("channel", "string", "a channel to post to, when the receiver takes one"),
     )
 

@@ -11,7 +11,7 @@ export const notifier = sdk.notifier({
   name: "{{name}}",
   version: "0.1.0",
   description: "Posts alerts as JSON",
-  config: sdk.fields(sdk.field("url", "string", "the http:// or https:// URL to POST to", { required: true })),
+  config: sdk.fields(sdk.field("url", "url", "the http:// or https:// URL to POST to", { required: true })),
 
   checkConfig(config) {
     sdk.requireUrl(config);

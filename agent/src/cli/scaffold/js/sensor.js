@@ -14,7 +14,7 @@ export const sensor = sdk.sensor({
   version: "0.1.0",
   description: "HTTP check: status, latency and body text",
   config: sdk.fields(
-    sdk.field("url", "string", "the http:// or https:// URL to GET", { required: true }),
+    sdk.field("url", "url", "the http:// or https:// URL to GET", { required: true }),
     sdk.field("expect_status", "integer", "the status that means up", { default: 200 }),
     sdk.field("body_contains", "string", "text the body must contain"),
     sdk.field("warn_latency_ms", "number", "slower than this is `warn`", { default: 1000 }),

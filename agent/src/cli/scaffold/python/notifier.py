@@ -15,7 +15,7 @@ class Notifier(sdk.NotifierBase, exports.Notifier):
     VERSION = "0.1.0"
     DESCRIPTION = "Posts alerts as JSON"
     CONFIG = sdk.Fields(
-        sdk.field("url", "string", "the http:// or https:// URL to POST to", required=True),
+        sdk.field("url", "url", "the http:// or https:// URL to POST to", required=True),
     )
 
     def check_config(self, config):

@@ -17,7 +17,7 @@ class Sensor(sdk.SensorBase, exports.Sensor):
     VERSION = "0.1.0"
     DESCRIPTION = "HTTP check: status, latency and body text"
     CONFIG = sdk.Fields(
-        sdk.field("url", "string", "the http:// or https:// URL to GET", required=True),
+        sdk.field("url", "url", "the http:// or https:// URL to GET", required=True),
         sdk.field("expect_status", "integer", "the status that means up", default=200),
         sdk.field("body_contains", "string", "text the body must contain"),
         sdk.field("warn_latency_ms", "number", "slower than this is `warn`", default=1000),

@@ -30,7 +30,7 @@ impl Notifier for Plugin {
 
     fn info() -> PluginInfo {
         PluginInfo::notifier("{{name}}", env!("CARGO_PKG_VERSION"), "Posts alerts as JSON")
-            .field(ConfigField::required("url", "string", "the http:// or https:// URL to POST to"))
+            .field(ConfigField::required("url", "url", "the http:// or https:// URL to POST to"))
     }
 
     fn validate(config: &Config) -> Result<(), ConfigError> {

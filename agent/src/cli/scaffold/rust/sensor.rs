@@ -45,7 +45,7 @@ impl Sensor for Plugin {
 
     fn info() -> PluginInfo {
         PluginInfo::sensor("{{name}}", env!("CARGO_PKG_VERSION"), "HTTP check: status, latency and body text")
-            .field(ConfigField::required("url", "string", "the http:// or https:// URL to GET"))
+            .field(ConfigField::required("url", "url", "the http:// or https:// URL to GET"))
             .field(ConfigField::optional("expect_status", "integer", Some("200"), "the status that means up"))
             .field(ConfigField::optional("body_contains", "string", None, "text the body must contain"))
             .field(ConfigField::optional("warn_latency_ms", "number", Some("1000"), "slower than this is `warn`"))
