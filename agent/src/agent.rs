@@ -218,12 +218,16 @@ fn include_fingerprint(cfg: &Config) -> Vec<(PathBuf, u128, u64)> {
 fn resume_states(store: &Store, board: &Board, cfg: &Config) -> HashMap<String, Machine> {
     let mut resume = HashMap::new();
     let states = store.sensor_states().unwrap_or_default();
+    // By name: a reload that adds thousands of sensors (a provider's
+    // discovery) looks each one up once, not in a scan of all states.
+    let states: HashMap<&str, &outpost_store::SensorState> =
+        states.iter().map(|p| (p.sensor.as_str(), p)).collect();
     for s in cfg.sensors.iter() {
         let policy = Policy {
             fail_after: s.fail_after,
             recover_after: s.recover_after,
         };
-        let prev = states.iter().find(|p| p.sensor == s.name);
+        let prev = states.get(s.name.as_str()).copied();
         if let Some(p) = prev {
             let state = State::parse(&p.state).unwrap_or(State::Unknown);
             resume.insert(
@@ -554,7 +558,7 @@ pub async fn run(path: &Path, cache_dir: Option<PathBuf>, allow_empty: bool) -> 
                     .config
                     .sensors
                     .iter()
-                    .filter(|s| board.get(&s.name).is_none())
+                    .filter(|s| !board.contains(&s.name))
                     .cloned()
                     .collect();
                 resume_states(

@@ -130,8 +130,9 @@ impl Stage {
                     since_ms: v.since_ms,
                 });
         }
-        self.sensors
-            .retain(|n, _| setup.sensors.iter().any(|s| &s.name == n));
+        let configured: std::collections::HashSet<&str> =
+            setup.sensors.iter().map(|s| s.name.as_str()).collect();
+        self.sensors.retain(|n, _| configured.contains(n.as_str()));
         let mut peers = HashMap::new();
         for p in &setup.peers {
             let track = match self.peers.remove(&p.name) {
@@ -176,16 +177,16 @@ impl Stage {
 
     fn leaf(&self, m: &Member) -> Input {
         match m {
-            Member::Sensor(name) => match self.board.get(name) {
-                Some(v) => {
-                    let state = NodeState::of_sensor(v.state);
-                    let reason = match v.state {
-                        State::Down => format!("sensor {name} is down: {}", v.reason),
-                        State::Unknown => format!("sensor {name} has no result yet"),
-                        s => format!("sensor {name} is {s}"),
-                    };
-                    Input { state, reason }
-                }
+            Member::Sensor(name) => match self.board.with(name, |v| {
+                let state = NodeState::of_sensor(v.state);
+                let reason = match v.state {
+                    State::Down => format!("sensor {name} is down: {}", v.reason),
+                    State::Unknown => format!("sensor {name} has no result yet"),
+                    s => format!("sensor {name} is {s}"),
+                };
+                Input { state, reason }
+            }) {
+                Some(input) => input,
                 None => Input {
                     state: NodeState::Unknown,
                     reason: format!("sensor {name} is not known"),

@@ -204,6 +204,16 @@ impl Board {
         self.inner.read().unwrap().sensors.get(name).cloned()
     }
 
+    /// `f` of one view, without copying it (evaluation reads thousands).
+    pub fn with<R>(&self, name: &str, f: impl FnOnce(&SensorView) -> R) -> Option<R> {
+        self.inner.read().unwrap().sensors.get(name).map(f)
+    }
+
+    /// Whether a sensor is on the board.
+    pub fn contains(&self, name: &str) -> bool {
+        self.inner.read().unwrap().sensors.contains_key(name)
+    }
+
     /// Why a sensor is in its state, if it is on the board.
     pub fn reason(&self, name: &str) -> Option<String> {
         let g = self.inner.read().unwrap();
