@@ -53,21 +53,15 @@ config = {{ {extra} }}
 
 /// Waits until `sensor` has `n` results; returns them (newest first).
 fn results(agent: &Agent, sensor: &str, n: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let h = agent.history(sensor);
-        let rows = h["results"].as_array().cloned().unwrap_or_default();
-        if rows.len() >= n {
-            return rows;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "`{sensor}` has {} of {n} results:\n{}",
-            rows.len(),
-            agent.logs()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    agent.wait_some(
+        &format!("{n} results of `{sensor}`"),
+        Duration::from_secs(60),
+        || {
+            let h = agent.history(sensor);
+            let rows = h["results"].as_array().cloned().unwrap_or_default();
+            (rows.len() >= n).then_some(rows)
+        },
+    )
 }
 
 /// The canary came up; returns when.
@@ -206,11 +200,11 @@ fn many_sockets_are_capped_per_run_and_closed_with_the_run() {
     assert!(holder.total.load(Ordering::SeqCst) >= 20);
     assert_canary_kept_schedule(&agent, &target, from);
     // Between runs nothing stays open.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while holder.live.load(Ordering::SeqCst) > 25 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    agent.wait_until(
+        "connections closed between runs",
+        Duration::from_secs(10),
+        || holder.live.load(Ordering::SeqCst) <= 25,
+    );
 }
 
 #[test]

@@ -120,6 +120,23 @@ fn counting_listener() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) 
     (port, count)
 }
 
+/// The listener saw exactly `before` connections before ours: we connect
+/// once and wait until it is counted (connections are accepted in arrival
+/// order, so one the plugin made earlier would already be in the count).
+fn only_ours_after(port: u16, accepted: &std::sync::atomic::AtomicUsize, before: usize) {
+    let _probe = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    util::wait_until(
+        "our probe accepted",
+        std::time::Duration::from_secs(10),
+        || accepted.load(std::sync::atomic::Ordering::SeqCst) > before,
+    );
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        before + 1,
+        "the listener saw other connections than the plugin's {before} and our probe"
+    );
+}
+
 #[test]
 fn http_to_a_host_not_in_the_config_is_denied() {
     let (port, accepted) = counting_listener();
@@ -131,11 +148,7 @@ fn http_to_a_host_not_in_the_config_is_denied() {
         "{}",
         r.message()
     );
-    assert_eq!(
-        accepted.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "the forbidden host saw a connection"
-    );
+    only_ours_after(port, &accepted, 0);
 }
 
 #[test]
@@ -144,11 +157,7 @@ fn raw_tcp_to_a_host_not_in_the_config_is_denied() {
     let r = hostile(json!({"mode": "tcp", "port": port}), &[]);
     assert_eq!(r.status(), "fail", "{r:?}");
     assert!(r.message().contains("PermissionDenied"), "{}", r.message());
-    assert_eq!(
-        accepted.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "the forbidden host saw a connection"
-    );
+    only_ours_after(port, &accepted, 0);
 }
 
 #[test]
@@ -157,8 +166,12 @@ fn an_explicitly_allowed_host_is_reachable_over_tcp() {
     let allow = format!("127.0.0.1:{port}");
     let r = hostile(json!({"mode": "tcp", "port": port}), &["--allow", &allow]);
     assert_eq!(r.status(), "ok", "{r:?}");
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    util::wait_until(
+        "the plugin's connection accepted",
+        std::time::Duration::from_secs(10),
+        || accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+    );
+    only_ours_after(port, &accepted, 1);
 }
 
 fn expect_usage_error(args: &[&str], needle: &str) {

@@ -25,10 +25,12 @@ async fn a_runaway_plugin_does_not_stall_other_checks() {
             .check_result(r#"{"mode":"loop"}"#, Duration::from_secs(3))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // While the loop spins, many other checks complete, each promptly.
+    // Checks run back to back until the runaway hits its time limit: all of
+    // them complete promptly while it spins (no sleep guesses when it
+    // started; the count shows the two overlapped for its whole 3 s).
     let mut ok = plugin.instance(Arc::new(NetPolicy::deny_all()), "healthy");
-    for _ in 0..50 {
+    let mut done = 0;
+    while !runaway.is_finished() {
         let t = Instant::now();
         let r = ok
             .check_result(r#"{"mode":"ok"}"#, Duration::from_secs(1))
@@ -39,7 +41,12 @@ async fn a_runaway_plugin_does_not_stall_other_checks() {
             "a check waited {:?} behind the runaway",
             t.elapsed()
         );
+        done += 1;
     }
+    assert!(
+        done >= 50,
+        "only {done} checks completed while the runaway spun"
+    );
     let r = runaway.await.unwrap();
     assert_eq!(r.status, Status::Error);
     assert!(r.message.contains("time limit"), "{}", r.message);
