@@ -301,6 +301,25 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// `GET url` with an optional bearer token: (status, body up to
+    /// `limit`). For the CLI's view of its own agent.
+    pub async fn get(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+        limit: usize,
+    ) -> Result<(u16, Vec<u8>), String> {
+        let headers = bearer
+            .map(|t| vec![(http::header::AUTHORIZATION, format!("Bearer {t}"))])
+            .unwrap_or_default();
+        let a = self
+            .exchange(http::Method::GET, url, headers, bytes::Bytes::new(), limit)
+            .await?;
+        Ok((a.status, a.body))
+    }
+}
+
 impl TlsTarget {
     async fn exchange(
         &self,

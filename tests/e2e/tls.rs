@@ -270,6 +270,15 @@ fn an_https_agent_serves_status_and_page_over_http1_and_http2_and_refuses_plain_
         "public_url defaults to https://:\n{}",
         a.logs()
     );
+    // `outpost status` reads it live over HTTPS (pinned to the agent's own
+    // certificate), not from the database.
+    let out = a.cli(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("agent `edge-1` (live"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // HTTP/2 by ALPN, with a real HTTP/2 client.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -421,6 +430,13 @@ fn mutual_tls_refuses_no_certificate_another_ca_and_another_agents_identity() {
         "{}\n[[peer]]\nname = \"b\"\ninterval = \"1h\"\n[[peer]]\nname = \"c\"\ninterval = \"1h\"\n[api]\npush_token_file = \"push.token\"\n",
         tls_section("agg", "client_ca_file = \"ca.pem\"")
     ));
+    // The CLI presents the agent's own certificate (from the fleet CA).
+    let out = agg.cli(&["status"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("agent `agg` (live"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let doc = |name: &str| {
         format!(
             r#"{{"schema_version":1,"agent":{{"name":"{name}","id":"id-{name}"}},"services":[]}}"#

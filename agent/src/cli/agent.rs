@@ -209,6 +209,38 @@ async fn live_status(c: &ConfigArg) -> Option<serde_json::Value> {
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
+    if let Some(tls) = &agent.tls {
+        // HTTPS: trust exactly the certificate the agent serves (its file
+        // is right here); present it as our client certificate when the
+        // agent requires one.
+        use sha2::Digest;
+        let cert = crate::tls::read_certs(&tls.cert_file)
+            .ok()?
+            .into_iter()
+            .next()?;
+        let mutual = tls.client_ca_file.is_some();
+        let settings = crate::tls::ClientSettings {
+            ca_file: None,
+            cert_file: mutual.then(|| tls.cert_file.clone()),
+            key_file: mutual.then(|| tls.key_file.clone()),
+            pin_sha256: Some(sha2::Sha256::digest(cert.as_ref()).into()),
+            pin_only: true,
+        };
+        let url = format!("https://{addr}/api/v1/status");
+        let t = crate::federation::Transport::new(&url, Some(&settings)).ok()?;
+        let (status, body) = tokio::time::timeout(
+            LIVE_TIMEOUT,
+            t.get(
+                &url,
+                api.read_token.as_deref(),
+                crate::federation::MAX_STATUS_BYTES,
+            ),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        return (status == 200).then(|| serde_json::from_slice(&body).ok())?;
+    }
     let client = crate::federation::client();
     let mut req = client
         .get(format!("http://{addr}/api/v1/status"))

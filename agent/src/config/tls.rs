@@ -207,6 +207,7 @@ pub(super) fn check_client(
             ),
             None => None,
         },
+        pin_only: false,
     };
     if let Err(e) = crate::tls::client_config(&s) {
         let at = r
