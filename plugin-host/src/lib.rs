@@ -12,20 +12,22 @@
 //!   ([`sandbox`]);
 //! - the pooling instance allocator: linear memories, tables, VM contexts
 //!   and fiber stacks come from slots reserved once, so a fresh instance
-//!   costs no `mmap`, and a slot's pages are given back (`madvise`) when its
-//!   instance ends, so memory follows the instances *live*, not the
-//!   instances ever made.
+//!   costs no `mmap`; a slot stays affine to its plugin and keeps the pages
+//!   its last instance wrote, reset in place to the memory image (see
+//!   `KEEP_RESIDENT`), so a fresh instance takes no page faults either.
 //!
 //! Isolation scheme: an instance belongs to exactly one configured sensor
-//! (or notifier), so one check's state never reaches another sensor. Up to
-//! [`HostConfig::warm_instances`] instances (across all plugins, first come)
-//! are kept warm between runs of *their* sensor, which makes a run cost a
-//! call instead of an instantiation; every other run gets a fresh store,
-//! dropped when the run ends. A warm instance is thrown away after any
-//! fault (trap, timeout, memory or output limit) and after
-//! [`HostConfig::max_runs_per_instance`] runs, so a fault or leak of one run
-//! cannot accumulate. `reuse_instances = false` gives a fresh store to
-//! every run.
+//! (or notifier), so one check's state never reaches another sensor. By
+//! default every run gets a fresh store and instance, dropped when the run
+//! ends: nothing of a run (memory, sockets, resources) reaches the next.
+//! A fresh instance costs about 20 µs of host overhead. An agent may opt
+//! into keeping up to [`HostConfig::warm_instances`] instances (across all
+//! plugins, first come) warm between runs of *their* sensor, which makes a
+//! run cost a call (about 1 µs) instead of an instantiation; a warm
+//! instance is thrown away after any fault (trap, timeout, memory or
+//! output limit), after a run that left a socket or an HTTP exchange, and
+//! after [`HostConfig::max_runs_per_instance`] runs. `reuse_instances =
+//! false` turns warm instances off whatever `warm_instances` says.
 //!
 //! Every fault is returned as a [`RunError`], never a panic; callers turn it
 //! into an `error` check result. This module must not know about schedules,
@@ -117,10 +119,11 @@ pub struct HostConfig {
     /// Keep instances warm between runs of the same sensor (within
     /// [`HostConfig::warm_instances`]).
     pub reuse_instances: bool,
-    /// How many instances may be kept warm at once, across all plugins.
-    /// A warm instance saves an instantiation per run (about 30 µs) but
-    /// keeps its memory (about 200 KiB for the HTTP sensor); past this
-    /// many, runs get a fresh instance from the pool.
+    /// How many instances may be kept warm at once, across all plugins
+    /// (default 0: every run gets a fresh instance). A warm instance saves
+    /// an instantiation per run (about 20 µs) but keeps its memory (about
+    /// 200 KiB for the HTTP sensor) and lets a plugin's state outlive a
+    /// run; past this many, runs get a fresh instance from the pool.
     pub warm_instances: u32,
     /// How many runs may be in flight at once beyond the warm instances
     /// (scheduler concurrency, notifier deliveries, config validation).
@@ -221,11 +224,10 @@ impl Default for HostConfig {
     }
 }
 
-/// Default of [`HostConfig::warm_instances`]: a small agent's every
-/// sensor. Each warm HTTP instance holds about 230 KiB (its memory image
-/// pages, its written pages, its host state); a fresh one costs about
-/// 65 µs more per check, which matters only at many checks per second.
-pub const DEFAULT_WARM_INSTANCES: u32 = 4;
+/// Default of [`HostConfig::warm_instances`]: none. A fresh instance per
+/// run costs about 20 µs more than a warm one (see `pool_config`), and
+/// then no state of a run can reach the next.
+pub const DEFAULT_WARM_INSTANCES: u32 = 0;
 
 /// Core instances, memories and tables one component may use, for sizing
 /// the pool: a Rust or C component built for `wasm32-wasip2` has its
@@ -670,12 +672,32 @@ fn precompile(config: &HostConfig, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
     Engine::new(&engine_config(config))?.precompile_component(wasm)
 }
 
-/// The instance pool: every slot reserved up front (virtual memory only),
-/// pages handed back to the OS when an instance ends. A few unused slots
-/// stay affine to their module so the next instance of the same plugin
-/// finds its copy-on-write memory image already mapped.
+/// Bytes of a linear memory whose written pages a pool slot keeps between
+/// instances (reset in place to the memory image), where the kernel can
+/// tell which pages were written ([`PoolingAllocationConfig::pagemap_scan`],
+/// Linux 6.7+). Resetting a page in place costs a copy; handing it back
+/// costs an `madvise` with a TLB shoot-down on every core the process runs
+/// on plus a page fault when the next instance touches it again, which was
+/// half of a fresh instance's cost. 1 MiB holds what a check writes (the
+/// HTTP sensor writes about 200 KiB); more is handed back.
+const KEEP_RESIDENT: usize = 1 << 20;
+
+/// The instance pool: every slot reserved up front (virtual memory only).
+/// A slot keeps the pages its last instance wrote (up to [`KEEP_RESIDENT`],
+/// reset to the plugin's memory image when the instance ends) and stays
+/// affine to its plugin, so the next instance of the same plugin finds its
+/// memory mapped and resident. The most recently used affine slot is
+/// chosen first, so the slots ever used are about the peak number of
+/// instances alive at once, not the pool's size. Without the kernel's
+/// `PAGEMAP_SCAN` a reset would have to rewrite the whole kept range, so
+/// there pages are handed back instead.
 fn pool_config(config: &HostConfig) -> PoolingAllocationConfig {
     let slots = config.warm_instances.max(1) + config.concurrent_runs.max(1);
+    let keep = if PoolingAllocationConfig::is_pagemap_scan_available() {
+        KEEP_RESIDENT
+    } else {
+        0
+    };
     let mut p = PoolingAllocationConfig::new();
     p.total_component_instances(slots)
         .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
@@ -687,13 +709,9 @@ fn pool_config(config: &HostConfig) -> PoolingAllocationConfig {
         .max_memory_size(config.limits.memory_bytes.clamp(64 << 10, 4 << 30))
         .table_elements(100_000)
         .max_unused_warm_slots(8)
-        // A slot hands all its pages back when its instance ends: nothing
-        // is kept resident for the next one. Keeping 64 KiB of memory and
-        // 16 KiB of table per slot saved page faults, but every slot ever
-        // used (a startup burst touches dozens) then held them for good:
-        // 3.6 MiB at 1,000 sensors. Pages go back at once, not in batches.
-        .linear_memory_keep_resident(0)
-        .table_keep_resident(0)
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .linear_memory_keep_resident(keep)
+        .table_keep_resident(keep)
         .decommit_batch_size(1);
     p
 }
