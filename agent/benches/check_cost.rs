@@ -14,7 +14,9 @@
 //! Needs Debian's `nginx-light` and `prometheus-blackbox-exporter`
 //! (`apt-get install nginx-light prometheus-blackbox-exporter`).
 //! Environment: `OUTPOST_BENCH_WINDOW_S` (default 20), `OUTPOST_BENCH_RATES`
-//! (default `100,1000`).
+//! (default `100,1000`), `OUTPOST_BENCH_BASELINE_AGENT` (the path of another
+//! `outpost` binary, e.g. a release build of `main`: it is measured with a
+//! fresh instance per check in the same run, beside this build).
 
 mod common;
 use common::{cpu_of, memory_of, scrape};
@@ -59,19 +61,24 @@ fn main() {
         window.as_secs(),
         WARMUP.as_secs()
     );
+    let this_agent = PathBuf::from(env!("CARGO_BIN_EXE_outpost"));
+    let baseline = std::env::var_os("OUTPOST_BENCH_BASELINE_AGENT").map(PathBuf::from);
     let mut rows = vec![];
     for &rate in &rates {
         let native = native(&target, rate, window);
         let blackbox = blackbox(&work, &target, rate, window);
-        let fresh = agent(&work, nginx.port, rate, window, false);
-        let warm = agent(&work, nginx.port, rate, window, true);
-        rows.push((rate, native, blackbox, fresh, warm));
+        let fresh = agent(&work, &this_agent, nginx.port, rate, window, false);
+        let warm = agent(&work, &this_agent, nginx.port, rate, window, true);
+        let base = baseline
+            .as_ref()
+            .map(|b| agent(&work, b, nginx.port, rate, window, false));
+        rows.push((rate, native, blackbox, fresh, warm, base));
     }
     println!(
         "\n| rate | blackbox_exporter | native hyper (new connection) | Outpost defaults (fresh instance per check) | Outpost, all instances warm |"
     );
     println!("|---|---|---|---|---|");
-    for (rate, native, bb, fresh, warm) in &rows {
+    for (rate, native, bb, fresh, warm, _) in &rows {
         let ratio = |c: &Cost| c.per_check_us() / native.per_check_us();
         println!(
             "| {rate} checks/s | {:.0} µs ({:.1}×) | {:.0} µs | {:.0} µs ({:.2}× native) | {:.0} µs ({:.2}× native) |",
@@ -85,8 +92,23 @@ fn main() {
         );
     }
     println!();
-    for (rate, _, _, fresh, warm) in &rows {
-        for (label, c) in [("defaults", fresh), ("all warm", warm)] {
+    for (rate, native, _, fresh, _, base) in &rows {
+        if let (Some(b), Some(path)) = (base, &baseline) {
+            println!(
+                "baseline agent {} at {rate} checks/s, fresh instance per check: {:.0} µs ({:.2}× native); this build / baseline: {:.2}",
+                path.display(),
+                b.per_check_us(),
+                b.per_check_us() / native.per_check_us(),
+                fresh.per_check_us() / b.per_check_us()
+            );
+        }
+    }
+    for (rate, _, _, fresh, warm, base) in &rows {
+        let mut subjects = vec![("defaults", fresh), ("all warm", warm)];
+        if let Some(b) = base {
+            subjects.push(("baseline", b));
+        }
+        for (label, c) in subjects {
             println!(
                 "agent at {rate} checks/s, {label:<8}: {} checks in the window ({} not ok), RssAnon {:.1} MiB, VmRSS {:.1} MiB",
                 c.checks,
@@ -97,7 +119,7 @@ fn main() {
         }
     }
     let target_ratio = 1.5;
-    for (rate, native, _, fresh, _) in &rows {
+    for (rate, native, _, fresh, _, _) in &rows {
         let r = fresh.per_check_us() / native.per_check_us();
         println!(
             "target: agent CPU per check ≤ {target_ratio}× native at {rate}/s: {} ({r:.2}×)",
@@ -127,8 +149,11 @@ impl Cost {
 // ---------------------------------------------------------------------------
 
 /// The agent with `rate` http sensors at a 1 s interval.
-fn agent(work: &Path, port: u16, rate: u64, window: Duration, all_warm: bool) -> Cost {
-    let dir = work.join(format!("agent-{rate}-{all_warm}"));
+fn agent(work: &Path, bin: &Path, port: u16, rate: u64, window: Duration, all_warm: bool) -> Cost {
+    let dir = work.join(format!(
+        "agent-{rate}-{all_warm}-{}",
+        bin.file_name().unwrap_or_default().to_string_lossy()
+    ));
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let warm = if all_warm { rate } else { 0 };
@@ -146,7 +171,7 @@ fn agent(work: &Path, port: u16, rate: u64, window: Duration, all_warm: bool) ->
     let cfg_path = dir.join("outpost.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let log = std::fs::File::create(dir.join("agent.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+    let mut child = Command::new(bin)
         .args(["run", "-c"])
         .arg(&cfg_path)
         .env("RUST_LOG", "warn")

@@ -2,8 +2,9 @@
 //!
 //! Prints, in one run:
 //! (a) host overhead per run for a trivial sensor (instantiate if needed +
-//!     call + result), median and p99, for the default warm-instance scheme
-//!     and for a fresh store per run;
+//!     call + result), median and p99, for a warm instance per sensor and
+//!     for a fresh store per run (the default); `OUTPOST_BENCH_ONLY_OVERHEAD=1`
+//!     stops after this part (for profiling it);
 //! (b) HTTP checks per CPU-second through the built-in `http` plugin against
 //!     a loopback server running in a separate process, side by side with a
 //!     native Rust client (reqwest) making the same requests, in alternating
@@ -43,9 +44,12 @@ fn main() {
         println!("fresh store per run      : median {:>7.1} µs   p99 {:>7.1} µs", fresh.0, fresh.1);
         println!("fresh/warm median ratio  : {:.1}x", fresh.0 / warm.0);
         println!(
-            "target ≤ 20 µs median (the default scheme, warm instance): {}",
-            if warm.0 <= 20.0 { "MET" } else { "MISSED" }
+            "target ≤ 20 µs median (the default scheme, fresh instance per run): {}",
+            if fresh.0 <= 20.0 { "MET" } else { "MISSED" }
         );
+        if std::env::var_os("OUTPOST_BENCH_ONLY_OVERHEAD").is_some() {
+            return;
+        }
 
         println!(
             "\n== (b) HTTP checks per CPU-second ({ROUNDS} rounds of {HTTP_REQUESTS} requests each, {HTTP_CONCURRENCY} concurrent, loopback server in another process;\n   wasm and native alternate, so each round's ratio compares runs made under the same machine load)"
@@ -145,6 +149,7 @@ async fn overhead(reuse: bool, cache: &std::path::Path) -> (f64, f64) {
     let host = PluginHost::new(HostConfig {
         cache_dir: Some(cache.to_path_buf()),
         reuse_instances: reuse,
+        warm_instances: 1,
         ..HostConfig::default()
     })
     .unwrap();

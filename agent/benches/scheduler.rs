@@ -27,12 +27,14 @@
 //! Environment: `OUTPOST_BENCH_WINDOW_S` (measurement window, default 15),
 //! `OUTPOST_BENCH_STEADY_S` (length of the steady-state run, default 330:
 //! past the store's first retention pass, 300 s after start, whose work
-//! raises RSS for a few seconds; 0 skips it).
+//! raises RSS for a few seconds; 0 skips it), `OUTPOST_BENCH_BASELINE_AGENT`
+//! (the path of another `outpost` binary, e.g. a release build of `main`:
+//! its 1,000-sensor run with its own defaults is added to both tables).
 
 mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -69,7 +71,8 @@ fn main() {
         window.as_secs(),
         WARMUP.as_secs()
     );
-    let run = |n, interval, window, reuse| {
+    let baseline_bin = std::env::var_os("OUTPOST_BENCH_BASELINE_AGENT").map(PathBuf::from);
+    let run_bin = |n, interval, window, reuse, bin: Option<&Path>| {
         agent_phase(&AgentRun {
             work: &work,
             sensors: n,
@@ -77,16 +80,25 @@ fn main() {
             server_port: port,
             window,
             reuse_instances: reuse,
+            bin,
         })
     };
+    let run = |n, interval, window, reuse| run_bin(n, interval, window, reuse, None);
     let idle = run(IDLE_SENSORS, "1s", window, true);
     let full = run(SENSORS, "1s", window, true);
     let fresh = run(SENSORS, "1s", window, false);
-    for (label, p) in [
+    let base = baseline_bin
+        .as_deref()
+        .map(|b| run_bin(SENSORS, "1s", window, true, Some(b)));
+    let mut table1 = vec![
         (format!("{IDLE_SENSORS} sensors (baseline)"), &idle),
         (format!("{SENSORS} sensors"), &full),
         (format!("{SENSORS}, fresh instances"), &fresh),
-    ] {
+    ];
+    if let Some(b) = &base {
+        table1.push((format!("{SENSORS}, baseline agent"), b));
+    }
+    for (label, p) in table1 {
         println!(
             "{label:<26}: {:>6} checks ({:>5.0}/s)  lateness p50 ≤ {}  p99 ≤ {}  max ≤ {}  mean {:.3} ms  (not ok: {})",
             p.lateness.count,
@@ -111,12 +123,16 @@ fn main() {
     let many = run(MANY_SENSORS, MANY_INTERVAL, Duration::from_secs(10), true);
     let _ = server.kill();
     let _ = server.wait();
-    for (label, p) in [
+    let mut table2 = vec![
         (format!("{IDLE_SENSORS} sensors"), &idle),
         (format!("{SENSORS} sensors"), &full),
         (format!("{SENSORS}, fresh instances"), &fresh),
-        (format!("{MANY_SENSORS} sensors ({MANY_INTERVAL})"), &many),
-    ] {
+    ];
+    if let Some(b) = &base {
+        table2.push((format!("{SENSORS}, baseline agent"), b));
+    }
+    table2.push((format!("{MANY_SENSORS} sensors ({MANY_INTERVAL})"), &many));
+    for (label, p) in table2 {
         let note = if p.capped {
             "  (stopped at the RSS cap)"
         } else {
@@ -224,6 +240,7 @@ fn steady_phase(work: &Path, server_port: u16, length: Duration) -> Steady {
         server_port,
         window: length,
         reuse_instances: true,
+        bin: None,
     });
     let pid = child.id();
     let start = Instant::now();
@@ -282,6 +299,8 @@ struct AgentRun<'a> {
     server_port: u16,
     window: Duration,
     reuse_instances: bool,
+    /// Another `outpost` binary to run instead of this build's.
+    bin: Option<&'a Path>,
 }
 
 /// The agent is stopped when its RSS passes this (8 GiB): a third of the
@@ -339,7 +358,7 @@ fn start_agent(r: &AgentRun) -> (Child, u16) {
     let cfg_path = dir.join("outpost.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let log = std::fs::File::create(dir.join("agent.log")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+    let mut child = Command::new(r.bin.unwrap_or(Path::new(env!("CARGO_BIN_EXE_outpost"))))
         .args(["run", "-c"])
         .arg(&cfg_path)
         .env("RUST_LOG", "warn")

@@ -12,20 +12,22 @@
 //!   ([`sandbox`]);
 //! - the pooling instance allocator: linear memories, tables, VM contexts
 //!   and fiber stacks come from slots reserved once, so a fresh instance
-//!   costs no `mmap`, and a slot's pages are given back (`madvise`) when its
-//!   instance ends, so memory follows the instances *live*, not the
-//!   instances ever made.
+//!   costs no `mmap`; a slot stays affine to its plugin and keeps the pages
+//!   its last instance wrote, reset in place to the memory image (see
+//!   `KEEP_RESIDENT`), so a fresh instance takes no page faults either.
 //!
 //! Isolation scheme: an instance belongs to exactly one configured sensor
-//! (or notifier), so one check's state never reaches another sensor. Up to
-//! [`HostConfig::warm_instances`] instances (across all plugins, first come)
-//! are kept warm between runs of *their* sensor, which makes a run cost a
-//! call instead of an instantiation; every other run gets a fresh store,
-//! dropped when the run ends. A warm instance is thrown away after any
-//! fault (trap, timeout, memory or output limit) and after
-//! [`HostConfig::max_runs_per_instance`] runs, so a fault or leak of one run
-//! cannot accumulate. `reuse_instances = false` gives a fresh store to
-//! every run.
+//! (or notifier), so one check's state never reaches another sensor. By
+//! default every run gets a fresh store and instance, dropped when the run
+//! ends: nothing of a run (memory, sockets, resources) reaches the next.
+//! A fresh instance costs about 20 µs of host overhead. An agent may opt
+//! into keeping up to [`HostConfig::warm_instances`] instances (across all
+//! plugins, first come) warm between runs of *their* sensor, which makes a
+//! run cost a call (about 1 µs) instead of an instantiation; a warm
+//! instance is thrown away after any fault (trap, timeout, memory or
+//! output limit), after a run that left a socket or an HTTP exchange, and
+//! after [`HostConfig::max_runs_per_instance`] runs. `reuse_instances =
+//! false` turns warm instances off whatever `warm_instances` says.
 //!
 //! Every fault is returned as a [`RunError`], never a panic; callers turn it
 //! into an `error` check result. This module must not know about schedules,
@@ -164,10 +166,11 @@ pub struct HostConfig {
     /// Keep instances warm between runs of the same sensor (within
     /// [`HostConfig::warm_instances`]).
     pub reuse_instances: bool,
-    /// How many instances may be kept warm at once, across all plugins.
-    /// A warm instance saves an instantiation per run (about 30 µs) but
-    /// keeps its memory (about 200 KiB for the HTTP sensor); past this
-    /// many, runs get a fresh instance from the pool.
+    /// How many instances may be kept warm at once, across all plugins
+    /// (default 0: every run gets a fresh instance). A warm instance saves
+    /// an instantiation per run (about 20 µs) but keeps its memory (about
+    /// 200 KiB for the HTTP sensor) and lets a plugin's state outlive a
+    /// run; past this many, runs get a fresh instance from the pool.
     pub warm_instances: u32,
     /// How many runs may be in flight at once beyond the warm instances
     /// (scheduler concurrency, notifier deliveries, config validation).
@@ -268,11 +271,10 @@ impl Default for HostConfig {
     }
 }
 
-/// Default of [`HostConfig::warm_instances`]: a small agent's every
-/// sensor. Each warm HTTP instance holds about 230 KiB (its memory image
-/// pages, its written pages, its host state); a fresh one costs about
-/// 65 µs more per check, which matters only at many checks per second.
-pub const DEFAULT_WARM_INSTANCES: u32 = 4;
+/// Default of [`HostConfig::warm_instances`]: none. A fresh instance per
+/// run costs about 20 µs more than a warm one (see `pool_config`), and
+/// then no state of a run can reach the next.
+pub const DEFAULT_WARM_INSTANCES: u32 = 0;
 
 /// Core instances, memories and tables one component may use, for sizing
 /// the pool: a Rust or C component built for `wasm32-wasip2` has its
@@ -492,31 +494,77 @@ impl PluginSource {
     }
 }
 
-/// Advances the engine's epoch until dropped.
+/// Advances the engine's epoch until dropped, while a call is in flight.
+/// With no plugin running it sleeps: an idle agent (a hundred checks a
+/// second leave it idle most of the time) would otherwise wake every
+/// [`EPOCH_TICK`] for nothing, which cost about 6 % of its CPU.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
+    runs: Arc<ActiveRuns>,
+}
+
+/// Counts the calls in flight and wakes the ticker on the first.
+struct ActiveRuns {
+    count: AtomicUsize,
+    ticker: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl ActiveRuns {
+    /// Marks a call in flight until the guard drops.
+    fn enter(self: &Arc<Self>) -> ActiveRun {
+        if self.count.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(t) = self.ticker.get()
+        {
+            t.unpark();
+        }
+        ActiveRun(self.clone())
+    }
+}
+
+/// One call in flight (see [`ActiveRuns`]).
+struct ActiveRun(Arc<ActiveRuns>);
+
+impl Drop for ActiveRun {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl EpochTicker {
     fn start(engine: Engine) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::Builder::new()
+        let runs = Arc::new(ActiveRuns {
+            count: AtomicUsize::new(0),
+            ticker: std::sync::OnceLock::new(),
+        });
+        let (flag, active) = (stop.clone(), runs.clone());
+        let handle = std::thread::Builder::new()
             .name("outpost-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
+                    if active.count.load(Ordering::Acquire) == 0 {
+                        // `enter` unparks; a token given between the load
+                        // and here makes `park` return at once. The
+                        // timeout only bounds a missed wake-up.
+                        std::thread::park_timeout(Duration::from_secs(1));
+                        continue;
+                    }
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
                 }
             })
             .expect("spawn epoch thread");
-        Self { stop }
+        let _ = runs.ticker.set(handle.thread().clone());
+        Self { stop, runs }
     }
 }
 
 impl Drop for EpochTicker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.runs.ticker.get() {
+            t.unpark();
+        }
     }
 }
 
@@ -730,6 +778,7 @@ impl PluginHost {
             engine: self.engine.clone(),
             config: self.config.clone(),
             warm: self.warm.clone(),
+            runs: self._ticker.runs.clone(),
             info: PluginInfo {
                 name: String::new(),
                 version: String::new(),
@@ -890,12 +939,32 @@ fn precompile(config: &HostConfig, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
     Engine::new(&engine_config(config))?.precompile_component(wasm)
 }
 
-/// The instance pool: every slot reserved up front (virtual memory only),
-/// pages handed back to the OS when an instance ends. A few unused slots
-/// stay affine to their module so the next instance of the same plugin
-/// finds its copy-on-write memory image already mapped.
+/// Bytes of a linear memory whose written pages a pool slot keeps between
+/// instances (reset in place to the memory image), where the kernel can
+/// tell which pages were written ([`PoolingAllocationConfig::pagemap_scan`],
+/// Linux 6.7+). Resetting a page in place costs a copy; handing it back
+/// costs an `madvise` with a TLB shoot-down on every core the process runs
+/// on plus a page fault when the next instance touches it again, which was
+/// half of a fresh instance's cost. 1 MiB holds what a check writes (the
+/// HTTP sensor writes about 200 KiB); more is handed back.
+const KEEP_RESIDENT: usize = 1 << 20;
+
+/// The instance pool: every slot reserved up front (virtual memory only).
+/// A slot keeps the pages its last instance wrote (up to [`KEEP_RESIDENT`],
+/// reset to the plugin's memory image when the instance ends) and stays
+/// affine to its plugin, so the next instance of the same plugin finds its
+/// memory mapped and resident. The most recently used affine slot is
+/// chosen first, so the slots ever used are about the peak number of
+/// instances alive at once, not the pool's size. Without the kernel's
+/// `PAGEMAP_SCAN` a reset would have to rewrite the whole kept range, so
+/// there pages are handed back instead.
 fn pool_config(config: &HostConfig) -> PoolingAllocationConfig {
     let slots = config.warm_instances.max(1) + config.concurrent_runs.max(1);
+    let keep = if PoolingAllocationConfig::is_pagemap_scan_available() {
+        KEEP_RESIDENT
+    } else {
+        0
+    };
     let mut p = PoolingAllocationConfig::new();
     p.total_component_instances(slots)
         .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
@@ -907,13 +976,9 @@ fn pool_config(config: &HostConfig) -> PoolingAllocationConfig {
         .max_memory_size(config.limits.memory_bytes.clamp(64 << 10, 4 << 30))
         .table_elements(100_000)
         .max_unused_warm_slots(8)
-        // A slot hands all its pages back when its instance ends: nothing
-        // is kept resident for the next one. Keeping 64 KiB of memory and
-        // 16 KiB of table per slot saved page faults, but every slot ever
-        // used (a startup burst touches dozens) then held them for good:
-        // 3.6 MiB at 1,000 sensors. Pages go back at once, not in batches.
-        .linear_memory_keep_resident(0)
-        .table_keep_resident(0)
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .linear_memory_keep_resident(keep)
+        .table_keep_resident(keep)
         .decommit_batch_size(1);
     p
 }
@@ -942,6 +1007,7 @@ pub struct Plugin {
     engine: Engine,
     config: HostConfig,
     warm: Arc<WarmBudget>,
+    runs: Arc<ActiveRuns>,
     info: PluginInfo,
 }
 
@@ -1157,6 +1223,7 @@ impl Instance {
 
     /// Calls `info`.
     pub async fn info(&mut self) -> Result<PluginInfo, RunError> {
+        let _active = self.plugin.runs.enter();
         let deadline = Instant::now() + METADATA_TIMEOUT;
         let w = self.prepare(deadline).await?;
         let out = match &w.bound {
@@ -1193,6 +1260,7 @@ impl Instance {
         &mut self,
         config_json: &str,
     ) -> Result<Result<(), ConfigError>, RunError> {
+        let _active = self.plugin.runs.enter();
         let deadline = Instant::now() + METADATA_TIMEOUT;
         let w = self.prepare(deadline).await?;
         let out = match &w.bound {
@@ -1236,6 +1304,7 @@ impl Instance {
         config_json: &str,
         timeout: Duration,
     ) -> Result<CheckResult, RunError> {
+        let _active = self.plugin.runs.enter();
         let deadline = Instant::now() + timeout;
         let ms = timeout.as_millis().min(u32::MAX as u128) as u32;
         let w = self.prepare(deadline).await?;
@@ -1275,6 +1344,7 @@ impl Instance {
         alert: &Alert,
         timeout: Duration,
     ) -> Result<Result<(), DeliveryError>, RunError> {
+        let _active = self.plugin.runs.enter();
         let deadline = Instant::now() + timeout;
         let ms = timeout.as_millis().min(u32::MAX as u128) as u32;
         let w = self.prepare(deadline).await?;
@@ -1318,6 +1388,7 @@ impl Instance {
         cursor: Option<&str>,
         timeout: Duration,
     ) -> Result<Result<Discovery, DiscoveryError>, RunError> {
+        let _active = self.plugin.runs.enter();
         let deadline = Instant::now() + timeout;
         let ms = timeout.as_millis().min(u32::MAX as u128) as u32;
         let w = self.prepare(deadline).await?;

@@ -15,6 +15,17 @@ fn host() -> PluginHost {
     .unwrap()
 }
 
+/// A host that keeps instances warm between runs (not the default: every
+/// run gets a fresh instance unless `warm_instances` is raised).
+fn warm_host() -> PluginHost {
+    PluginHost::new(HostConfig {
+        cache_dir: Some(crate::util::shared_cache_dir()),
+        warm_instances: 4,
+        ..HostConfig::default()
+    })
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runaway_plugin_does_not_stall_other_checks() {
     let host = host();
@@ -54,7 +65,7 @@ async fn a_runaway_plugin_does_not_stall_other_checks() {
 
 #[tokio::test]
 async fn warm_instances_are_per_sensor_and_recycled_after_a_fault() {
-    let host = host();
+    let host = warm_host();
     let plugin = host.load_spec(&fixture("hostile")).await.unwrap();
     let mut a = plugin.instance(Arc::new(NetPolicy::deny_all()), "a");
     let mut b = plugin.instance(Arc::new(NetPolicy::deny_all()), "b");
@@ -86,6 +97,21 @@ async fn warm_instances_are_per_sensor_and_recycled_after_a_fault() {
 }
 
 #[tokio::test]
+async fn fresh_instance_per_run_by_default() {
+    let host = host();
+    let plugin = host.load_spec(&fixture("hostile")).await.unwrap();
+    let mut a = plugin.instance(Arc::new(NetPolicy::deny_all()), "a");
+    for _ in 0..3 {
+        let r = a
+            .check_result(r#"{"mode":"counter"}"#, Duration::from_secs(1))
+            .await;
+        assert_eq!(r.metrics["calls"], 1.0, "state survived a run");
+        assert!(!a.is_warm());
+    }
+    assert_eq!(host.warm_instances(), 0);
+}
+
+#[tokio::test]
 async fn fresh_store_per_run_when_reuse_is_off() {
     let host = PluginHost::new(HostConfig {
         reuse_instances: false,
@@ -112,7 +138,7 @@ async fn no_socket_of_a_run_reaches_the_next_run_of_a_warm_instance() {
             held.push(s);
         }
     });
-    let host = host();
+    let host = warm_host();
     let plugin = host.load_spec(&fixture("hostile")).await.unwrap();
     let allow = vec![outpost_plugin_host::Endpoint::parse(&format!("127.0.0.1:{port}")).unwrap()];
     let mut a = plugin.instance(Arc::new(NetPolicy::new(allow)), "keeper");
@@ -129,7 +155,7 @@ async fn no_socket_of_a_run_reaches_the_next_run_of_a_warm_instance() {
 #[tokio::test]
 async fn an_http_check_that_cleans_up_keeps_its_instance_warm() {
     let target = crate::util::Target::start(crate::util::Mode::Up);
-    let host = host();
+    let host = warm_host();
     let plugin = host.load_spec("http").await.unwrap();
     let cfg = serde_json::json!({ "url": target.url() });
     let policy = NetPolicy::granted(plugin.info(), &cfg, None, &[]);
